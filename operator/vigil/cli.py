@@ -1,0 +1,50 @@
+"""The ``vigil`` command line: one entry point for the operator, the sandbox and the simulator."""
+
+from __future__ import annotations
+
+import pathlib
+
+import typer
+
+from vigil.api import crd
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keep Triton model deployments inside their SLOs.")
+
+
+@app.command("crds")
+def crds_command(
+    out: pathlib.Path = typer.Option(pathlib.Path("crds"), help="Directory to write the CRD YAML files to."),
+) -> None:
+    """Write the CustomResourceDefinitions generated from the pydantic models."""
+    for path in crd.write_all(out):
+        typer.echo(f"wrote {path}")
+
+
+@app.command("run")
+def run_command(
+    namespace: list[str] = typer.Option([], "--namespace", "-n", help="Watch only these namespaces (repeatable)."),
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="Watch the whole cluster."),
+    kubeconfig: str | None = typer.Option(None, envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster)."),
+    liveness: str | None = typer.Option(
+        "http://127.0.0.1:8080/healthz", help="Liveness endpoint URL to serve (empty to disable)."
+    ),
+    priority: int = typer.Option(0, help="Peering priority; give each replica a distinct one."),
+    peering: str = typer.Option("vigil", help="Peering object name shared by the replicas."),
+    standalone: bool = typer.Option(False, help="Run without peering (a single replica)."),
+    prometheus_url: str | None = typer.Option(None, envvar="VIGIL_PROMETHEUS_URL", help="Prometheus base URL."),
+    eval_interval: float = typer.Option(5.0, help="Seconds between fleet-wide SLO evaluations."),
+    resync: float = typer.Option(30.0, help="Seconds between full re-reconciles of every deployment."),
+) -> None:
+    """Run the operator."""
+    from vigil.reconcile import operator
+
+    if namespace and all_namespaces:
+        raise typer.BadParameter("use either --namespace or --all-namespaces", param_hint="--namespace")
+    settings = operator.Settings(
+        kubeconfig=kubeconfig, resync_seconds=resync, prometheus_url=prometheus_url, eval_interval=eval_interval
+    )
+    operator.run(settings, list(namespace), liveness or None, priority, None if standalone else peering, standalone)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,29 @@
+"""Pinned versions of the sandbox's components, and where their built binaries are cached.
+
+The cache is keyed by component version *and* Go version so a toolchain upgrade never reuses a
+binary built by another compiler; a warm machine starts the sandbox in seconds, a cold one builds
+everything from the Go module proxy once.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+KUBERNETES = "v1.36.3"
+KUBERNETES_STAGING = "v0.36.3"
+ETCD = "v3.6.14"
+KWOK = "v0.8.0"
+GATEWAY_API = "v1.4.0"
+
+
+def cache_root() -> pathlib.Path:
+    """The root of vigil's caches (``$VIGIL_CACHE`` or ``~/.cache/vigil``)."""
+    env = os.environ.get("VIGIL_CACHE")
+    return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "vigil"
+
+
+def state_root() -> pathlib.Path:
+    """Where a running sandbox keeps its kubeconfig, logs and pids (``$VIGIL_STATE`` or under the cache)."""
+    env = os.environ.get("VIGIL_STATE")
+    return pathlib.Path(env) if env else cache_root() / "sandbox"

@@ -1,0 +1,344 @@
+"""The reconcile decision: (ModelDeployment, what runs now, time) -> (objects to apply, new status).
+
+Pure and deterministic, so every rollout rule is unit-tested state-in/state-out. The rules:
+
+* The *target* revision is the spec's, unless a rollback override for this very generation
+  names another one (a new generation supersedes every override: GitOps wins).
+* The target runs at the spec's replicas (or a scale override's). Traffic (the stable Service)
+  stays on the *current* revision until the target has all its replicas ready, then switches:
+  a rollout never drops serving capacity, and a rollback is a switch to warm pods.
+* After a switch the previous revision stays warm for ``bakeTime`` (a quick way back), unless it
+  is the bad revision a rollback moved away from. Every other revision is scaled to zero and kept,
+  up to ``revisionHistoryLimit``, as a rollback target.
+* Conditions follow reality: Available (serving revision has its replicas), Progressing (a
+  rollout is under way), Degraded (scheduler cannot place pods, pods crash, or the spec has a
+  problem the schema cannot catch), each with an Event on a transition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping
+
+from vigil.api import conditions as cond
+from vigil.api import modeldeployment as mdapi
+from vigil.api import slo as sloapi
+from vigil.render import revision as revisions
+from vigil.render import workload
+
+AVAILABLE = "Available"
+PROGRESSING = "Progressing"
+DEGRADED = "Degraded"
+ROLLED_BACK = "RolledBack"
+SCALED_OUT = "ScaledOut"
+
+T = cond.ConditionStatus.TRUE
+F = cond.ConditionStatus.FALSE
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """What one revision's Deployment reports."""
+
+    revision: str
+    replicas: int
+    ready: int
+    available: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PodProblem:
+    """A pod of a revision that cannot serve: unschedulable, crash-looping, failing."""
+
+    revision: str
+    pod: str
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    workloads: Mapping[str, Workload]
+    problems: tuple[PodProblem, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    deployments: tuple[workload.Manifest, ...]
+    delete: tuple[str, ...]
+    service: workload.Manifest | None
+    status: mdapi.ModelDeploymentStatus
+    events: tuple[Event, ...]
+
+
+@dataclasses.dataclass
+class _Draft:
+    """Mutable working copy while one decision is made."""
+
+    status: mdapi.ModelDeploymentStatus
+    events: list[Event]
+    generation: int
+    now: datetime.datetime
+
+    def condition(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
+        self.status.conditions, flipped = cond.set_condition(
+            self.status.conditions, type_, status, reason, message, self.generation, self.now
+        )
+        if flipped:
+            warning = (type_ == DEGRADED and status is T) or (type_ == AVAILABLE and status is F)
+            self.events.append(Event("Warning" if warning else "Normal", f"{type_}{status.value}", message))
+
+
+def _seconds_since(stamp: str | None, now: datetime.datetime) -> float:
+    if stamp is None:
+        return 0.0
+    return (now - cond.parse_time(stamp)).total_seconds()
+
+
+def _clear_stale_overrides(md: mdapi.ModelDeployment, draft: _Draft) -> None:
+    generation = draft.generation
+    status = draft.status
+    if status.rollback is not None and status.rollback.generation != generation:
+        draft.events.append(
+            Event(
+                "Normal",
+                "OverrideCleared",
+                f"spec generation {generation} supersedes the rollback to {status.rollback.revision}",
+            )
+        )
+        status.rollback = None
+    if status.scale is not None and status.scale.generation != generation:
+        draft.events.append(
+            Event("Normal", "OverrideCleared", f"spec generation {generation} supersedes the scale-out")
+        )
+        status.scale = None
+    if status.traffic is not None and status.traffic.generation != generation:
+        draft.events.append(
+            Event("Normal", "OverrideCleared", f"spec generation {generation} supersedes the traffic shift")
+        )
+        status.traffic = None
+
+
+def _record_revision(
+    status: mdapi.ModelDeploymentStatus,
+    spec: mdapi.ModelDeploymentSpec,
+    name: str,
+    generation: int,
+    now: datetime.datetime,
+) -> list[Event]:
+    if any(r.name == name for r in status.revisions):
+        return []
+    shape = mdapi.PodShape(model=spec.model, triton=spec.triton)
+    status.revisions.append(
+        mdapi.Revision(
+            name=name,
+            model_version=spec.model.version,
+            shape=shape,
+            generation=generation,
+            created=cond.rfc3339(now),
+        )
+    )
+    return [Event("Normal", "RevisionCreated", f"revision {name} (model version {spec.model.version})")]
+
+
+def _trim_history(status: mdapi.ModelDeploymentStatus, keep: set[str], limit: int) -> None:
+    while len(status.revisions) > limit:
+        victim = next((r for r in status.revisions if r.name not in keep), None)
+        if victim is None:
+            return
+        status.revisions.remove(victim)
+
+
+def _track_goodness(
+    status: mdapi.ModelDeploymentStatus,
+    spec: mdapi.ModelDeploymentSpec,
+    slo_met: Mapping[str, bool | None],
+    now: datetime.datetime,
+) -> list[Event]:
+    """Mark last-known-good: a serving revision that met its SLOs (or, without SLOs, stayed ready)
+    for the whole bake time. Unknown verdicts (no data) neither start nor break a good run."""
+    bake = sloapi.duration_seconds(spec.bake_time)
+    events: list[Event] = []
+    for rev in status.revisions:
+        if rev.name != status.current_revision:
+            continue
+        verdict: bool | None = (rev.ready_since is not None) if not spec.slos else slo_met.get(rev.name)
+        if verdict is False:
+            rev.good_since = None
+            continue
+        if verdict is True and rev.good_since is None:
+            rev.good_since = cond.rfc3339(now)
+        if not rev.last_known_good and rev.good_since is not None and _seconds_since(rev.good_since, now) >= bake:
+            rev.last_known_good = True
+            events.append(Event("Normal", "LastKnownGood", f"revision {rev.name} met its SLOs for {spec.bake_time}"))
+    return events
+
+
+def decide(
+    md: mdapi.ModelDeployment,
+    uid: str,
+    observed: Observed,
+    now: datetime.datetime,
+    slo_met: Mapping[str, bool | None] | None = None,
+) -> Outcome:
+    """Decide the children and status of one ModelDeployment."""
+    name = str(md.metadata.get("name"))
+    namespace = str(md.metadata.get("namespace"))
+    generation = int(md.metadata.get("generation") or 0)
+    owner = workload.Owner(name=name, namespace=namespace, uid=uid)
+    spec = md.spec
+    draft = _Draft(status=md.status.model_copy(deep=True), events=[], generation=generation, now=now)
+    status = draft.status
+    status.observed_generation = generation
+    _clear_stale_overrides(md, draft)
+
+    problems = workload.spec_problems(spec, name)
+    desired = revisions.revision_of(spec)
+    if problems:
+        draft.condition(DEGRADED, T, "InvalidSpec", "; ".join(problems))
+        # Keep serving whatever serves now; never roll out a spec vigil cannot honour.
+        desired = status.desired_revision or desired
+        if not any(r.name == desired for r in status.revisions):
+            return _finish(owner, draft, {}, observed, serving=None)
+    else:
+        draft.events.extend(_record_revision(status, spec, desired, generation, now))
+    status.desired_revision = desired
+
+    target = status.rollback.revision if status.rollback is not None else desired
+    if not any(r.name == target for r in status.revisions):
+        target = desired
+    wanted = status.scale.replicas if status.scale is not None else spec.replicas
+    current = status.current_revision
+    if current is not None and not any(r.name == current for r in status.revisions):
+        current = None
+
+    target_load = observed.workloads.get(target)
+    target_ready = target_load is not None and target_load.ready >= wanted and target_load.replicas == wanted
+    replicas: dict[str, int] = {target: wanted}
+    if current is None or current == target or target_ready or wanted == 0:
+        if current is not None and current != target:
+            status.previous_revision = current
+            status.switched_at = cond.rfc3339(now)
+            draft.events.append(
+                Event("Normal", "TrafficSwitched", f"traffic moved from revision {current} to {target}")
+            )
+        elif current is None:
+            status.switched_at = cond.rfc3339(now)
+        current = target
+    else:
+        current_load = observed.workloads.get(current)
+        replicas[current] = current_load.replicas if current_load is not None else wanted
+    status.current_revision = current
+
+    previous = status.previous_revision
+    bad = status.rollback.from_revision if status.rollback is not None else None
+    if previous is not None and previous not in replicas and previous != bad:
+        previous_load = observed.workloads.get(previous)
+        warm = _seconds_since(status.switched_at, now) < sloapi.duration_seconds(spec.bake_time)
+        if warm and previous_load is not None:
+            replicas[previous] = previous_load.replicas
+    for rev in status.revisions:
+        replicas.setdefault(rev.name, 0)
+
+    _trim_history(status, {target, current, *(r for r, n in replicas.items() if n > 0)}, spec.revision_history_limit)
+    replicas = {r: n for r, n in replicas.items() if any(x.name == r for x in status.revisions)}
+
+    for rev in status.revisions:
+        load = observed.workloads.get(rev.name)
+        if rev.ready_since is None and load is not None and load.replicas > 0 and load.ready >= load.replicas:
+            rev.ready_since = cond.rfc3339(now)
+    draft.events.extend(_track_goodness(status, spec, slo_met or {}, now))
+
+    if not problems:
+        _degraded(draft, observed, target)
+    _progress(draft, observed, target, current, wanted)
+    _overrides(draft, desired)
+    return _finish(owner, draft, replicas, observed, serving=current)
+
+
+def _degraded(draft: _Draft, observed: Observed, target: str) -> None:
+    mine = [p for p in observed.problems if p.revision == target]
+    unschedulable = [p for p in mine if p.reason == "Unschedulable"]
+    crashing = [p for p in mine if p.reason != "Unschedulable"]
+    if unschedulable:
+        first = unschedulable[0]
+        draft.condition(
+            DEGRADED, T, "Unschedulable", f"{len(unschedulable)} pod(s) of revision {target} pending: {first.message}"
+        )
+    elif crashing:
+        first = crashing[0]
+        draft.condition(DEGRADED, T, "PodsFailing", f"pod {first.pod}: {first.reason}: {first.message}")
+    else:
+        draft.condition(DEGRADED, F, "AsExpected", "all pods of the target revision are placed and healthy")
+
+
+def _progress(draft: _Draft, observed: Observed, target: str, current: str, wanted: int) -> None:
+    status = draft.status
+    load = observed.workloads.get(current)
+    ready = load.ready if load is not None else 0
+    serving_wanted = wanted if current == target else (load.replicas if load is not None else wanted)
+    status.replicas = load.replicas if load is not None else 0
+    status.ready_replicas = ready
+    status.model_version = next((r.model_version for r in status.revisions if r.name == current), None)
+    if serving_wanted == 0:
+        draft.condition(AVAILABLE, T, "ScaledToZero", "no replicas requested")
+    elif ready >= serving_wanted:
+        draft.condition(AVAILABLE, T, "MinimumReplicasAvailable", f"revision {current}: {ready}/{serving_wanted} ready")
+    else:
+        draft.condition(AVAILABLE, F, "ReplicasUnavailable", f"revision {current}: {ready}/{serving_wanted} ready")
+    target_load = observed.workloads.get(target)
+    target_ready = target_load.ready if target_load is not None else 0
+    if current != target or target_ready < wanted:
+        draft.condition(
+            PROGRESSING, T, "RolloutInProgress", f"revision {target}: {target_ready}/{wanted} replicas ready"
+        )
+    else:
+        draft.condition(PROGRESSING, F, "RolloutComplete", f"revision {target} serves with {wanted} replica(s)")
+
+
+def _overrides(draft: _Draft, desired: str) -> None:
+    status = draft.status
+    if status.rollback is not None:
+        rb = status.rollback
+        draft.condition(
+            ROLLED_BACK,
+            T,
+            "IncidentRollback",
+            f"spec asks for revision {desired}, serving last-known-good {rb.revision} because of incident {rb.incident}",
+        )
+    elif cond.find(status.conditions, ROLLED_BACK) is not None:
+        draft.condition(ROLLED_BACK, F, "SpecRevision", f"serving the spec's revision {desired}")
+    if status.scale is not None:
+        sc = status.scale
+        draft.condition(
+            SCALED_OUT, T, "IncidentScaleOut", f"serving {sc.replicas} replicas because of incident {sc.incident}"
+        )
+    elif cond.find(status.conditions, SCALED_OUT) is not None:
+        draft.condition(SCALED_OUT, F, "SpecReplicas", "serving the spec's replicas")
+
+
+def _finish(
+    owner: workload.Owner,
+    draft: _Draft,
+    replicas: Mapping[str, int],
+    observed: Observed,
+    serving: str | None,
+) -> Outcome:
+    status = draft.status
+    shapes = {r.name: r.shape for r in status.revisions}
+    manifests = tuple(
+        workload.deployment(owner, rev, shapes[rev], count) for rev, count in sorted(replicas.items()) if rev in shapes
+    )
+    keep = {r.name for r in status.revisions}
+    delete = tuple(revisions.workload_name(owner.name, rev) for rev in sorted(observed.workloads) if rev not in keep)
+    status.selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(owner.name, serving).items())
+    service = workload.service(owner, serving) if serving is not None else None
+    return Outcome(deployments=manifests, delete=delete, service=service, status=status, events=tuple(draft.events))

@@ -1,0 +1,193 @@
+"""Kubernetes I/O at the edge: reads of what runs, and server-side applies of what should.
+
+The official ``kubernetes`` client is synchronous; every call goes through ``asyncio.to_thread``
+so a slow API server never stalls kopf's event loop. Writes are server-side applies with the
+field manager ``vigil`` (forced: vigil owns its children and the status of its resources), which
+makes every write an absolute, idempotent statement of intent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import typing
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client import exceptions
+
+from vigil import api, labels
+from vigil.api import modeldeployment as mdapi
+from vigil.reconcile import core
+
+APPLY = "application/apply-patch+yaml"
+REQUEST_TIMEOUT = 20
+
+
+class KubeError(RuntimeError):
+    """An API call failed in a way the caller should retry later."""
+
+
+def load(kubeconfig: str | None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster service account."""
+    if kubeconfig:
+        return typing.cast(client.ApiClient, config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    except config.ConfigException:
+        return typing.cast(client.ApiClient, config.new_client_from_config())  # type: ignore[no-untyped-call]
+
+
+@dataclasses.dataclass
+class Kube:
+    """The operator's handful of API calls, each async and bounded in time."""
+
+    api_client: client.ApiClient
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api_client)
+
+    @property
+    def core_v1(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api_client)
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api_client)
+
+    async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found = await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                plural,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except exceptions.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return typing.cast(dict[str, Any], found)
+
+    async def list_custom(self, plural: str, namespace: str | None, selector: str = "") -> list[dict[str, Any]]:
+        if namespace is None:
+            listed = await asyncio.to_thread(
+                self.custom.list_cluster_custom_object,
+                api.GROUP,
+                api.VERSION,
+                plural,
+                label_selector=selector,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        else:
+            listed = await asyncio.to_thread(
+                self.custom.list_namespaced_custom_object,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                plural,
+                label_selector=selector,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        return typing.cast(list[dict[str, Any]], typing.cast(dict[str, Any], listed).get("items", []))
+
+    async def observe(self, namespace: str, md_name: str) -> core.Observed:
+        """The revision Deployments and the pod problems of one ModelDeployment."""
+        selector = f"{labels.MODEL_DEPLOYMENT}={md_name}"
+        deployments = await asyncio.to_thread(
+            self.apps.list_namespaced_deployment, namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
+        pods = await asyncio.to_thread(
+            self.core_v1.list_namespaced_pod, namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
+        )
+        workloads: dict[str, core.Workload] = {}
+        for item in deployments.items:
+            revision = ((item.metadata.labels if item.metadata else None) or {}).get(labels.REVISION)
+            if revision is None:
+                continue
+            st = item.status
+            workloads[revision] = core.Workload(
+                revision=revision,
+                replicas=(item.spec.replicas or 0) if item.spec else 0,
+                ready=(st.ready_replicas or 0) if st else 0,
+                available=(st.available_replicas or 0) if st else 0,
+            )
+        problems = [p for pod in pods.items for p in _pod_problems(pod)]
+        return core.Observed(workloads=workloads, problems=tuple(problems))
+
+    async def apply(self, manifest: dict[str, Any]) -> None:
+        meta = manifest["metadata"]
+        kind = manifest["kind"]
+        if kind == "Deployment":
+            call: Any = self.apps.patch_namespaced_deployment
+        elif kind == "Service":
+            call = self.core_v1.patch_namespaced_service
+        else:
+            raise ValueError(f"vigil does not apply {kind} objects")
+        await asyncio.to_thread(
+            call,
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=labels.FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.apps.delete_namespaced_deployment, name, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except exceptions.ApiException as error:
+            if error.status != 404:
+                raise
+
+    async def apply_status(self, plural: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": api.API_VERSION,
+            "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "status": status,
+        }
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object_status,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            plural,
+            name,
+            body,
+            field_manager=labels.FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+
+    async def apply_md_status(self, namespace: str, name: str, status: mdapi.ModelDeploymentStatus) -> None:
+        await self.apply_status(mdapi.PLURAL, mdapi.KIND, namespace, name, status.wire())
+
+
+def _pod_problems(pod: Any) -> list[core.PodProblem]:
+    revision = (pod.metadata.labels or {}).get(labels.REVISION)
+    if revision is None or pod.metadata.deletion_timestamp is not None or pod.status is None:
+        return []
+    found: list[core.PodProblem] = []
+    for condition in pod.status.conditions or []:
+        if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
+            found.append(core.PodProblem(revision, pod.metadata.name, "Unschedulable", condition.message or ""))
+    for container in pod.status.container_statuses or []:
+        waiting = container.state.waiting if container.state else None
+        if waiting is not None and waiting.reason in {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff"}:
+            found.append(core.PodProblem(revision, pod.metadata.name, waiting.reason, waiting.message or ""))
+        elif (container.restart_count or 0) >= 3 and not container.ready:
+            found.append(
+                core.PodProblem(revision, pod.metadata.name, "Restarting", f"restarted {container.restart_count} times")
+            )
+    return found

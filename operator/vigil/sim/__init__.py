@@ -1,0 +1,22 @@
+"""The Triton data-plane simulator behind ``vigil sim``.
+
+Pods in the sandbox run on kwok's fake nodes and execute nothing, yet the operator must see what
+it would see in production: Triton's Prometheus series per pod, the KServe v2 health API, traffic
+that follows the Service selector and HTTPRoute weights, latency that grows when replicas are
+short, and faults per model version. This package plays every Triton pod from one loopback
+server.
+
+Layers, pure first:
+
+- ``cluster``: plain snapshots of pods, Services, HTTPRoutes and ModelDeployments, parsed from
+  Kubernetes objects, and the ``ClusterSource`` protocol ("where pods come from").
+- ``routing``: which pods of which Service receive what share of a deployment's traffic.
+- ``arrivals``: Poisson arrivals and replay of recorded arrival times (CSV).
+- ``behaviour``: per (namespace, deployment, version) behaviour layered from defaults, a profile
+  file and run-time faults.
+- ``queueing``: the per-pod tick model (queue, latency, failures, GPU gauges, Triton counters).
+- ``exposition``: Triton's metric families from a pod's counters, via prometheus_client.
+- ``engine``: the simulator itself: ticks, loads, faults, bookkeeping; no I/O.
+- ``triton``, ``control``, ``server``: the aiohttp edges; ``kube``: the Kubernetes watcher;
+  ``client`` and ``cli``: the command line, which talks to the control API.
+"""

@@ -1,0 +1,70 @@
+"""The CRDs in crds/ are generated from the pydantic models and are structural."""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import pytest
+import yaml
+
+from vigil.api import crd
+
+CRDS = pathlib.Path(__file__).resolve().parents[2] / "crds"
+
+
+@pytest.mark.parametrize("name", sorted(crd.all_crds()))
+def test_crds_directory_is_up_to_date_with_the_models(name: str) -> None:
+    path = CRDS / name
+    assert path.exists(), f"{path} is missing: run `vigil crds`"
+    assert path.read_text() == crd.render_yaml(crd.all_crds()[name]), f"{path} is stale: run `vigil crds`"
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(node, dict):
+        found.append((path, node))
+        for key, value in node.get("properties", {}).items():
+            found += _walk(value, f"{path}.{key}")
+        if isinstance(node.get("items"), dict):
+            found += _walk(node["items"], f"{path}[]")
+        if isinstance(node.get("additionalProperties"), dict):
+            found += _walk(node["additionalProperties"], f"{path}{{}}")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(crd.all_crds()))
+def test_every_schema_node_is_structural(name: str) -> None:
+    schema = crd.all_crds()[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema):
+        assert "$ref" not in node and "anyOf" not in node and "allOf" not in node, path
+        assert "title" not in node, path
+        assert node.get("type") or node.get("x-kubernetes-preserve-unknown-fields"), f"{path} has no type"
+        assert "default" not in node or node["default"] is not None, path
+        assert not ("properties" in node and node.get("additionalProperties") is False), path
+
+
+def test_modeldeployment_has_status_and_scale_subresources_and_columns() -> None:
+    version = crd.all_crds()["modeldeployments.yaml"]["spec"]["versions"][0]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    assert "status" in version["subresources"]
+    names = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert names[:5] == ["Model", "Version", "Desired", "Ready", "Available"]
+
+
+def test_schema_carries_cel_rules_with_messages_naming_fields() -> None:
+    spec = crd.all_crds()["modeldeployments.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    rules = spec["properties"]["spec"]["x-kubernetes-validations"]
+    assert all(rule["message"].startswith("spec.") for rule in rules)
+
+
+def test_exclusive_bounds_are_openapi_v3_booleans() -> None:
+    slo = crd.all_crds()["modeldeployments.yaml"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    objective = slo["properties"]["spec"]["properties"]["slos"]["items"]["properties"]["objective"]
+    assert objective["minimum"] == 0 and objective["exclusiveMinimum"] is True
+    assert objective["maximum"] == 100 and objective["exclusiveMaximum"] is True
+
+
+def test_generated_yaml_parses() -> None:
+    for text in (crd.render_yaml(c) for c in crd.all_crds().values()):
+        assert yaml.safe_load(text)["kind"] == "CustomResourceDefinition"
