@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import pathlib
+import socket
 
 import typer
 
 from vigil.api import crd
+from vigil.dev import cli as dev_cli
+from vigil.record import cli as record_cli
+from vigil.sim import cli as sim_cli
 
+CHART_CRDS = pathlib.Path("charts/vigil/crds")
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keep Triton model deployments inside their SLOs.")
+app.add_typer(dev_cli.app, name="dev")
+app.add_typer(sim_cli.app, name="sim")
+app.registered_commands += record_cli.app.registered_commands
 
 
 @app.command("crds")
 def crds_command(
     out: pathlib.Path = typer.Option(pathlib.Path("crds"), help="Directory to write the CRD YAML files to."),
 ) -> None:
-    """Write the CustomResourceDefinitions generated from the pydantic models."""
-    for path in crd.write_all(out):
-        typer.echo(f"wrote {path}")
+    """Write the CustomResourceDefinitions generated from the pydantic models (and the chart's copy)."""
+    for directory in (out, CHART_CRDS):
+        for path in crd.write_all(directory):
+            typer.echo(f"wrote {path}")
 
 
 @app.command("run")
@@ -29,6 +38,10 @@ def run_command(
         "http://127.0.0.1:8080/healthz", help="Liveness endpoint URL to serve (empty to disable)."
     ),
     priority: int = typer.Option(0, help="Peering priority; give each replica a distinct one."),
+    priority_from_hostname: bool = typer.Option(
+        False, help="Derive the priority from a StatefulSet ordinal in $HOSTNAME (pod -0 highest)."
+    ),
+    metrics_port: int = typer.Option(9102, help="Port of the operator's own /metrics (0 to disable)."),
     peering: str = typer.Option("vigil", help="Peering object name shared by the replicas."),
     standalone: bool = typer.Option(False, help="Run without peering (a single replica)."),
     prometheus_url: str | None = typer.Option(None, envvar="VIGIL_PROMETHEUS_URL", help="Prometheus base URL."),
@@ -41,8 +54,14 @@ def run_command(
     if namespace and all_namespaces:
         raise typer.BadParameter("use either --namespace or --all-namespaces", param_hint="--namespace")
     settings = operator.Settings(
-        kubeconfig=kubeconfig, resync_seconds=resync, prometheus_url=prometheus_url, eval_interval=eval_interval
+        kubeconfig=kubeconfig,
+        resync_seconds=resync,
+        prometheus_url=prometheus_url,
+        eval_interval=eval_interval,
+        metrics_port=metrics_port,
     )
+    if priority_from_hostname:
+        priority = operator.priority_from_hostname(socket.gethostname())
     operator.run(settings, list(namespace), liveness or None, priority, None if standalone else peering, standalone)
 
 

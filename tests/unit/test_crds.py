@@ -10,12 +10,13 @@ import yaml
 
 from vigil.api import crd
 
-CRDS = pathlib.Path(__file__).resolve().parents[2] / "crds"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.parametrize("directory", ["crds", "charts/vigil/crds"])
 @pytest.mark.parametrize("name", sorted(crd.all_crds()))
-def test_crds_directory_is_up_to_date_with_the_models(name: str) -> None:
-    path = CRDS / name
+def test_crds_directories_are_up_to_date_with_the_models(directory: str, name: str) -> None:
+    path = ROOT / directory / name
     assert path.exists(), f"{path} is missing: run `vigil crds`"
     assert path.read_text() == crd.render_yaml(crd.all_crds()[name]), f"{path} is stale: run `vigil crds`"
 

@@ -208,6 +208,33 @@ def all_crds() -> dict[str, Schema]:
             ],
             {"status": {}},
         ),
+        "kopf-peering.yaml": _kopf_peering("KopfPeering", "kopfpeerings", "Namespaced"),
+        "kopf-clusterpeering.yaml": _kopf_peering("ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+    }
+
+
+def _kopf_peering(kind: str, plural: str, scope: str) -> Schema:
+    """kopf's peering resource (kopf.dev/v1): replicas announce themselves here, highest priority works."""
+    free: Schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.kopf.dev"},
+        "spec": {
+            "group": "kopf.dev",
+            "scope": scope,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "properties": {"spec": free, "status": free}}
+                    },
+                }
+            ],
+        },
     }
 
 

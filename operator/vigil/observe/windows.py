@@ -108,9 +108,7 @@ def default_pairs(period_seconds: float, *, threshold: bool, min_window: int) ->
 def pairs_for(spec: sloapi.SLOSpec, *, min_window: int) -> tuple[WindowPair, ...]:
     """The pairs an SLO is judged over: its explicit ``windows``, or the scaled defaults."""
     if not spec.windows:
-        return default_pairs(
-            sloapi.duration_seconds(spec.period), threshold=is_threshold(spec), min_window=min_window
-        )
+        return default_pairs(sloapi.duration_seconds(spec.period), threshold=is_threshold(spec), min_window=min_window)
     pairs = []
     for window in spec.windows:
         long_seconds = floored(sloapi.duration_seconds(window.long), min_window)

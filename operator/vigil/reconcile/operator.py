@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import time
 import typing
 from typing import Any
 
@@ -22,6 +23,8 @@ from kubernetes.client import exceptions
 from vigil import api, labels
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
+from vigil.api import slo as sloapi
+from vigil.observe import fleet, merge, slo
 from vigil.reconcile import core, kube
 from vigil.reconcile import queue as workqueue
 
@@ -39,6 +42,13 @@ class Settings:
     prometheus_url: str | None = None
     eval_interval: float = 5.0
     min_window: str = "20s"
+    metrics_port: int = 9102
+
+
+def priority_from_hostname(hostname: str) -> int:
+    """Distinct peering priorities for StatefulSet pods: ``vigil-0`` -> 100, ``vigil-1`` -> 99, ..."""
+    ordinal = hostname.rsplit("-", 1)[-1]
+    return 100 - int(ordinal) if ordinal.isdigit() else 0
 
 
 @dataclasses.dataclass
@@ -49,7 +59,9 @@ class Runtime:
     kube: kube.Kube
     queue: workqueue.WorkQueue = dataclasses.field(default_factory=workqueue.WorkQueue)
     known: set[workqueue.Key] = dataclasses.field(default_factory=set)
-    slo_met: dict[workqueue.Key, dict[str, bool | None]] = dataclasses.field(default_factory=dict)
+    mds: dict[workqueue.Key, mdapi.ModelDeployment] = dataclasses.field(default_factory=dict)
+    fleet: fleet.FleetResult | None = None
+    status_written: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
 
@@ -66,6 +78,8 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     for _worker in range(WORKERS):
         runtime.tasks.append(asyncio.create_task(runtime.queue.worker(lambda key: reconcile(runtime, key))))
     runtime.tasks.append(asyncio.create_task(_resync(runtime)))
+    if runtime.settings.prometheus_url:
+        runtime.tasks.append(asyncio.create_task(_fleet_loop(runtime, runtime.settings.prometheus_url)))
 
 
 @kopf.on.cleanup()
@@ -82,7 +96,8 @@ async def modeldeployment_event(event: kopf.RawEvent, namespace: str | None, nam
     key = (namespace or "", name)
     if event.get("type") == "DELETED":
         runtime.known.discard(key)
-        runtime.slo_met.pop(key, None)
+        runtime.mds.pop(key, None)
+        runtime.status_written.pop(key, None)
         return
     runtime.known.add(key)
     runtime.queue.add(key)
@@ -104,6 +119,88 @@ async def _resync(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.settings.resync_seconds)
         for key in list(runtime.known):
             runtime.queue.add(key)
+
+
+STATUS_REFRESH_SECONDS = 15.0
+
+
+def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
+    """Revisions receiving traffic, each with the time it started to (its SLIs are judged from then)."""
+    status = md.status
+    refs: list[slo.RevisionRef] = []
+    for rev in status.revisions:
+        if rev.name != status.current_revision:
+            continue
+        since = status.switched_at or rev.created
+        refs.append(slo.RevisionRef(name=rev.name, since=cond.parse_time(since)))
+    return refs
+
+
+async def _fleet_loop(runtime: Runtime, url: str) -> None:
+    """One batched evaluation of every deployment's SLOs per interval (cost independent of N)."""
+    min_window = int(sloapi.duration_seconds(runtime.settings.min_window))
+    observer = fleet.FleetObserver(url, settings=slo.Settings(min_window_seconds=min_window))
+    while True:
+        started = time.monotonic()
+        now = datetime.datetime.now(datetime.UTC)
+        targets = [slo.Target.of(md, serving_revisions(md)) for md in list(runtime.mds.values()) if md.spec.slos]
+        try:
+            result = await observer.evaluate(targets, now)
+        except Exception:
+            log.exception("fleet evaluation failed")
+            await asyncio.sleep(runtime.settings.eval_interval)
+            continue
+        availability_changed = runtime.fleet is None or runtime.fleet.metrics_available != result.metrics_available
+        runtime.fleet = result
+        for target in targets:
+            key = (target.namespace, target.name)
+            md = runtime.mds.get(key)
+            report = result.deployment(*key)
+            stale = time.monotonic() - runtime.status_written.get(key, 0.0) > STATUS_REFRESH_SECONDS
+            if md is None:
+                continue
+            if availability_changed or stale or (report is not None and merge.material_change(md.status, report)):
+                runtime.queue.add(key)
+        elapsed = time.monotonic() - started
+        await asyncio.sleep(max(0.0, runtime.settings.eval_interval - elapsed))
+
+
+def _observe(
+    runtime: Runtime, md: mdapi.ModelDeployment, status: mdapi.ModelDeploymentStatus, now: datetime.datetime
+) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
+    """Fold the latest fleet evaluation into the status decided by the reconcile core."""
+    result = runtime.fleet
+    if not md.spec.slos or result is None:
+        return status, []
+    namespace, name = str(md.metadata["namespace"]), str(md.metadata["name"])
+    merged = merge.merge(
+        status,
+        metrics_available=result.metrics_available,
+        error=result.error,
+        report=result.deployment(namespace, name),
+        generation=int(md.metadata.get("generation") or 0),
+        now=now,
+    )
+    events = [
+        core.Event(
+            "Warning" if t.new in ("Breached", "NoData") else "Normal",
+            f"SLO{t.new}",
+            f"SLO {t.slo}: {t.old or 'new'} -> {t.new}: {t.message}",
+        )
+        for t in merged.transitions
+    ]
+    for type_, value, reason, message in merged.condition_flips:
+        warning = value is not cond.ConditionStatus.TRUE
+        events.append(core.Event("Warning" if warning else "Normal", f"{type_}{value.value}", f"{reason}: {message}"))
+    return merged.status, events
+
+
+def _slo_met(runtime: Runtime, key: workqueue.Key) -> dict[str, bool | None]:
+    result = runtime.fleet
+    if result is None or not result.metrics_available:
+        return {}
+    report = result.deployment(*key)
+    return report.slo_met_by_revision() if report is not None else {}
 
 
 def _event(body: dict[str, Any], ev: core.Event) -> None:
@@ -134,16 +231,21 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         await _report_unparseable(runtime, raw, error, now)
         return
     observed = await runtime.kube.observe(namespace, name)
-    outcome = core.decide(md, raw["metadata"]["uid"], observed, now, runtime.slo_met.get((namespace, name)))
+    key = (namespace, name)
+    outcome = core.decide(md, raw["metadata"]["uid"], observed, now, _slo_met(runtime, key))
+    status, slo_events = _observe(runtime, md, outcome.status, now)
     for manifest in outcome.deployments:
         await runtime.kube.apply(manifest)
     if outcome.service is not None:
         await runtime.kube.apply(outcome.service)
     for deployment_name in outcome.delete:
         await runtime.kube.delete_deployment(namespace, deployment_name)
-    if outcome.status.wire() != md.status.wire():
-        await runtime.kube.apply_md_status(namespace, name, outcome.status)
-    for ev in outcome.events:
+    if status.wire() != md.status.wire():
+        await runtime.kube.apply_md_status(namespace, name, status)
+        runtime.status_written[key] = time.monotonic()
+    md.status = status
+    runtime.mds[key] = md
+    for ev in (*outcome.events, *slo_events):
         _event(raw, ev)
 
 

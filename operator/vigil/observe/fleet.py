@@ -1,0 +1,189 @@
+"""The I/O edge of observation: one fleet-wide evaluation cycle against Prometheus.
+
+:class:`FleetObserver` asks :func:`vigil.observe.slo.query_plan` which queries the fleet needs
+(a number that does not grow with the number of deployments), runs them, and hands the answers
+to the pure :func:`vigil.observe.slo.evaluate`.
+
+All or nothing. If any query fails (connection refused, timeout, HTTP error, a body that is not an
+instant vector) the cycle produces *no* verdicts: ``metrics_available`` is False and ``error``
+says why, so the caller sets ``MetricsAvailable=False`` and acts on nothing. Partial answers are
+not judged, because a family that failed to load would read as "no series", and a missing
+failure counter next to a present success counter would read as "no errors".
+
+Consistency. Every query of a cycle is evaluated at the same instant (``time=now``), so the
+numerator and denominator of a ratio come from the same moment even when queries run in
+parallel.
+
+Timeouts, three deep: Prometheus's own ``timeout`` query parameter (it stops evaluating), the HTTP
+client's connect and read timeouts, and a deadline for the whole cycle. The HTTP client is
+synchronous (``prometheus_api_client``), so queries run in worker threads through
+``asyncio.to_thread``, spread over a few lanes; each lane owns its HTTP session, so no session is
+shared between threads. A lane abandoned at the deadline finishes on its own within the HTTP
+timeouts and closes its session. No retries inside a cycle: the next cycle is the retry, and a
+failing Prometheus should fail fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import dataclasses
+import datetime
+import threading
+import time
+
+import prometheus_api_client
+import prometheus_api_client.exceptions
+import requests
+import urllib3
+
+from vigil.observe import metrics, promql, slo
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetResult:
+    """One cycle: per-deployment reports, or the reason there are none."""
+
+    metrics_available: bool
+    error: str | None
+    deployments: tuple[slo.DeploymentReport, ...]
+    queries: int
+    duration_seconds: float
+
+    def deployment(self, namespace: str, name: str) -> slo.DeploymentReport | None:
+        return next((d for d in self.deployments if (d.namespace, d.name) == (namespace, name)), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryFailure:
+    """Why a query failed: ``reason`` is one of connection, timeout, http, bad_response, deadline."""
+
+    reason: str
+    query: str
+    detail: str
+
+    def describe(self) -> str:
+        return f"prometheus query failed ({self.reason}): {self.detail} [query: {self.query}]"
+
+
+def classify(error: Exception) -> str:
+    """The metric label for a failed query."""
+    if isinstance(error, requests.Timeout):
+        return "timeout"
+    if isinstance(error, requests.JSONDecodeError | promql.BadResponse | KeyError | TypeError | ValueError):
+        return "bad_response"
+    if isinstance(error, requests.RequestException):
+        return "connection"
+    if isinstance(error, prometheus_api_client.exceptions.PrometheusApiClientException):
+        return "http"
+    return "unexpected"
+
+
+_DETAIL_LIMIT = 300
+
+
+class FleetObserver:
+    """Evaluates the SLOs of every target in one batch of PromQL queries per cycle."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        settings: slo.Settings | None = None,
+        query_timeout: float = 10.0,
+        connect_timeout: float = 3.0,
+        cycle_timeout: float = 30.0,
+        concurrency: int = 4,
+        headers: collections.abc.Mapping[str, str] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.url = url.rstrip("/")
+        self.settings = settings or slo.Settings()
+        self.query_timeout = query_timeout
+        self.connect_timeout = connect_timeout
+        self.cycle_timeout = cycle_timeout
+        self.concurrency = concurrency
+        self.headers = dict(headers or {})
+        self._gauges = metrics.SLOGauges()
+
+    async def evaluate(self, targets: collections.abc.Sequence[slo.Target], now: datetime.datetime) -> FleetResult:
+        """Judge every target at ``now``; never raises for Prometheus trouble."""
+        started = time.perf_counter()
+        queries = slo.query_plan(targets, now, self.settings)
+        results, failure = await self.query(queries, now)
+        if failure is not None:
+            metrics.METRICS_AVAILABLE.set(0)
+            self._gauges.clear()
+            return self._finish(FleetResult(False, failure.describe(), (), len(queries), 0.0), started)
+        # Pure but not free (about a quarter of a millisecond per SLO and revision): in a thread,
+        # so kopf's handlers keep running on the event loop while a large fleet is judged.
+        reports = await asyncio.to_thread(self._judge, targets, results, now)
+        metrics.METRICS_AVAILABLE.set(1)
+        self._gauges.publish(reports)
+        return self._finish(FleetResult(True, None, reports, len(queries), 0.0), started)
+
+    @staticmethod
+    def _finish(result: FleetResult, started: float) -> FleetResult:
+        elapsed = time.perf_counter() - started
+        metrics.LOOP_DURATION.observe(elapsed)
+        return dataclasses.replace(result, duration_seconds=elapsed)
+
+    def _judge(
+        self, targets: collections.abc.Sequence[slo.Target], results: promql.Results, now: datetime.datetime
+    ) -> tuple[slo.DeploymentReport, ...]:
+        return tuple(slo.evaluate(t, results, now, self.settings) for t in targets)
+
+    async def query(
+        self, queries: collections.abc.Sequence[promql.Query], now: datetime.datetime
+    ) -> tuple[dict[promql.Need, promql.Vector], QueryFailure | None]:
+        """Run ``queries`` at instant ``now``: every answer, or the first failure."""
+        abort = threading.Event()
+        lanes = [list(queries[i :: self.concurrency]) for i in range(min(self.concurrency, len(queries)))]
+        runs = [asyncio.to_thread(self._run_lane, lane, now.timestamp(), abort) for lane in lanes]
+        try:
+            outcomes = await asyncio.wait_for(asyncio.gather(*runs), timeout=self.cycle_timeout)
+        except TimeoutError:
+            abort.set()
+            metrics.QUERY_ERRORS.labels("deadline").inc()
+            detail = f"the cycle took longer than {self.cycle_timeout:g}s"
+            return {}, QueryFailure("deadline", f"{len(queries)} queries", detail)
+        results: dict[promql.Need, promql.Vector] = {}
+        for answered, failure in outcomes:
+            if failure is not None:
+                return {}, failure
+            results.update(answered)
+        return results, None
+
+    def _run_lane(
+        self, queries: list[promql.Query], at: float, abort: threading.Event
+    ) -> tuple[dict[promql.Need, promql.Vector], QueryFailure | None]:
+        """Run queries one after another in a worker thread, with a session of its own."""
+        session = requests.Session()
+        client = prometheus_api_client.PrometheusConnect(
+            url=self.url,
+            headers=self.headers or None,
+            # read=False lets a read timeout surface as requests.ReadTimeout, not a ConnectionError.
+            retry=urllib3.util.Retry(total=0, read=False),
+            session=session,
+            timeout=(self.connect_timeout, self.query_timeout + 1.0),
+        )
+        params = {"time": f"{at:.3f}", "timeout": f"{self.query_timeout:g}s"}
+        answered: dict[promql.Need, promql.Vector] = {}
+        try:
+            for query in queries:
+                if abort.is_set():
+                    break
+                began = time.perf_counter()
+                try:
+                    answered[query.need] = promql.parse_vector(client.custom_query(query.expr, params=params))
+                except Exception as error:
+                    abort.set()
+                    reason = classify(error)
+                    metrics.QUERY_ERRORS.labels(reason).inc()
+                    return answered, QueryFailure(reason, query.expr, str(error)[:_DETAIL_LIMIT])
+                finally:
+                    metrics.QUERY_DURATION.observe(time.perf_counter() - began)
+            return answered, None
+        finally:
+            session.close()

@@ -1,0 +1,178 @@
+"""The PromQL text of the fleet's queries, and the parsing of their instant-vector results.
+
+One evaluation cycle asks Prometheus a *fixed* set of questions for the whole fleet, never one
+per deployment: for every window in use, one query per metric family, aggregated
+``by (namespace, modeldeployment, revision)``. Fifty deployments cost the same number of queries
+as one; only the number of distinct windows (and the families the SLO kinds need) matters.
+
+The PromQL follows the pitfalls listed in the reference: ``rate()`` before ``sum()`` (a restarted
+pod is a new series, and rate() handles each series' counter reset before they are added), ratios
+of sums rather than averages of ratios (the division happens in :mod:`vigil.observe.slo`, from the
+summed rates), and absent or NaN series are kept distinguishable from zero.
+
+Histogram buckets are fetched only at the thresholds SLOs use, with ``le`` matched both as Triton
+writes it (``100``) and as Prometheus 3 normalises it (``100.0``); the parser reads ``le`` as a
+number so either spelling meets the threshold.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import enum
+import math
+import re
+import typing
+
+from vigil import labels
+from vigil.api import slo as sloapi
+
+BY = (labels.PROM_NAMESPACE, labels.PROM_DEPLOYMENT, labels.PROM_REVISION)
+# Only series that Prometheus relabelled onto a ModelDeployment are vigil's business.
+MANAGED = f'{labels.PROM_DEPLOYMENT}!=""'
+
+
+class Family(enum.StrEnum):
+    """A metric family the fleet queries, each one query per window (or one instant query)."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    DURATION = "duration"
+    QUEUE = "queue"
+    BUCKET = "bucket"
+    COUNT = "count"
+    GPU_MEMORY = "gpuMemory"
+    PENDING = "pending"
+
+
+METRIC = {
+    Family.SUCCESS: "nv_inference_request_success",
+    Family.FAILURE: "nv_inference_request_failure",
+    Family.DURATION: "nv_inference_request_duration_us",
+    Family.QUEUE: "nv_inference_queue_duration_us",
+    Family.BUCKET: "nv_inference_first_response_histogram_ms_bucket",
+    Family.COUNT: "nv_inference_first_response_histogram_ms_count",
+    Family.PENDING: "nv_inference_pending_request_count",
+}
+GPU_MEMORY_USED = "nv_gpu_memory_used_bytes"
+GPU_MEMORY_TOTAL = "nv_gpu_memory_total_bytes"
+
+
+class Need(typing.NamedTuple):
+    """One question: a family over a window in seconds (``None`` for instant gauges).
+
+    Needs and series keys are named tuples rather than frozen dataclasses because they are dict
+    keys looked up for every revision and window: tuple hashing runs in C.
+    """
+
+    family: Family
+    window: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    need: Need
+    expr: str
+
+
+class SeriesKey(typing.NamedTuple):
+    """The labels an aggregated series is identified by (``le`` for histogram buckets only)."""
+
+    namespace: str
+    modeldeployment: str
+    revision: str
+    le: float | None = None
+
+
+Vector = dict[SeriesKey, float]
+Results = collections.abc.Mapping[Need, Vector]
+
+
+class BadResponse(ValueError):
+    """A query answered with something that is not an instant vector."""
+
+
+def _by(*extra: str) -> str:
+    return ", ".join((*BY, *extra))
+
+
+def le_values(threshold_ms: float) -> tuple[str, ...]:
+    """The spellings of a bucket boundary: ``100`` and ``100.0`` for whole numbers."""
+    if float(threshold_ms).is_integer():
+        whole = str(int(threshold_ms))
+        return (whole, f"{whole}.0")
+    return (repr(float(threshold_ms)),)
+
+
+def le_matcher(thresholds_ms: collections.abc.Iterable[float]) -> str:
+    """A PromQL ``le=~"..."`` matcher selecting the buckets at ``thresholds_ms``."""
+    spellings = sorted({s for t in thresholds_ms for s in le_values(t)}, key=lambda s: (float(s), s))
+    if not spellings:
+        raise ValueError("a bucket query needs at least one threshold")
+    pattern = "|".join(re.escape(s) for s in spellings)
+    # PromQL string literals take backslash escapes, so the regex backslashes are doubled.
+    return 'le=~"' + pattern.replace("\\", "\\\\") + '"'
+
+
+def expression(need: Need, thresholds_ms: collections.abc.Iterable[float] = ()) -> str:
+    """The PromQL of one question."""
+    if need.family is Family.GPU_MEMORY:
+        used = f"{GPU_MEMORY_USED}{{{MANAGED}}}"
+        total = f"{GPU_MEMORY_TOTAL}{{{MANAGED}}}"
+        # Used over total per GPU series first, then the fullest GPU: never mix two GPUs' gauges.
+        return f"max by ({_by()}) ({used} / {total})"
+    if need.family is Family.PENDING:
+        return f"sum by ({_by()}) ({METRIC[need.family]}{{{MANAGED}}})"
+    if need.window is None:
+        raise ValueError(f"{need.family} is a counter family and needs a window")
+    window = sloapi.format_duration(need.window)
+    if need.family is Family.BUCKET:
+        selector = f"{{{MANAGED}, {le_matcher(thresholds_ms)}}}"
+        return f"sum by ({_by('le')}) (rate({METRIC[need.family]}{selector}[{window}]))"
+    return f"sum by ({_by()}) (rate({METRIC[need.family]}{{{MANAGED}}}[{window}]))"
+
+
+def plan(needs: collections.abc.Iterable[Need], thresholds_ms: collections.abc.Iterable[float]) -> tuple[Query, ...]:
+    """The queries answering ``needs``, one each, in a stable order."""
+    thresholds = tuple(sorted(set(thresholds_ms)))
+    return tuple(Query(need=n, expr=expression(n, thresholds)) for n in sorted(set(needs), key=_order))
+
+
+def _order(need: Need) -> tuple[int, str]:
+    return (need.window or 0, need.family.value)
+
+
+def parse_vector(result: object) -> Vector:
+    """Parse the ``data.result`` of an instant query into values by series.
+
+    Values are kept as Prometheus gave them (NaN and +Inf included: the maths decides what they
+    mean). Series without the relabelled identity labels are skipped. Two ``le`` spellings of one
+    bucket (a Prometheus 3 migration) are the same bucket and are added up.
+    """
+    if not isinstance(result, list):
+        raise BadResponse(f"expected a vector, got {type(result).__name__}")
+    vector: Vector = {}
+    for item in result:
+        if not isinstance(item, dict):
+            raise BadResponse("vector element is not an object")
+        metric, value = item.get("metric"), item.get("value")
+        if not isinstance(metric, dict) or not isinstance(value, list) or len(value) != 2:
+            raise BadResponse(f"malformed vector element {item!r}")
+        try:
+            number = float(value[1])
+            le = float(metric["le"]) if "le" in metric else None
+        except (TypeError, ValueError) as error:
+            raise BadResponse(f"malformed sample {item!r}") from error
+        identity = [metric.get(name) for name in BY]
+        if not all(isinstance(part, str) and part for part in identity):
+            continue
+        key = SeriesKey(str(identity[0]), str(identity[1]), str(identity[2]), le)
+        vector[key] = vector[key] + number if key in vector else number
+    return vector
+
+
+def finite(value: float | None) -> float | None:
+    """``value`` if it is a real number, ``None`` for missing, NaN and infinities."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,323 @@
+"""FleetObserver against a tiny fake Prometheus on 127.0.0.1: verdicts, outages, query counts, metrics."""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import datetime
+import http.server
+import json
+import socket
+import threading
+import time
+import urllib.parse
+
+import prometheus_client
+import pytest
+
+from vigil.api import slo as sloapi
+from vigil.observe import fleet, promql, slo
+
+F = promql.Family
+S = sloapi.SLOState
+NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
+OLD = NOW - datetime.timedelta(days=10)
+SETTINGS = slo.Settings(min_window_seconds=60)
+
+# (namespace, modeldeployment, revision) -> family -> sample value as Prometheus writes it.
+Rates = dict[tuple[str, str, str], dict[promql.Family, str]]
+Reply = tuple[int, str, bytes]
+
+
+def family_of(expr: str) -> promql.Family:
+    if promql.GPU_MEMORY_USED in expr:
+        return F.GPU_MEMORY
+    return next(f for f, metric in promql.METRIC.items() if f"{metric}{{" in expr)
+
+
+def vector_reply(rates: Rates) -> collections.abc.Callable[[str], Reply]:
+    """Answer every query from ``rates``, whatever its window (as if rates were steady)."""
+
+    def reply(expr: str) -> Reply:
+        family = family_of(expr)
+        result = []
+        for (namespace, md, revision), values in rates.items():
+            if family not in values:
+                continue
+            metric = {"namespace": namespace, "modeldeployment": md, "revision": revision}
+            if family is F.BUCKET:
+                metric["le"] = "100"
+            result.append({"metric": metric, "value": [NOW.timestamp(), values[family]]})
+        body = {"status": "success", "data": {"resultType": "vector", "result": result}}
+        return 200, "application/json", json.dumps(body).encode()
+
+    return reply
+
+
+def fixed_reply(
+    status: int, body: bytes, content_type: str = "application/json"
+) -> collections.abc.Callable[[str], Reply]:
+    return lambda expr: (status, content_type, body)
+
+
+@dataclasses.dataclass
+class FakePrometheus:
+    """Serves ``GET /api/v1/query`` from a reply function and records every request's parameters."""
+
+    reply: collections.abc.Callable[[str], Reply]
+    delay: float = 0.0
+    requests: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urllib.parse.urlparse(self.path)
+                params = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
+                fake.requests.append(params)
+                time.sleep(fake.delay)
+                status, content_type, body = fake.reply(params.get("query", ""))
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def serve() -> collections.abc.Iterator[collections.abc.Callable[..., FakePrometheus]]:
+    started: list[FakePrometheus] = []
+
+    def start(reply: collections.abc.Callable[[str], Reply], delay: float = 0.0) -> FakePrometheus:
+        started.append(FakePrometheus(reply, delay))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def target(name: str, *slos: sloapi.SLOSpec, revision: str = "r1") -> slo.Target:
+    return slo.Target(
+        namespace="ml",
+        name=name,
+        generation=1,
+        slos=slos or (sloapi.SLOSpec(name="avail", kind=sloapi.SLOKind.AVAILABILITY, objective=99.9),),
+        revisions=(slo.RevisionRef(revision, OLD),),
+    )
+
+
+def observer(
+    url: str,
+    *,
+    query_timeout: float = 5.0,
+    connect_timeout: float = 1.0,
+    cycle_timeout: float = 10.0,
+    concurrency: int = 4,
+) -> fleet.FleetObserver:
+    return fleet.FleetObserver(
+        url,
+        settings=SETTINGS,
+        query_timeout=query_timeout,
+        connect_timeout=connect_timeout,
+        cycle_timeout=cycle_timeout,
+        concurrency=concurrency,
+    )
+
+
+def errors(reason: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value("vigil_prometheus_query_errors_total", {"reason": reason}) or 0.0
+
+
+def sli_gauge(md: str, window: str = "5m") -> float | None:
+    labels = {"namespace": "ml", "modeldeployment": md, "slo": "avail", "window": window}
+    return prometheus_client.REGISTRY.get_sample_value("vigil_slo_sli", labels)
+
+
+HEALTHY: Rates = {
+    ("ml", "good", "r1"): {F.SUCCESS: "999.5", F.FAILURE: "0.5", F.PENDING: "2", F.GPU_MEMORY: "0.4"},
+    ("ml", "bad", "r1"): {F.SUCCESS: "7", F.FAILURE: "3"},
+}
+
+
+async def test_healthy_prometheus_gives_verdicts_for_every_deployment(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    prometheus = serve(vector_reply(HEALTHY))
+    result = await observer(prometheus.url).evaluate([target("good"), target("bad")], NOW)
+    assert result.metrics_available
+    assert result.error is None
+    good, bad = result.deployment("ml", "good"), result.deployment("ml", "bad")
+    assert good is not None
+    assert bad is not None
+    assert good.slos[0].state is S.MET
+    assert good.verdict.reason == "Met"
+    assert bad.slos[0].state is S.BREACHED
+    assert bad.slos[0].burn_rates[0].burn_rate == pytest.approx(300.0)
+    assert good.revisions[0].traffic.pending_requests == 2.0
+
+
+async def test_every_query_of_a_cycle_is_evaluated_at_the_same_instant_with_a_server_timeout(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    prometheus = serve(vector_reply(HEALTHY))
+    result = await observer(prometheus.url, query_timeout=7).evaluate([target("good")], NOW)
+    assert result.queries == len(prometheus.requests)
+    assert {r["time"] for r in prometheus.requests} == {f"{NOW.timestamp():.3f}"}
+    assert {r["timeout"] for r in prometheus.requests} == {"7s"}
+
+
+async def test_nan_and_empty_answers_are_no_data_not_an_outage(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    rates: Rates = {("ml", "nan", "r1"): {F.SUCCESS: "NaN", F.FAILURE: "NaN"}}
+    prometheus = serve(vector_reply(rates))
+    result = await observer(prometheus.url).evaluate([target("nan"), target("empty")], NOW)
+    assert result.metrics_available
+    assert [d.slos[0].state for d in result.deployments] == [S.NO_DATA, S.NO_DATA]
+
+
+async def test_query_count_is_the_same_for_one_and_for_fifty_deployments(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    latency = sloapi.SLOSpec(
+        name="p99", kind=sloapi.SLOKind.LATENCY, method=sloapi.LatencyMethod.HISTOGRAM, threshold_ms=100
+    )
+    availability = sloapi.SLOSpec(name="avail", kind=sloapi.SLOKind.AVAILABILITY)
+
+    async def count(n: int) -> int:
+        prometheus = serve(vector_reply(HEALTHY))
+        targets = [target(f"md{i}", availability, latency) for i in range(n)]
+        result = await observer(prometheus.url).evaluate(targets, NOW)
+        assert result.metrics_available
+        assert len(result.deployments) == n
+        return len(prometheus.requests)
+
+    one, fifty = await count(1), await count(50)
+    assert one == fifty
+    assert one == len(slo.query_plan([target("x", availability, latency)], NOW, SETTINGS))
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (fixed_reply(503, b"service unavailable", "text/plain"), "http"),
+        (fixed_reply(500, b"internal error", "text/plain"), "http"),
+        (fixed_reply(422, b'{"status":"error","errorType":"execution","error":"too many samples"}'), "http"),
+        (fixed_reply(200, b"<html>not prometheus</html>", "text/html"), "bad_response"),
+        (fixed_reply(200, b'{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}'), "bad_response"),
+        (fixed_reply(200, b'{"status":"success"}'), "bad_response"),
+    ],
+    ids=["503", "500", "422", "html", "scalar", "no-data-field"],
+)
+async def test_prometheus_errors_mean_metrics_unavailable_and_no_verdicts(
+    serve: collections.abc.Callable[..., FakePrometheus], reply: collections.abc.Callable[[str], Reply], reason: str
+) -> None:
+    prometheus = serve(reply)
+    before = errors(reason)
+    result = await observer(prometheus.url, concurrency=1).evaluate([target("good"), target("bad")], NOW)
+    assert not result.metrics_available
+    assert result.deployments == ()
+    assert result.deployment("ml", "good") is None
+    assert result.error is not None
+    assert f"({reason})" in result.error
+    assert errors(reason) == before + 1
+
+
+async def test_first_failure_stops_the_cycle_without_asking_every_query(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    prometheus = serve(fixed_reply(503, b"down", "text/plain"))
+    result = await observer(prometheus.url, concurrency=1).evaluate([target("good")], NOW)
+    assert not result.metrics_available
+    assert len(prometheus.requests) == 1  # no retries, no further queries
+
+
+async def test_prometheus_not_listening_means_metrics_unavailable() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    before = errors("connection")
+    result = await observer(f"http://127.0.0.1:{port}", concurrency=1).evaluate([target("good")], NOW)
+    assert not result.metrics_available
+    assert result.deployments == ()
+    assert result.error is not None
+    assert "(connection)" in result.error
+    assert errors("connection") == before + 1
+
+
+async def test_slow_prometheus_times_out_into_metrics_unavailable(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    prometheus = serve(vector_reply(HEALTHY), delay=2.0)
+    began = time.perf_counter()
+    result = await observer(prometheus.url, query_timeout=0.2, connect_timeout=0.5).evaluate([target("good")], NOW)
+    assert time.perf_counter() - began < 1.9
+    assert not result.metrics_available
+    assert result.error is not None
+    assert "(timeout)" in result.error
+
+
+async def test_cycle_deadline_bounds_the_whole_evaluation(serve: collections.abc.Callable[..., FakePrometheus]) -> None:
+    prometheus = serve(vector_reply(HEALTHY), delay=1.0)
+    began = time.perf_counter()
+    result = await observer(prometheus.url, cycle_timeout=0.2).evaluate([target("good")], NOW)
+    assert time.perf_counter() - began < 0.9
+    assert not result.metrics_available
+    assert result.error is not None
+    assert "(deadline)" in result.error
+
+
+async def test_slo_gauges_follow_the_last_cycle_and_vanish_when_prometheus_is_down(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    up = serve(vector_reply(HEALTHY))
+    watcher = observer(up.url)
+    await watcher.evaluate([target("good"), target("bad")], NOW)
+    assert sli_gauge("good") == pytest.approx(99.95)
+    assert sli_gauge("bad", window="3d") == pytest.approx(70.0)
+    assert prometheus_client.REGISTRY.get_sample_value("vigil_observe_metrics_available") == 1.0
+
+    await watcher.evaluate([target("good")], NOW)  # "bad" was deleted
+    assert sli_gauge("good") is not None
+    assert sli_gauge("bad") is None
+
+    watcher.url = serve(fixed_reply(503, b"down", "text/plain")).url
+    await watcher.evaluate([target("good")], NOW)
+    assert sli_gauge("good") is None
+    assert prometheus_client.REGISTRY.get_sample_value("vigil_observe_metrics_available") == 0.0
+
+
+async def test_loop_and_query_durations_are_observed(serve: collections.abc.Callable[..., FakePrometheus]) -> None:
+    def total(name: str) -> float:
+        return prometheus_client.REGISTRY.get_sample_value(f"{name}_count") or 0.0
+
+    loops, queries = total("vigil_observe_loop_duration_seconds"), total("vigil_prometheus_query_duration_seconds")
+    result = await observer(serve(vector_reply(HEALTHY)).url).evaluate([target("good")], NOW)
+    assert total("vigil_observe_loop_duration_seconds") == loops + 1
+    assert total("vigil_prometheus_query_duration_seconds") == queries + result.queries
+
+
+def test_observer_refuses_zero_concurrency() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        fleet.FleetObserver("http://127.0.0.1:9090", concurrency=0)
