@@ -17,6 +17,8 @@ Layers, pure first:
 - ``queueing``: the per-pod tick model (queue, latency, failures, GPU gauges, Triton counters).
 - ``exposition``: Triton's metric families from a pod's counters, via prometheus_client.
 - ``engine``: the simulator itself: ticks, loads, faults, bookkeeping; no I/O.
-- ``triton``, ``control``, ``server``: the aiohttp edges; ``kube``: the Kubernetes watcher;
-  ``client`` and ``cli``: the command line, which talks to the control API.
+- ``triton``, ``control``, ``discovery``, ``server``: the aiohttp edges (per-pod Triton API and
+  metrics, the control API, Prometheus HTTP service discovery); ``kube``: the Kubernetes
+  informers; ``client`` and ``cli``: the command line, which talks to the control API;
+  ``testing``: builders and a threaded server for tests.
 """

@@ -14,6 +14,7 @@ import csv
 import dataclasses
 import datetime
 import io
+import itertools
 import math
 from typing import Protocol
 
@@ -67,7 +68,7 @@ class Replay:
     def __post_init__(self) -> None:
         if not self.offsets:
             raise ArrivalError("a replay needs at least one arrival")
-        if any(b < a for a, b in zip(self.offsets, self.offsets[1:], strict=False)):
+        if any(b < a for a, b in itertools.pairwise(self.offsets)):
             raise ArrivalError("replay offsets must be sorted")
 
     @property

@@ -38,6 +38,7 @@ class Pod:
     deleting: bool = False
     gpus: int = 1
     restarts: int = 0
+    ip: str | None = None
 
     @property
     def key(self) -> Key:
@@ -181,9 +182,7 @@ def pod_from_dict(obj: Mapping[str, Any]) -> Pod:
     meta = _meta(obj)
     status = obj.get("status") or {}
     spec = obj.get("spec") or {}
-    ready = any(
-        cond.get("type") == "Ready" and cond.get("status") == "True" for cond in status.get("conditions") or ()
-    )
+    ready = any(cond.get("type") == "Ready" and cond.get("status") == "True" for cond in status.get("conditions") or ())
     restarts = sum(int(cs.get("restartCount") or 0) for cs in status.get("containerStatuses") or ())
     return Pod(
         namespace=str(meta.get("namespace") or "default"),
@@ -194,6 +193,7 @@ def pod_from_dict(obj: Mapping[str, Any]) -> Pod:
         deleting=meta.get("deletionTimestamp") is not None,
         gpus=_pod_gpus(spec),
         restarts=restarts,
+        ip=str(status["podIP"]) if status.get("podIP") else None,
     )
 
 
