@@ -13,7 +13,7 @@ import pydantic
 
 from vigil.api._base import KubeModel
 from vigil.api.conditions import Condition
-from vigil.api.runbook import Action, Cause, Mode
+from vigil.api.runbook import Action, Cause, Mode, RunbookSpec
 
 KIND = "Incident"
 PLURAL = "incidents"
@@ -78,6 +78,10 @@ class Plan(KubeModel):
     mode: Mode
     current: int = pydantic.Field(default=0, description="Index of the step in progress.")
     steps: list[StepProgress] = pydantic.Field(default_factory=list)
+    spec: RunbookSpec | None = pydantic.Field(
+        default=None,
+        description="The runbook as it was when the plan started: edits to the Runbook do not change a running plan.",
+    )
 
 
 class IncidentSpec(KubeModel):

@@ -1,0 +1,106 @@
+"""Guards: how often a runbook may act on one deployment, judged from durable records only.
+
+A flapping signal must not make vigil flap the cluster, so a runbook's ``guards`` bound it:
+
+* ``cooldown``: a plan takes no first action until this long after the deployment's last plan
+  that *acted* ended (a plan that only skipped steps or escalated changed nothing to settle);
+* ``maxActionsPerHour``: no action while the deployment's Incidents record this many actions in
+  the last hour. Every cluster action (rollback, scale round, traffic shift, pod restart) counts;
+  notifications do not, nor do dry-run records.
+
+Both are computed from the Incidents' timelines and plans (:func:`actions_within`,
+:func:`last_plan_end`), never from memory, so a restarted operator enforces the same limits.
+The plan predicates (:func:`finished`, :func:`succeeded`, :func:`acted`) live here because both
+the guards and the step machine read plans through them.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable
+
+from vigil.act import intents
+from vigil.api import conditions as cond
+from vigil.api import incident as incapi
+from vigil.api import runbook as rbapi
+from vigil.api import slo as sloapi
+
+# Timeline entry type of a recorded cluster action: what maxActionsPerHour counts.
+INTENT = "Intent"
+HOUR = datetime.timedelta(hours=1)
+
+TERMINAL = frozenset(
+    {
+        incapi.StepState.SUCCEEDED,
+        incapi.StepState.FAILED,
+        incapi.StepState.SKIPPED,
+        incapi.StepState.DRY_RUN,
+        incapi.StepState.CANCELLED,
+    }
+)
+
+
+def finished(plan: incapi.Plan) -> bool:
+    """The machine has moved past every step: succeeded, escalated, stopped or cancelled."""
+    return plan.current >= len(plan.steps) and all(s.state in TERMINAL for s in plan.steps)
+
+
+def succeeded(plan: incapi.Plan) -> incapi.StepProgress | None:
+    """The step whose action restored the SLO (notifications restore nothing), if any."""
+    return next(
+        (s for s in plan.steps if s.state is incapi.StepState.SUCCEEDED and s.action is not rbapi.Action.NOTIFY),
+        None,
+    )
+
+
+def acted(plan: incapi.Plan) -> bool:
+    """Whether the plan recorded any cluster action (an intent that was not a notification)."""
+    return any(
+        s.action is not rbapi.Action.NOTIFY
+        and intents.INTENDED_AT in s.target
+        and s.state is not incapi.StepState.DRY_RUN
+        for s in plan.steps
+    )
+
+
+def actions_within(
+    statuses: Iterable[incapi.IncidentStatus], now: datetime.datetime, window: datetime.timedelta = HOUR
+) -> int:
+    """Cluster actions recorded in ``statuses`` (one deployment's Incidents) during ``window`` before ``now``."""
+    since = now - window
+    count = 0
+    for status in statuses:
+        for entry in status.timeline:
+            if entry.type == INTENT and since < cond.parse_time(entry.time) <= now:
+                count += 1
+    return count
+
+
+def last_plan_end(statuses: Iterable[incapi.IncidentStatus]) -> datetime.datetime | None:
+    """When the most recent finished plan that acted ended, over one deployment's Incidents."""
+    ends: list[datetime.datetime] = []
+    for status in statuses:
+        plan = status.plan
+        if plan is None or not finished(plan) or not acted(plan):
+            continue
+        stamps = [cond.parse_time(s.finished_at) for s in plan.steps if s.finished_at]
+        if stamps:
+            ends.append(max(stamps))
+    return max(ends) if ends else None
+
+
+def blocked(
+    guards: rbapi.Guards,
+    plan: incapi.Plan,
+    actions_last_hour: int,
+    last_plan_ended_at: datetime.datetime | None,
+    now: datetime.datetime,
+) -> str | None:
+    """Why a new action may not be taken now, or None. Messages stay constant while the block lasts."""
+    if not acted(plan) and last_plan_ended_at is not None:
+        until = last_plan_ended_at + datetime.timedelta(seconds=sloapi.duration_seconds(guards.cooldown))
+        if now < until:
+            return f"holding: cooldown {guards.cooldown} after the last plan, until {cond.rfc3339(until)}"
+    if actions_last_hour >= guards.max_actions_per_hour:
+        return f"holding: maxActionsPerHour ({guards.max_actions_per_hour}) reached for this deployment"
+    return None
