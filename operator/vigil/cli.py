@@ -42,11 +42,15 @@ def run_command(
         False, help="Derive the priority from a StatefulSet ordinal in $HOSTNAME (pod -0 highest)."
     ),
     metrics_port: int = typer.Option(9102, help="Port of the operator's own /metrics (0 to disable)."),
+    metrics_address: str = typer.Option("127.0.0.1", help="Address the /metrics server binds."),
     peering: str = typer.Option("vigil", help="Peering object name shared by the replicas."),
     standalone: bool = typer.Option(False, help="Run without peering (a single replica)."),
     prometheus_url: str | None = typer.Option(None, envvar="VIGIL_PROMETHEUS_URL", help="Prometheus base URL."),
     eval_interval: float = typer.Option(5.0, help="Seconds between fleet-wide SLO evaluations."),
     resync: float = typer.Option(30.0, help="Seconds between full re-reconciles of every deployment."),
+    min_window: str = typer.Option("20s", help="Shortest SLO window (at least 4 scrape intervals)."),
+    rate_window: str = typer.Option("5m", help="Window of the current request rate used by diagnosis."),
+    baseline_window: str = typer.Option("30m", help="Window of the baseline request rate used by diagnosis."),
 ) -> None:
     """Run the operator."""
     from vigil.reconcile import operator
@@ -59,6 +63,10 @@ def run_command(
         prometheus_url=prometheus_url,
         eval_interval=eval_interval,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        min_window=min_window,
+        rate_window=rate_window,
+        baseline_window=baseline_window,
     )
     if priority_from_hostname:
         priority = operator.priority_from_hostname(socket.gethostname())

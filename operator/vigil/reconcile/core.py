@@ -58,9 +58,21 @@ class PodProblem:
 
 
 @dataclasses.dataclass(frozen=True)
+class PodSummary:
+    """One pod of the deployment, as runbook actions (restarts) need to see it."""
+
+    name: str
+    revision: str
+    ready: bool
+    failing: bool
+    gpus: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Observed:
     workloads: Mapping[str, Workload]
     problems: tuple[PodProblem, ...] = ()
+    pods: tuple[PodSummary, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

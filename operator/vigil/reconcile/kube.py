@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
+import socket
 import typing
 from typing import Any
 
@@ -96,6 +98,33 @@ class Kube:
             )
         return typing.cast(list[dict[str, Any]], typing.cast(dict[str, Any], listed).get("items", []))
 
+    async def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> None:
+        await asyncio.to_thread(
+            self.custom.create_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            namespace,
+            plural,
+            body,
+            field_manager=labels.FIELD_MANAGER,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+
+    async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        try:
+            await asyncio.to_thread(
+                self.custom.delete_namespaced_custom_object,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                plural,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except exceptions.ApiException as error:
+            if error.status != 404:
+                raise
+
     async def observe(self, namespace: str, md_name: str) -> core.Observed:
         """The revision Deployments and the pod problems of one ModelDeployment."""
         selector = f"{labels.MODEL_DEPLOYMENT}={md_name}"
@@ -118,7 +147,26 @@ class Kube:
                 available=(st.available_replicas or 0) if st else 0,
             )
         problems = [p for pod in pods.items for p in _pod_problems(pod)]
-        return core.Observed(workloads=workloads, problems=tuple(problems))
+        failing = {p.pod for p in problems if p.reason != "Unschedulable"}
+        summaries = tuple(_summary(pod, failing) for pod in pods.items if _live(pod))
+        return core.Observed(workloads=workloads, problems=tuple(problems), pods=summaries)
+
+    async def free_gpus(self) -> int:
+        """Allocatable nvidia.com/gpu on schedulable nodes minus what placed, live pods hold."""
+        nodes = await asyncio.to_thread(self.core_v1.list_node, _request_timeout=REQUEST_TIMEOUT)
+        pods = await asyncio.to_thread(
+            self.core_v1.list_pod_for_all_namespaces,
+            field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed",
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        total = 0
+        for node in nodes.items:
+            if node.spec is not None and node.spec.unschedulable:
+                continue
+            allocatable = (node.status.allocatable or {}) if node.status else {}
+            total += int(allocatable.get(labels.GPU_RESOURCE, "0"))
+        used = sum(_pod_gpus(pod) for pod in pods.items)
+        return max(0, total - used)
 
     async def apply(self, manifest: dict[str, Any]) -> None:
         meta = manifest["metadata"]
@@ -170,8 +218,64 @@ class Kube:
             _request_timeout=REQUEST_TIMEOUT,
         )
 
+    async def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about one of vigil's objects (kopf's poster only works inside its handlers)."""
+        meta = involved["metadata"]
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
+            involved_object=client.V1ObjectReference(
+                api_version=involved.get("apiVersion"),
+                kind=involved.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            type=type_,
+            reason=reason[:128],
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="vigil"),
+            reporting_component="vigil.dev/operator",
+            reporting_instance=socket.gethostname()[:128],
+        )
+        await asyncio.to_thread(
+            self.core_v1.create_namespaced_event, meta["namespace"], event, _request_timeout=REQUEST_TIMEOUT
+        )
+
     async def apply_md_status(self, namespace: str, name: str, status: mdapi.ModelDeploymentStatus) -> None:
         await self.apply_status(mdapi.PLURAL, mdapi.KIND, namespace, name, status.wire())
+
+
+def _live(pod: Any) -> bool:
+    return pod.metadata is not None and pod.metadata.deletion_timestamp is None
+
+
+def _summary(pod: Any, failing: set[str]) -> core.PodSummary:
+    name = str(pod.metadata.name)
+    return core.PodSummary(
+        name=name,
+        revision=(pod.metadata.labels or {}).get(labels.REVISION, ""),
+        ready=_is_ready(pod),
+        failing=name in failing,
+        gpus=_pod_gpus(pod),
+    )
+
+
+def _is_ready(pod: Any) -> bool:
+    conditions = (pod.status.conditions or []) if pod.status else []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def _pod_gpus(pod: Any) -> int:
+    total = 0
+    for container in (pod.spec.containers or []) if pod.spec else []:
+        limits = (container.resources.limits or {}) if container.resources else {}
+        total += int(limits.get(labels.GPU_RESOURCE, "0"))
+    return total
 
 
 def _pod_problems(pod: Any) -> list[core.PodProblem]:

@@ -13,10 +13,10 @@ import dataclasses
 import datetime
 import logging
 import time
-import typing
 from typing import Any
 
 import kopf
+import prometheus_client
 import pydantic
 from kubernetes.client import exceptions
 
@@ -25,7 +25,7 @@ from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, kube
+from vigil.reconcile import core, healing, kube
 from vigil.reconcile import queue as workqueue
 
 log = logging.getLogger("vigil.reconcile")
@@ -43,6 +43,9 @@ class Settings:
     eval_interval: float = 5.0
     min_window: str = "20s"
     metrics_port: int = 9102
+    metrics_address: str = "127.0.0.1"
+    rate_window: str = "5m"
+    baseline_window: str = "30m"
 
 
 def priority_from_hostname(hostname: str) -> int:
@@ -75,6 +78,11 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
     runtime = _runtime(memo)
+    if runtime.settings.metrics_port:
+        try:
+            prometheus_client.start_http_server(runtime.settings.metrics_port, addr=runtime.settings.metrics_address)
+        except OSError as error:  # a busy port costs the metrics, never the operator
+            log.warning("operator /metrics not served on port %s: %s", runtime.settings.metrics_port, error)
     for _worker in range(WORKERS):
         runtime.tasks.append(asyncio.create_task(runtime.queue.worker(lambda key: reconcile(runtime, key))))
     runtime.tasks.append(asyncio.create_task(_resync(runtime)))
@@ -139,7 +147,12 @@ def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
 async def _fleet_loop(runtime: Runtime, url: str) -> None:
     """One batched evaluation of every deployment's SLOs per interval (cost independent of N)."""
     min_window = int(sloapi.duration_seconds(runtime.settings.min_window))
-    observer = fleet.FleetObserver(url, settings=slo.Settings(min_window_seconds=min_window))
+    settings = slo.Settings(
+        min_window_seconds=min_window,
+        current_rate_window_seconds=int(sloapi.duration_seconds(runtime.settings.rate_window)),
+        baseline_rate_window_seconds=int(sloapi.duration_seconds(runtime.settings.baseline_window)),
+    )
+    observer = fleet.FleetObserver(url, settings=settings)
     while True:
         started = time.monotonic()
         now = datetime.datetime.now(datetime.UTC)
@@ -203,8 +216,12 @@ def _slo_met(runtime: Runtime, key: workqueue.Key) -> dict[str, bool | None]:
     return report.slo_met_by_revision() if report is not None else {}
 
 
-def _event(body: dict[str, Any], ev: core.Event) -> None:
-    kopf.event(typing.cast(kopf.Body, body), type=ev.type, reason=ev.reason, message=ev.message)
+async def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None:
+    """Post an Event; losing one is logged, never fatal to the reconcile that decided it."""
+    try:
+        await runtime.kube.post_event(body, ev.type, ev.reason, ev.message)
+    except exceptions.ApiException as error:
+        log.warning("event %s on %s not posted: %s", ev.reason, body["metadata"].get("name"), error.reason)
 
 
 async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
@@ -234,6 +251,20 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     key = (namespace, name)
     outcome = core.decide(md, raw["metadata"]["uid"], observed, now, _slo_met(runtime, key))
     status, slo_events = _observe(runtime, md, outcome.status, now)
+    heal_events: list[core.Event] = []
+    if md.spec.slos and runtime.fleet is not None:
+        ctx = healing.Context(
+            raw=raw,
+            md=md,
+            observed=observed,
+            report=runtime.fleet.deployment(namespace, name),
+            metrics_available=runtime.fleet.metrics_available,
+            now=now,
+        )
+        status, heal_events = await healing.tend(runtime.kube, ctx, status)
+        overrides = (status.rollback, status.scale, status.traffic)
+        if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
+            runtime.queue.add(key)  # a runbook action changed what should run: reconcile again now
     for manifest in outcome.deployments:
         await runtime.kube.apply(manifest)
     if outcome.service is not None:
@@ -245,8 +276,8 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         runtime.status_written[key] = time.monotonic()
     md.status = status
     runtime.mds[key] = md
-    for ev in (*outcome.events, *slo_events):
-        _event(raw, ev)
+    for ev in (*outcome.events, *slo_events, *heal_events):
+        await _event(runtime, raw, ev)
 
 
 async def _report_unparseable(
@@ -269,7 +300,7 @@ async def _report_unparseable(
     meta = raw["metadata"]
     await runtime.kube.apply_md_status(meta["namespace"], meta["name"], status)
     if flipped:
-        _event(raw, core.Event("Warning", "InvalidSpec", problems))
+        await _event(runtime, raw, core.Event("Warning", "InvalidSpec", problems))
 
 
 def run(

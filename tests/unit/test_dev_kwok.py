@@ -1,0 +1,171 @@
+"""The sandbox's kwok documents: fake GPU nodes, Stages, kwokctl configuration, durations."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from vigil import labels
+from vigil.dev import durations, kwok
+
+
+def test_gpu_node_carries_discovery_labels_fake_annotation_and_taint() -> None:
+    shape = kwok.NodeShape(gpus=8, gpu_product="NVIDIA-A100-SXM4-80GB")
+    node = kwok.node_manifest(2, shape, "vigil")
+    meta = node["metadata"]
+    assert meta["name"] == "gpu-node-2"
+    assert meta["annotations"]["kwok.x-k8s.io/node"] == "fake"
+    assert meta["labels"][labels.GPU_PRESENT] == "true"
+    assert meta["labels"][labels.GPU_PRODUCT] == "NVIDIA-A100-SXM4-80GB"
+    assert meta["labels"]["nvidia.com/gpu.count"] == "8"
+    assert meta["labels"]["nvidia.com/gpu.memory"] == str(80 * 1024)
+    assert meta["labels"][kwok.SANDBOX_LABEL] == "vigil"
+    assert node["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert "status" not in node
+
+
+def test_node_without_taint_has_an_empty_spec() -> None:
+    node = kwok.node_manifest(0, kwok.NodeShape(taint=False), "vigil")
+    assert node["spec"] == {}
+
+
+def test_gpu_memory_label_follows_product_or_override() -> None:
+    assert kwok.NodeShape(gpu_product="NVIDIA-A100-SXM4-40GB").memory_mib() == 40960
+    assert kwok.NodeShape(gpu_product="Tesla-T4").memory_mib() == 81920
+    assert kwok.NodeShape(gpu_memory_mib=24576).memory_mib() == 24576
+
+
+def test_node_status_offers_gpus_as_capacity_and_allocatable() -> None:
+    status = kwok.node_status(1, kwok.NodeShape(gpus=4, cpu="64", memory="512Gi", pods=50))["status"]
+    assert status["capacity"] == status["allocatable"]
+    assert status["allocatable"]["nvidia.com/gpu"] == "4"
+    assert status["allocatable"]["cpu"] == "64"
+    assert status["allocatable"]["memory"] == "512Gi"
+    assert status["allocatable"]["pods"] == "50"
+
+
+def _stages(delay_ms: int = 2000) -> dict[str, dict[str, object]]:
+    return {stage["metadata"]["name"]: stage for stage in kwok.stage_manifests(delay_ms)}
+
+
+def test_stage_set_covers_node_and_pod_life_cycle() -> None:
+    stages = _stages()
+    assert set(stages) == {
+        "vigil-node-initialize",
+        "vigil-node-heartbeat",
+        "vigil-pod-start",
+        "vigil-pod-ready",
+        "vigil-pod-complete",
+        "vigil-pod-delete",
+    }
+    for stage in stages.values():
+        assert stage["apiVersion"] == "kwok.x-k8s.io/v1alpha1"
+        assert stage["kind"] == "Stage"
+
+
+def _selector(stage: dict[str, object]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    spec = stage["spec"]
+    assert isinstance(spec, dict)
+    return {
+        expr["key"]: (expr["operator"], tuple(expr.get("values", ()))) for expr in spec["selector"]["matchExpressions"]
+    }
+
+
+def test_pod_start_gives_running_phase_and_ip_but_not_ready() -> None:
+    stage = _stages()["vigil-pod-start"]
+    selector = _selector(stage)
+    assert selector[".status.podIP"] == ("DoesNotExist", ())
+    assert selector[".metadata.deletionTimestamp"] == ("DoesNotExist", ())
+    template = stage["spec"]["steps"][-1]["patch"]["template"]  # type: ignore[index]
+    assert "phase: Running" in template
+    assert "podIP:" in template
+    assert 'type: Ready\n  status: "False"' in template
+
+
+def test_pod_ready_waits_for_the_delay_with_a_per_pod_override() -> None:
+    stage = _stages(1500)["vigil-pod-ready"]
+    delay = stage["spec"]["delay"]  # type: ignore[index]
+    assert delay["durationMilliseconds"] == 1500
+    assert kwok.READY_DELAY_ANNOTATION in delay["durationFrom"]["jq"]["expression"]
+    selector = _selector(stage)
+    assert selector[".status.phase"] == ("In", ("Running",))
+    assert selector['.status.conditions.[] | select( .type == "Ready" ) | .status'] == ("NotIn", ("True",))
+    template = stage["spec"]["steps"][0]["patch"]["template"]  # type: ignore[index]
+    assert 'type: Ready\n  status: "True"' in template
+    # Strategic merge keeps old fields: the not-ready reason must be cleared explicitly.
+    assert "reason: null" in template
+
+
+def test_pod_delete_removes_terminating_pods_without_finalizers() -> None:
+    stage = _stages()["vigil-pod-delete"]
+    assert _selector(stage) == {
+        ".metadata.deletionTimestamp": ("Exists", ()),
+        ".metadata.finalizers": ("DoesNotExist", ()),
+    }
+    assert stage["spec"]["steps"] == [{"delete": True}]  # type: ignore[index]
+
+
+def test_status_patches_target_the_status_subresource() -> None:
+    for stage in kwok.stage_manifests(0):
+        for step in stage["spec"]["steps"]:
+            if "patch" in step:
+                assert step["patch"]["subresource"] == "status"
+                assert step["patch"]["root"] == "status"
+
+
+def test_negative_ready_delay_is_refused() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        kwok.stage_manifests(-1)
+
+
+BINARIES = {
+    name: pathlib.Path(f"/cache/{name}")
+    for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok")
+}
+
+
+def test_kwokctl_config_uses_local_binaries_loopback_and_stage_crds() -> None:
+    kwokctl, kwok_conf = kwok.kwokctl_config(BINARIES)
+    assert kwokctl["kind"] == "KwokctlConfiguration"
+    options = kwokctl["options"]
+    assert options["runtime"] == "binary"
+    assert options["bindAddress"] == "127.0.0.1"
+    assert options["enableCRDs"] == ["Stage"]
+    assert options["kubeApiserverBinary"] == "/cache/kube-apiserver"
+    assert options["kubeControllerManagerBinary"] == "/cache/kube-controller-manager"
+    assert options["kubeSchedulerBinary"] == "/cache/kube-scheduler"
+    assert options["kubectlBinary"] == "/cache/kubectl"
+    assert options["etcdBinary"] == "/cache/etcd"
+    assert options["kwokControllerBinary"] == "/cache/kwok"
+    assert {"kube-controller-manager", "kube-scheduler"} <= set(options["components"])
+    assert kwok_conf["kind"] == "KwokConfiguration"
+    assert kwok_conf["options"]["podPlayStageParallelism"] > 0
+    assert kwok_conf["options"]["nodeLeaseParallelism"] > 0
+
+
+def test_kwokctl_config_names_missing_binaries() -> None:
+    partial = {name: path for name, path in BINARIES.items() if name != "etcd"}
+    with pytest.raises(ValueError, match="etcd"):
+        kwok.kwokctl_config(partial)
+
+
+@pytest.mark.parametrize(
+    ("text", "millis"),
+    [("2s", 2000), ("500ms", 500), ("1m30s", 90_000), ("1.5s", 1500), ("0s", 0), ("3", 3000), ("1h", 3_600_000)],
+)
+def test_durations_parse_go_style(text: str, millis: int) -> None:
+    assert durations.to_millis(text) == millis
+
+
+@pytest.mark.parametrize("text", ["", "2x", "s", "1s 2s", "-1s"])
+def test_durations_refuse_garbage(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        durations.to_millis(text)
+
+
+def test_prometheus_durations_prefer_seconds() -> None:
+    assert durations.prometheus(5000) == "5s"
+    assert durations.prometheus(1500) == "1500ms"
+    with pytest.raises(ValueError, match="positive"):
+        durations.prometheus(0)
