@@ -73,5 +73,13 @@ def run_command(
     operator.run(settings, list(namespace), liveness or None, priority, None if standalone else peering, standalone)
 
 
+@app.command("demo")
+def demo_command(down: bool = typer.Option(False, "--down", help="Stop the demo and remove the sandbox.")) -> None:
+    """Run the main job end to end on the local sandbox: a bad release healed by rollback."""
+    from vigil.dev import demo
+
+    demo.down() if down else demo.up()
+
+
 def main() -> None:
     app()

@@ -1,4 +1,4 @@
-"""Fixtures that run the real operator (``vigil run``) against the sandbox, as a subprocess.
+"""The real operator (``vigil run``) against the sandbox, as a subprocess (``vigil run``) against the sandbox, as a subprocess.
 
 A subprocess rather than kopf's in-thread runner: tests can SIGKILL it and start it again, the
 way a crashing pod would, and its logs land in a file shown on failure.
@@ -6,19 +6,11 @@ way a crashing pod would, and its logs land in a file shown on failure.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pathlib
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-
-import pytest
-from kubernetes import client
-
-from tests.e2e import waiting
 
 
 class OperatorProcess:
@@ -33,6 +25,8 @@ class OperatorProcess:
         self.starts += 1
         log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
         args = [sys.executable, "-m", "vigil", "run", "-A", "--standalone", "--liveness", "", "--resync", "10"]
+        # Diagnosis compares a short current rate with a baseline; test deployments live minutes.
+        args += ["--rate-window", "30s", "--baseline-window", "10m", "--metrics-port", "0"]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
@@ -56,29 +50,3 @@ class OperatorProcess:
 
     def logs(self) -> str:
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.log_dir.glob("operator-*.log")))
-
-
-@pytest.fixture(scope="module")
-def operator(sandbox: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    kubeconfig = str(getattr(sandbox, "kubeconfig"))
-    prometheus = getattr(sandbox, "prometheus_url", None)
-    proc = OperatorProcess(kubeconfig, tmp_path_factory.mktemp("operator"), prometheus)
-    proc.start()
-    yield proc
-    proc.stop()
-    print(proc.logs()[-3000:])
-
-
-@pytest.fixture
-def namespace(kube: client.ApiClient) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(kube)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    waiting.until(
-        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
-        60,
-        "the default service account",
-    )
-    yield name
-    with contextlib.suppress(client.exceptions.ApiException):
-        core.delete_namespace(name)

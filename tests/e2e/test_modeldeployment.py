@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e import waiting
-from tests.e2e.operator_fixtures import OperatorProcess, namespace, operator  # noqa: F401
+from tests.e2e.operator_fixtures import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -127,10 +127,14 @@ def test_deleting_the_modeldeployment_garbage_collects_its_children(
     apps, core = client.AppsV1Api(kube), client.CoreV1Api(kube)
     selector = "vigil.dev/modeldeployment=gone"
     waiting.until(
-        lambda: not apps.list_namespaced_deployment(namespace, label_selector=selector).items
-        and not core.list_namespaced_service(namespace, label_selector=selector).items
-        and not core.list_namespaced_pod(namespace, label_selector=selector).items
-        or None,
+        lambda: (
+            (
+                not apps.list_namespaced_deployment(namespace, label_selector=selector).items
+                and not core.list_namespaced_service(namespace, label_selector=selector).items
+                and not core.list_namespaced_pod(namespace, label_selector=selector).items
+            )
+            or None
+        ),
         120,
         "the garbage collector to remove Deployments, Services and pods",
     )
@@ -142,7 +146,8 @@ def test_a_spec_the_schema_accepts_but_vigil_cannot_honour_is_degraded_not_fatal
     create(kube, namespace, manifest("clash", replicas=1, triton={"args": ["--http-port=9000"]}))
     md = waiting.until(lambda: condition_is(kube, namespace, "clash", "Degraded", "True"), 60, "Degraded")
     degraded = condition(md, "Degraded")
-    assert degraded is not None and degraded["reason"] == "InvalidSpec"
+    assert degraded is not None
+    assert degraded["reason"] == "InvalidSpec"
     assert "spec.triton.args[0]" in degraded["message"]
     assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
     assert operator.alive()
@@ -150,15 +155,27 @@ def test_a_spec_the_schema_accepts_but_vigil_cannot_honour_is_degraded_not_fatal
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("missing model", {"spec": {"replicas": 1}}, "spec.model"),
-    ("empty version", {"spec": {"model": {"name": "m", "repository": "s3://b/m", "version": ""}}}, "spec.model.version"),
-    ("bad repository", {"spec": {"model": {"name": "m", "repository": "ftp://x", "version": "1"}}}, "spec.model.repository"),
+    (
+        "empty version",
+        {"spec": {"model": {"name": "m", "repository": "s3://b/m", "version": ""}}},
+        "spec.model.version",
+    ),
+    (
+        "bad repository",
+        {"spec": {"model": {"name": "m", "repository": "ftp://x", "version": "1"}}},
+        "spec.model.repository",
+    ),
     ("negative replicas", {"spec": {"replicas": -1}}, "spec.replicas"),
     ("too many gpus", {"spec": {"triton": {"gpus": 17}}}, "spec.triton.gpus"),
     ("min above max", {"spec": {"replicas": 2, "minReplicas": 3, "maxReplicas": 2}}, "spec.minReplicas"),
     ("replicas above max", {"spec": {"replicas": 5, "maxReplicas": 2}}, "spec.replicas"),
     ("unknown slo kind", {"spec": {"slos": [{"name": "a", "kind": "bogus"}]}}, "spec.slos[0].kind"),
     ("latency without threshold", {"spec": {"slos": [{"name": "a", "kind": "latency"}]}}, "spec.slos[0].thresholdMs"),
-    ("objective of 100", {"spec": {"slos": [{"name": "a", "kind": "availability", "objective": 100}]}}, "spec.slos[0].objective"),
+    (
+        "objective of 100",
+        {"spec": {"slos": [{"name": "a", "kind": "availability", "objective": 100}]}},
+        "spec.slos[0].objective",
+    ),
     (
         "duplicate slo names",
         {"spec": {"slos": [{"name": "a", "kind": "availability"}, {"name": "a", "kind": "availability"}]}},
@@ -173,7 +190,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in patch.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 

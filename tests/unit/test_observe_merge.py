@@ -64,7 +64,8 @@ def test_prometheus_outage_keeps_slo_states_and_only_flips_metrics_available() -
     assert merged.status.slos == before.slos
     assert merged.transitions == ()
     available = cond.find(merged.status.conditions, "MetricsAvailable")
-    assert available is not None and available.status is cond.ConditionStatus.FALSE
+    assert available is not None
+    assert available.status is cond.ConditionStatus.FALSE
     assert "connection refused" in available.message
     assert cond.find(merged.status.conditions, "SLOMet") == cond.find(before.conditions, "SLOMet")
 

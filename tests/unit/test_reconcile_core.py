@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 
+from tests.unit import factories
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.reconcile import core
 from vigil.render import revision
-from tests.unit import factories
 
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 
@@ -74,7 +74,8 @@ def test_version_change_keeps_traffic_on_old_revision_until_new_is_ready() -> No
     during = core.decide(v2, "uid-1", observed(**{old: (2, 2)}), later(10))
     assert replicas_of(during) == {old: 2, new: 2}
     assert during.status.current_revision == old
-    assert during.service is not None and during.service["spec"]["selector"]["vigil.dev/revision"] == old
+    assert during.service is not None
+    assert during.service["spec"]["selector"]["vigil.dev/revision"] == old
     assert status_of(during, "Progressing").status is cond.ConditionStatus.TRUE
     assert status_of(during, "Available").status is cond.ConditionStatus.TRUE
     v2 = settle(v2, during)
@@ -103,8 +104,9 @@ def test_history_is_bounded_and_pruned_revisions_are_deleted() -> None:
     seen: list[str] = []
     loads: dict[str, tuple[int, int]] = {}
     for version in range(1, 5):
-        md = factories.md(version=str(version), generation=version, revisionHistoryLimit=2, bakeTime="1s",
-                          status=md.status)
+        md = factories.md(
+            version=str(version), generation=version, revisionHistoryLimit=2, bakeTime="1s", status=md.status
+        )
         rev = revision.revision_of(md.spec)
         seen.append(rev)
         loads[rev] = (2, 2)
@@ -117,7 +119,9 @@ def test_history_is_bounded_and_pruned_revisions_are_deleted() -> None:
 def test_unschedulable_pods_degrade_with_the_schedulers_message() -> None:
     md = factories.md(replicas=1, triton={"gpus": 16})
     rev = revision.revision_of(md.spec)
-    problem = core.PodProblem(rev, "resnet-x-1", "Unschedulable", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")
+    problem = core.PodProblem(
+        rev, "resnet-x-1", "Unschedulable", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+    )
     outcome = core.decide(md, "uid-1", core.Observed({rev: core.Workload(rev, 1, 0, 0)}, (problem,)), NOW)
     degraded = status_of(outcome, "Degraded")
     assert degraded.status is cond.ConditionStatus.TRUE
@@ -135,13 +139,15 @@ def test_invalid_spec_is_degraded_and_keeps_serving_the_current_revision() -> No
     assert replicas_of(outcome) == {old: 2}
     assert outcome.status.current_revision == old
     degraded = status_of(outcome, "Degraded")
-    assert degraded.reason == "InvalidSpec" and "spec.triton.args[0]" in degraded.message
+    assert degraded.reason == "InvalidSpec"
+    assert "spec.triton.args[0]" in degraded.message
 
 
 def test_invalid_first_spec_creates_nothing() -> None:
     md = factories.md(triton={"args": ["--grpc-port=1"]})
     outcome = core.decide(md, "uid-1", observed(), NOW)
-    assert outcome.deployments == () and outcome.service is None
+    assert outcome.deployments == ()
+    assert outcome.service is None
     assert status_of(outcome, "Degraded").reason == "InvalidSpec"
 
 

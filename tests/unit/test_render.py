@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from tests.unit import factories
 from vigil import labels
 from vigil.render import revision, workload
-from tests.unit import factories
 
 OWNER = workload.Owner(name="resnet", namespace="ml", uid="uid-1")
 
@@ -25,7 +25,8 @@ def test_revision_hash_changes_with_model_version_image_and_args() -> None:
 def test_revision_hash_is_short_and_dns_safe() -> None:
     rev = revision.revision_of(factories.md().spec)
     assert len(rev) == revision.HASH_LENGTH
-    assert rev.isalnum() and rev == rev.lower()
+    assert rev.isalnum()
+    assert rev == rev.lower()
 
 
 def test_deployment_runs_triton_with_ports_flags_and_probes() -> None:
@@ -59,7 +60,8 @@ def test_gpus_go_into_limits_with_gpu_node_selection_and_toleration() -> None:
 
 def test_cpu_only_pods_neither_select_nor_tolerate_gpu_nodes() -> None:
     pod = workload.deployment(OWNER, "abc", factories.md(triton={"gpus": 0}).spec, 1)["spec"]["template"]["spec"]
-    assert "nodeSelector" not in pod and "tolerations" not in pod
+    assert "nodeSelector" not in pod
+    assert "tolerations" not in pod
     assert labels.GPU_RESOURCE not in pod["containers"][0]["resources"]["limits"]
 
 
@@ -74,7 +76,9 @@ def test_pods_carry_revision_labels_and_scrape_annotations() -> None:
 def test_children_are_owned_by_the_modeldeployment_as_controller() -> None:
     for manifest in (workload.deployment(OWNER, "abc", factories.md().spec, 1), workload.service(OWNER, "abc")):
         (ref,) = manifest["metadata"]["ownerReferences"]
-        assert ref["kind"] == "ModelDeployment" and ref["uid"] == "uid-1" and ref["controller"] is True
+        assert ref["kind"] == "ModelDeployment"
+        assert ref["uid"] == "uid-1"
+        assert ref["controller"] is True
 
 
 def test_service_selects_only_the_serving_revision() -> None:

@@ -1,0 +1,236 @@
+"""End to end: runbooks restore service on the real sandbox, exactly once, and only with metrics.
+
+Each test drives real simulator traffic through the real Service selection, judged by the real
+Prometheus, and lets the operator (a subprocess, so it can be SIGKILLed) heal the deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e import waiting
+from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
+from tests.e2e.test_observe import failures, incidents, slo_state
+from vigil.dev import sandbox as sandbox_mod
+from vigil.sim import client as simclient
+
+pytestmark = pytest.mark.e2e
+
+AVAILABILITY = {"name": "availability", "kind": "availability", "objective": 99.0, "period": "1h"}
+QUEUE = {"name": "queue", "kind": "queueTime", "thresholdMs": 100, "period": "1h"}
+
+
+def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube)
+
+
+def patch_spec(kube: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
+    custom(kube).patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": spec})
+
+
+def last_known_good(kube: client.ApiClient, ns: str, name: str) -> str | None:
+    revisions = get(kube, ns, name).get("status", {}).get("revisions", [])
+    return next((r["name"] for r in revisions if r.get("lastKnownGood")), None)
+
+
+def healthy_v1(
+    kube: client.ApiClient, sim: simclient.ControlClient, ns: str, name: str, **spec: Any
+) -> tuple[dict[str, Any], str]:
+    """A deployment serving version 1 under load, Met, with v1 marked last-known-good."""
+    spec.setdefault("slos", [AVAILABILITY])
+    create(kube, ns, manifest(name, replicas=2, **{"bakeTime": "15s", "maxReplicas": 6, **spec}))
+    waiting.until(lambda: (condition(get(kube, ns, name), "Available") or {}).get("status") == "True", 120, "Available")
+    sim.set_load({"namespace": ns, "name": name, "rate": 40})
+    good = waiting.until(lambda: last_known_good(kube, ns, name), 180, "v1 last-known-good")
+    return get(kube, ns, name), good
+
+
+def release_bad_v2(kube: client.ApiClient, sim: simclient.ControlClient, ns: str, name: str) -> None:
+    sim.set_fault({"namespace": ns, "name": name, "version": "2", "errorRatio": 0.3})
+    patch_spec(kube, ns, name, {"model": {"version": "2"}})
+
+
+def only_incident(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
+    found = incidents(kube, ns)
+    return found[0] if len(found) == 1 else None
+
+
+def step(incident: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in incident["status"]["plan"]["steps"] if s["name"] == name)
+
+
+def resolved(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
+    incident = only_incident(kube, ns)
+    return incident if incident and incident["status"]["phase"] == "Resolved" else None
+
+
+def test_bad_release_is_rolled_back_to_last_known_good_and_the_incident_resolves(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+) -> None:
+    _, good = healthy_v1(kube, sim, namespace, "resnet")
+    release_bad_v2(kube, sim, namespace, "resnet")
+    incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
+
+    md = get(kube, namespace, "resnet")
+    assert md["spec"]["model"]["version"] == "2", "the user's spec must never be edited"
+    assert md["status"]["rollback"]["revision"] == good
+    assert md["status"]["currentRevision"] == good
+    assert md["status"]["modelVersion"] == "1"
+    rolled = condition(md, "RolledBack")
+    assert rolled is not None
+    assert rolled["status"] == "True"
+    assert f"serving last-known-good {good}" in rolled["message"]
+    assert incident["metadata"]["name"] in rolled["message"]
+    assert slo_state(kube, namespace, "resnet") == "Met"
+
+    assert incident["status"]["diagnosis"]["cause"] == "BadRollout"
+    assert step(incident, "rollback")["state"] == "Succeeded"
+    types = [e["type"] for e in incident["status"]["timeline"]]
+    assert types[0] == "Detected"
+    assert types[-1] == "Resolved"
+    assert "Diagnosed" in types
+    assert types.count("Intent") == 1, types  # the rollback was decided (and recorded) once
+
+
+def test_load_surge_breaches_queue_time_and_is_scaled_out(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+) -> None:
+    custom(kube).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "runbooks",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Runbook",
+            "metadata": {"name": "surge"},
+            "spec": {
+                "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
+                "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "30s"}],
+            },
+        },
+    )
+    sim.set_fault({"namespace": namespace, "name": "surge", "capacity": 30})
+    _, _ = healthy_v1(kube, sim, namespace, "surge", slos=[QUEUE], runbookRef={"name": "surge"})
+    sim.set_load({"namespace": namespace, "name": "surge", "rate": 120})  # x3
+    incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
+    md = get(kube, namespace, "surge")
+    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge"
+    assert incident["status"]["plan"]["runbook"] == "surge"
+    assert md["status"]["scale"]["replicas"] == 6
+    assert md["status"]["readyReplicas"] == 6
+    assert md["spec"]["replicas"] == 2
+    assert condition(md, "ScaledOut")["status"] == "True"  # type: ignore[index]
+    assert step(incident, "scale")["state"] == "Succeeded"
+
+
+def test_operator_killed_mid_plan_resumes_without_repeating_the_action(
+    kube: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    sim: simclient.ControlClient,
+) -> None:
+    _, good = healthy_v1(kube, sim, namespace, "crashy")
+    release_bad_v2(kube, sim, namespace, "crashy")
+
+    def acting() -> dict[str, Any] | None:
+        incident = only_incident(kube, namespace)
+        plan = (incident or {}).get("status", {}).get("plan")
+        if plan and step(incident, "rollback")["state"] in ("Intended", "Verifying"):  # type: ignore[arg-type]
+            return incident
+        return None
+
+    waiting.until(acting, 240, "the rollback step to be under way")
+    operator.kill()
+    since = get(kube, namespace, "crashy")["status"].get("rollback", {}).get("since")
+    operator.start()
+    incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve after the restart")
+    md = get(kube, namespace, "crashy")
+    assert md["status"]["currentRevision"] == good
+    if since is not None:
+        assert md["status"]["rollback"]["since"] == since, "the rollback must not be re-applied"
+    types = [e["type"] for e in incident["status"]["timeline"]]
+    assert types.count("Intent") == 1, types
+    events = client.CoreV1Api(kube).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={incident['metadata']['name']}"
+    )
+    assert sum(1 for e in events.items if e.reason == "IncidentOpened") <= 1
+
+
+def test_dry_run_records_the_intended_rollback_and_touches_nothing(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+) -> None:
+    _, good = healthy_v1(kube, sim, namespace, "dry", paused=True)
+    release_bad_v2(kube, sim, namespace, "dry")
+
+    def recorded() -> dict[str, Any] | None:
+        incident = only_incident(kube, namespace)
+        plan = (incident or {}).get("status", {}).get("plan")
+        return incident if plan and step(incident, "rollback")["state"] == "DryRun" else None  # type: ignore[arg-type]
+
+    incident = waiting.until(recorded, 240, "a dry-run rollback in the incident")
+    assert step(incident, "rollback")["target"]["toRevision"] == good
+    md = get(kube, namespace, "dry")
+    assert "rollback" not in md["status"]
+    assert md["status"]["modelVersion"] == "2"
+    assert md["status"]["currentRevision"] != good
+
+
+def test_approval_mode_waits_and_holds_while_metrics_are_missing_then_acts(
+    kube: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    sandbox_handle: sandbox_mod.Sandbox,
+) -> None:
+    custom(kube).create_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "runbooks",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Runbook",
+            "metadata": {"name": "careful"},
+            "spec": {
+                "mode": "approval",
+                "steps": [{"name": "rollback", "action": "rollback", "verifyAfter": "30s"}],
+            },
+        },
+    )
+    _, good = healthy_v1(kube, sim, namespace, "careful", runbookRef={"name": "careful"})
+    release_bad_v2(kube, sim, namespace, "careful")
+    incident = waiting.until(
+        lambda: (i := only_incident(kube, namespace)) and i["status"]["phase"] == "AwaitingApproval" and i,
+        240,
+        "the plan to wait for approval",
+    )
+    assert "rollback" not in get(kube, namespace, "careful")["status"]
+
+    # Approve while Prometheus is down: nothing may happen until metrics are back.
+    sandbox_handle.stop_prometheus()
+    try:
+        waiting.until(
+            lambda: (condition(get(kube, namespace, "careful"), "MetricsAvailable") or {}).get("status") == "False",
+            60,
+            "MetricsAvailable=False",
+        )
+        custom(kube).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "incidents",
+            incident["metadata"]["name"],
+            {"metadata": {"annotations": {"vigil.dev/approve": "true"}}},
+        )
+        before = failures(sim, namespace, "careful")
+        waiting.until(lambda: failures(sim, namespace, "careful") >= before + 200, 60, "bad traffic during the outage")
+        assert "rollback" not in get(kube, namespace, "careful")["status"], "acted without metrics"
+    finally:
+        sandbox_handle.start_prometheus()
+    waiting.until(lambda: resolved(kube, namespace), 300, "the approved rollback to restore the SLO")
+    assert get(kube, namespace, "careful")["status"]["currentRevision"] == good
