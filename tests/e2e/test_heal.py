@@ -110,7 +110,7 @@ def test_load_surge_breaches_queue_time_and_is_scaled_out(
             "metadata": {"name": "surge"},
             "spec": {
                 "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
-                "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "30s"}],
+                "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "60s"}],
             },
         },
     )

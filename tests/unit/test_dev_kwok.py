@@ -77,7 +77,7 @@ def test_pod_start_gives_running_phase_and_ip_but_not_ready() -> None:
     selector = _selector(stage)
     assert selector[".status.podIP"] == ("DoesNotExist", ())
     assert selector[".metadata.deletionTimestamp"] == ("DoesNotExist", ())
-    template = stage["spec"]["steps"][-1]["patch"]["template"]  # type: ignore[index]
+    template = stage["spec"]["steps"][0]["patch"]["template"]  # type: ignore[index]
     assert "phase: Running" in template
     assert "podIP:" in template
     assert 'type: Ready\n  status: "False"' in template
@@ -169,3 +169,10 @@ def test_prometheus_durations_prefer_seconds() -> None:
     assert durations.prometheus(1500) == "1500ms"
     with pytest.raises(ValueError, match="positive"):
         durations.prometheus(0)
+
+
+def test_each_node_gets_its_own_internal_ip_outside_the_pod_network() -> None:
+    addresses = [kwok.node_status(i, kwok.NodeShape())["status"]["addresses"] for i in (0, 1, 251)]
+    internal = [next(a["address"] for a in entry if a["type"] == "InternalIP") for entry in addresses]
+    assert internal == ["10.240.0.1", "10.240.0.2", "10.240.1.2"]
+    assert not any(ip.startswith("10.244.") for ip in internal)

@@ -229,9 +229,7 @@ def _kopf_peering(kind: str, plural: str, scope: str) -> Schema:
                     "name": "v1",
                     "served": True,
                     "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "properties": {"spec": free, "status": free}}
-                    },
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": free, "status": free}}},
                 }
             ],
         },

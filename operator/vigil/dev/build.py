@@ -13,6 +13,7 @@ the network; only :func:`ensure_binaries` runs the Go toolchain.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
@@ -51,7 +52,12 @@ KUBE = Component(
 )
 ETCD = Component("etcd", versions.ETCD, ("etcd",))
 KWOK = Component("kwok", versions.KWOK, ("kwok", "kwokctl"))
-ALL = (ETCD, KUBE, KWOK)
+PROMETHEUS = Component("prometheus", versions.PROMETHEUS, ("prometheus",))
+ALL = (ETCD, KUBE, KWOK, PROMETHEUS)
+# Prometheus's module has exclude directives (refused by `go install pkg@version`), so it goes
+# through the wrapper too; build tags drop every service discovery but kubernetes (and the
+# always-present file/http ones), which skips compiling the cloud SDKs.
+PROMETHEUS_TAGS = "remove_all_sd,enable_kubernetes_sd"
 
 
 def go_version_tag() -> str:
@@ -145,6 +151,23 @@ class Builder:
             return self.bin_dir(component)
         if shutil.which("go") is None:
             raise BuildError("the Go toolchain ('go') is not on PATH; install Go >= 1.26 to build the sandbox")
+        # One builder per component at a time across processes (a CLI and a test session may
+        # both find it missing); the second waits, then finds it built.
+        lock_path = self.cache / "locks" / f"{component.key}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("w") as lock:
+            if self.is_built(component):
+                return self.bin_dir(component)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.progress(f"waiting for another process that is building {component.name}")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.is_built(component):
+                return self.bin_dir(component)
+            return self._build(component)
+
+    def _build(self, component: Component) -> pathlib.Path:
         started = time.monotonic()
         self.progress(f"building {component.name} {component.version} (once; cached under {self.cache})")
         work = self.cache / "build" / component.key
@@ -152,7 +175,12 @@ class Builder:
         staging = self.bin_dir(component).parent / f"{component.key}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        builders = {"kubernetes": self._build_kube, "etcd": self._build_etcd, "kwok": self._build_kwok}
+        builders = {
+            "kubernetes": self._build_kube,
+            "etcd": self._build_etcd,
+            "kwok": self._build_kwok,
+            "prometheus": self._build_prometheus,
+        }
         builders[component.name](component, work, staging)
         final = self.bin_dir(component)
         shutil.rmtree(final, ignore_errors=True)
@@ -197,6 +225,7 @@ class Builder:
         tools: Sequence[str],
         ldflags: str,
         step: str,
+        tags: str = "",
     ) -> None:
         upstream = self._upstream_gomod(module, version, work)
         replaces = {path: replace_version(path) for path in local_path_replaces(upstream)}
@@ -204,7 +233,12 @@ class Builder:
         (work / "go.mod").write_text(gomod)
         (work / "go.sum").touch()
         self._go(["mod", "tidy"], work, f"{step}-tidy")
-        self._go(["build", "-trimpath", "-ldflags", ldflags, "-o", str(staging) + "/", *tools], work, f"{step}-build")
+        tag_args = ["-tags", tags] if tags else []
+        self._go(
+            ["build", "-trimpath", *tag_args, "-ldflags", ldflags, "-o", str(staging) + "/", *tools],
+            work,
+            f"{step}-build",
+        )
 
     def _build_kube(self, component: Component, work: pathlib.Path, staging: pathlib.Path) -> None:
         tools = [f"k8s.io/kubernetes/cmd/{name}" for name in component.binaries]
@@ -232,6 +266,24 @@ class Builder:
         )
         # Go names a binary after the last path element that is not a major-version suffix.
         (staging / "server").rename(staging / "etcd")
+
+    def _build_prometheus(self, component: Component, work: pathlib.Path, staging: pathlib.Path) -> None:
+        # Module v0.309.1 is Prometheus 3.9.1; stamp the release so /api/v1/status/buildinfo says so.
+        _, minor, patch = component.version.lstrip("v").split(".")
+        release = f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
+        stamp = "github.com/prometheus/common/version"
+        ldflags = f"-s -w -X {stamp}.Version={release} -X {stamp}.Branch=vigil-sandbox"
+        self._wrapper_build(
+            work,
+            staging,
+            "github.com/prometheus/prometheus",
+            component.version,
+            lambda _path: component.version,
+            ["github.com/prometheus/prometheus/cmd/prometheus"],
+            ldflags,
+            "prometheus",
+            tags=PROMETHEUS_TAGS,
+        )
 
     def _build_kwok(self, component: Component, work: pathlib.Path, staging: pathlib.Path) -> None:
         env_bin = {"GOBIN": str(staging)}

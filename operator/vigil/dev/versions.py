@@ -14,6 +14,9 @@ KUBERNETES = "v1.36.3"
 KUBERNETES_STAGING = "v0.36.3"
 ETCD = "v3.6.14"
 KWOK = "v0.8.0"
+# Prometheus 3.9.1 (its Go module is versioned v0.3xx): Debian's package is built without
+# kubernetes_sd_configs, so the sandbox builds upstream with only the discoveries it needs.
+PROMETHEUS = "v0.309.1"
 GATEWAY_API = "v1.4.0"
 
 

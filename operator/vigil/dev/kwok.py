@@ -1,0 +1,543 @@
+"""The kwok half of the sandbox: fake GPU nodes, the Stages that play their kubelets, and kwokctl.
+
+kwokctl's binary runtime runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
+the kwok controller as plain processes from the binaries we built, all bound to 127.0.0.1. The
+scheduler and the controllers are the real ones; only the kubelets are played by kwok.
+
+Stages are served as ``kwok.x-k8s.io`` custom resources (``enableCRDs: [Stage]``) rather than
+baked into kwokctl's config file: that way ``vigil dev up`` re-applies them like every other
+object (repairing or changing the pod-ready delay on a running sandbox), and tests or fault
+injectors can add their own Stages at run time.
+
+The pod life cycle mirrors a Triton pod: scheduled -> Running with an IP but not Ready (the
+model is loading) -> Ready after the configured delay (per pod: annotation
+``vigil.dev/ready-delay``) -> on deletion, removed at once, as the kubelet does after the grace
+period. Pods that cannot be scheduled are never touched by kwok, so they keep the scheduler's
+``Unschedulable`` condition and its "Insufficient nvidia.com/gpu" message.
+
+Everything above the :class:`Kwokctl` runner is pure and unit-tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import re
+import signal
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from vigil import labels
+
+Manifest = dict[str, Any]
+
+STAGE_GROUP = "kwok.x-k8s.io"
+STAGE_VERSION = "v1alpha1"
+STAGE_PLURAL = "stages"
+READY_DELAY_ANNOTATION = "vigil.dev/ready-delay"
+SANDBOX_LABEL = "vigil.dev/sandbox"
+FAKE_NODE_ANNOTATION = "kwok.x-k8s.io/node"
+GPU_COUNT = "nvidia.com/gpu.count"
+GPU_MEMORY = "nvidia.com/gpu.memory"
+GPU_TAINT_VALUE = "present"
+# Pod IPs come from this pool; a /16 so that churny tests never run out of addresses.
+POD_CIDR = "10.244.0.1/16"
+# Each fake node gets its own InternalIP here (pods report it as hostIP); kwok's own fallback for
+# nodes it did not get an address for is the last one.
+NODE_NETWORK = "10.240"
+FALLBACK_NODE_IP = "10.240.255.254"
+NODE_PREFIX = "gpu-node-"
+
+_CONFIG_API = "config.kwok.x-k8s.io/v1alpha1"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeShape:
+    """What every fake GPU node offers to the scheduler."""
+
+    gpus: int = 8
+    gpu_product: str = "NVIDIA-A100-SXM4-80GB"
+    gpu_memory_mib: int | None = None
+    cpu: str = "96"
+    memory: str = "1000Gi"
+    pods: int = 110
+    taint: bool = True
+
+    def memory_mib(self) -> int:
+        """GPU memory in MiB, as GPU feature discovery labels it; read from the product name if not given."""
+        if self.gpu_memory_mib is not None:
+            return self.gpu_memory_mib
+        match = re.search(r"(\d+)GB", self.gpu_product, re.IGNORECASE)
+        return int(match.group(1)) * 1024 if match else 81920
+
+
+def node_name(index: int) -> str:
+    return f"{NODE_PREFIX}{index}"
+
+
+def node_manifest(index: int, shape: NodeShape, sandbox: str) -> Manifest:
+    """The metadata and spec of one fake GPU node (status goes separately: it is a subresource)."""
+    name = node_name(index)
+    spec: Manifest = {}
+    if shape.taint:
+        spec["taints"] = [{"key": labels.GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "annotations": {FAKE_NODE_ANNOTATION: "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/role": "agent",
+                "node-role.kubernetes.io/agent": "",
+                "type": "kwok",
+                SANDBOX_LABEL: sandbox,
+                labels.GPU_PRESENT: "true",
+                labels.GPU_PRODUCT: shape.gpu_product,
+                GPU_COUNT: str(shape.gpus),
+                GPU_MEMORY: str(shape.memory_mib()),
+            },
+        },
+        "spec": spec,
+    }
+
+
+def node_ip(index: int) -> str:
+    return f"{NODE_NETWORK}.{index // 250}.{index % 250 + 1}"
+
+
+def node_status(index: int, shape: NodeShape) -> Manifest:
+    """The status part of a fake node: resources and addresses, which kwok's stages leave untouched."""
+    resources = {
+        "cpu": shape.cpu,
+        "memory": shape.memory,
+        "pods": str(shape.pods),
+        "ephemeral-storage": "1Ti",
+        labels.GPU_RESOURCE: str(shape.gpus),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node_name(index)},
+        "status": {
+            "capacity": dict(resources),
+            "allocatable": dict(resources),
+            "addresses": [
+                {"type": "InternalIP", "address": node_ip(index)},
+                {"type": "Hostname", "address": node_name(index)},
+            ],
+        },
+    }
+
+
+# -- Stages -----------------------------------------------------------------------------------
+# Templates are Go text/template rendered by kwok against the object; the result is a strategic
+# merge patch of the status subresource, so condition entries merge by type and the scheduler's
+# PodScheduled condition survives.
+
+_NODE_INITIALIZE = """\
+{{ $now := Now }}
+phase: Running
+conditions:
+{{ range NodeConditions }}
+- type: {{ .type | Quote }}
+  status: {{ .status | Quote }}
+  reason: {{ .reason | Quote }}
+  message: {{ .message | Quote }}
+  lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+{{ end }}
+{{ if not .status.addresses }}
+addresses:
+- type: InternalIP
+  address: {{ NodeIP | Quote }}
+- type: Hostname
+  address: {{ .metadata.name | Quote }}
+{{ end }}
+daemonEndpoints:
+  kubeletEndpoint:
+    Port: {{ or NodePort 10250 }}
+nodeInfo:
+  architecture: amd64
+  operatingSystem: linux
+  kubeletVersion: {{ printf "kwok-%s" Version | Quote }}
+  kubeProxyVersion: {{ printf "kwok-%s" Version | Quote }}
+  containerRuntimeVersion: {{ printf "kwok-%s" Version | Quote }}
+  kernelVersion: {{ printf "kwok-%s" Version | Quote }}
+  osImage: "kwok"
+  machineID: ""
+  bootID: ""
+  systemUUID: ""
+{{ if not .status.allocatable }}
+allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+{{ end }}
+"""
+
+_NODE_HEARTBEAT = """\
+{{ $now := Now }}
+{{ $since := or .metadata.creationTimestamp $now }}
+conditions:
+{{ range NodeConditions }}
+- type: {{ .type | Quote }}
+  status: {{ .status | Quote }}
+  reason: {{ .reason | Quote }}
+  message: {{ .message | Quote }}
+  lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $since | Quote }}
+{{ end }}
+"""
+
+_POD_START = """\
+{{ $now := Now }}
+{{ $hostIP := NodeIPWith .spec.nodeName }}
+{{ $podIP := PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
+{{ $waiting := "" }}{{ range $i, $c := .spec.containers }}{{ if $i }}{{ $waiting = printf "%s " $waiting }}{{ end }}{{ $waiting = printf "%s%s" $waiting $c.name }}{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+hostIP: {{ $hostIP | Quote }}
+hostIPs:
+- ip: {{ $hostIP | Quote }}
+podIP: {{ $podIP | Quote }}
+podIPs:
+- ip: {{ $podIP | Quote }}
+conditions:
+- type: PodReadyToStartContainers
+  status: "True"
+  lastTransitionTime: {{ $now | Quote }}
+- type: Initialized
+  status: "True"
+  lastTransitionTime: {{ $now | Quote }}
+- type: ContainersReady
+  status: "False"
+  reason: ContainersNotReady
+  message: {{ printf "containers with unready status: [%s]" $waiting | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+- type: Ready
+  status: "False"
+  reason: ContainersNotReady
+  message: {{ printf "containers with unready status: [%s]" $waiting | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  imageID: ""
+  ready: false
+  started: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+{{ with .spec.initContainers }}
+initContainerStatuses:
+{{ range . }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  imageID: ""
+  ready: true
+  restartCount: 0
+  state:
+    terminated:
+      exitCode: 0
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ end }}
+{{ end }}
+"""
+
+_POD_READY = """\
+{{ $now := Now }}
+{{ $started := or .status.startTime $now }}
+conditions:
+- type: ContainersReady
+  status: "True"
+  reason: null
+  message: null
+  lastTransitionTime: {{ $now | Quote }}
+- type: Ready
+  status: "True"
+  reason: null
+  message: null
+  lastTransitionTime: {{ $now | Quote }}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  imageID: ""
+  ready: true
+  started: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $started | Quote }}
+{{ end }}
+"""
+
+_POD_COMPLETE = """\
+{{ $now := Now }}
+{{ $started := or .status.startTime $now }}
+phase: Succeeded
+conditions:
+- type: ContainersReady
+  status: "False"
+  reason: PodCompleted
+  lastTransitionTime: {{ $now | Quote }}
+- type: Ready
+  status: "False"
+  reason: PodCompleted
+  lastTransitionTime: {{ $now | Quote }}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  imageID: ""
+  ready: false
+  started: false
+  restartCount: 0
+  state:
+    terminated:
+      exitCode: 0
+      reason: Completed
+      startedAt: {{ $started | Quote }}
+      finishedAt: {{ $now | Quote }}
+{{ end }}
+"""
+
+
+def _expr(key: str, operator: str, *values: str) -> Manifest:
+    requirement: Manifest = {"key": key, "operator": operator}
+    if values:
+        requirement["values"] = list(values)
+    return requirement
+
+
+def _status_patch(template: str) -> Manifest:
+    return {"patch": {"subresource": "status", "root": "status", "template": template}}
+
+
+def _stage(name: str, kind: str, selector: list[Manifest], steps: list[Manifest], **extra: Any) -> Manifest:
+    spec: Manifest = {
+        "resourceRef": {"apiGroup": "v1", "kind": kind},
+        "selector": {"matchExpressions": selector},
+        **extra,
+        "steps": steps,
+    }
+    return {
+        "apiVersion": f"{STAGE_GROUP}/{STAGE_VERSION}",
+        "kind": "Stage",
+        "metadata": {"name": name, "labels": {labels.MANAGED_BY: "vigil"}},
+        "spec": spec,
+    }
+
+
+_NOT_DELETING = _expr(".metadata.deletionTimestamp", "DoesNotExist")
+_READY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
+
+
+def stage_manifests(ready_delay_ms: int) -> list[Manifest]:
+    """The Stages of the sandbox's fake kubelets: node start and heartbeat, and the pod life cycle."""
+    if ready_delay_ms < 0:
+        raise ValueError("the ready delay cannot be negative")
+    return [
+        _stage(
+            "vigil-node-initialize",
+            "Node",
+            [_expr(_READY, "NotIn", "True")],
+            [_status_patch(_NODE_INITIALIZE)],
+        ),
+        # kwok renews the nodes' Leases itself; the conditions only need an occasional refresh.
+        _stage(
+            "vigil-node-heartbeat",
+            "Node",
+            [_expr(".status.phase", "In", "Running"), _expr(_READY, "In", "True")],
+            [_status_patch(_NODE_HEARTBEAT)],
+            delay={"durationMilliseconds": 60_000, "jitterDurationMilliseconds": 70_000},
+        ),
+        _stage(
+            "vigil-pod-start",
+            "Pod",
+            [_NOT_DELETING, _expr(".status.podIP", "DoesNotExist")],
+            [
+                _status_patch(_POD_START),
+                {"event": {"type": "Normal", "reason": "Started", "message": "Started container (kwok)"}},
+            ],
+        ),
+        _stage(
+            "vigil-pod-ready",
+            "Pod",
+            [
+                _NOT_DELETING,
+                _expr(".status.phase", "In", "Running"),
+                _expr(".status.podIP", "Exists"),
+                _expr(_READY, "NotIn", "True"),
+                _expr(".metadata.ownerReferences.[].kind", "NotIn", "Job"),
+            ],
+            [_status_patch(_POD_READY)],
+            delay={
+                "durationMilliseconds": ready_delay_ms,
+                "durationFrom": {"jq": {"expression": f'.metadata.annotations["{READY_DELAY_ANNOTATION}"]'}},
+            },
+        ),
+        # Job pods (helm tests, one-off tasks) run to completion straight away.
+        _stage(
+            "vigil-pod-complete",
+            "Pod",
+            [
+                _NOT_DELETING,
+                _expr(".status.phase", "In", "Running"),
+                _expr(".status.podIP", "Exists"),
+                _expr(".metadata.ownerReferences.[].kind", "In", "Job"),
+            ],
+            [_status_patch(_POD_COMPLETE)],
+        ),
+        # What the kubelet does once the containers are gone: remove the object for good.
+        # Pods holding finalizers wait for them, as they would on a real node.
+        _stage(
+            "vigil-pod-delete",
+            "Pod",
+            [_expr(".metadata.deletionTimestamp", "Exists"), _expr(".metadata.finalizers", "DoesNotExist")],
+            [{"delete": True}],
+        ),
+    ]
+
+
+# -- kwokctl ----------------------------------------------------------------------------------
+
+BINARY_OPTIONS = {
+    "kube-apiserver": "kubeApiserverBinary",
+    "kube-controller-manager": "kubeControllerManagerBinary",
+    "kube-scheduler": "kubeSchedulerBinary",
+    "kubectl": "kubectlBinary",
+    "etcd": "etcdBinary",
+    "kwok": "kwokControllerBinary",
+}
+
+
+def kwokctl_config(binaries: Mapping[str, pathlib.Path]) -> list[Manifest]:
+    """kwokctl's configuration documents: binary runtime, our binaries, loopback only, Stages as CRs."""
+    missing = sorted(set(BINARY_OPTIONS) - set(binaries))
+    if missing:
+        raise ValueError(f"missing sandbox binaries: {', '.join(missing)}")
+    options: Manifest = {
+        "runtime": "binary",
+        # kwokctl binds every component to 0.0.0.0 unless told otherwise.
+        "bindAddress": "127.0.0.1",
+        "enableCRDs": ["Stage"],
+        "components": ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller"],
+    }
+    options.update({option: str(binaries[name]) for name, option in BINARY_OPTIONS.items()})
+    return [
+        {"apiVersion": _CONFIG_API, "kind": "KwokctlConfiguration", "options": options},
+        # kwokctl writes this document back without kwok's defaults, so every option that must
+        # not be zero is spelled out.
+        {
+            "apiVersion": _CONFIG_API,
+            "kind": "KwokConfiguration",
+            "options": {
+                "cidr": POD_CIDR,
+                "nodeIP": FALLBACK_NODE_IP,
+                "podPlayStageParallelism": 4,
+                "nodePlayStageParallelism": 4,
+                "nodeLeaseParallelism": 4,
+                "podsOnNodeSyncParallelism": 1,
+                "enablePodsOnNodeSyncListPager": True,
+                "enableDebuggingHandlers": True,
+            },
+        },
+    ]
+
+
+class KwokctlError(RuntimeError):
+    """A kwokctl command failed; the message carries its output and where the logs are."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Kwokctl:
+    """Runs kwokctl for one named cluster whose files all live under ``workdir``."""
+
+    binary: pathlib.Path
+    name: str
+    workdir: pathlib.Path
+
+    @property
+    def cluster_dir(self) -> pathlib.Path:
+        return self.workdir / "clusters" / self.name
+
+    def exists(self) -> bool:
+        return (self.cluster_dir / "kwok.yaml").is_file()
+
+    def _run(self, args: list[str], log: pathlib.Path, timeout: float) -> None:
+        env = {**os.environ, "KWOK_WORKDIR": str(self.workdir)}
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as sink:
+            sink.write(f"$ kwokctl {' '.join(args)}\n")
+            sink.flush()
+            try:
+                proc = subprocess.run(
+                    [str(self.binary), "--name", self.name, *args],
+                    env=env,
+                    stdout=sink,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    timeout=timeout,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as error:
+                raise KwokctlError(f"kwokctl {args[0]} {args[1]} timed out after {timeout:.0f}s; log: {log}") from error
+        if proc.returncode != 0:
+            tail = log.read_text()[-3000:]
+            raise KwokctlError(
+                f"kwokctl {args[0]} {args[1]} failed (exit {proc.returncode}); log: {log}, "
+                f"component logs: {self.cluster_dir / 'logs'}\n{tail}"
+            )
+
+    def create(self, config: pathlib.Path, kubeconfig: pathlib.Path, log: pathlib.Path, wait: float = 120.0) -> None:
+        self._run(
+            [
+                "create",
+                "cluster",
+                "--config",
+                str(config),
+                "--kubeconfig",
+                str(kubeconfig),
+                "--wait",
+                f"{wait:.0f}s",
+            ],
+            log,
+            wait + 60,
+        )
+
+    def start(self, log: pathlib.Path, wait: float = 120.0) -> None:
+        self._run(["start", "cluster", "--wait", f"{wait:.0f}s"], log, wait + 60)
+
+    def stop(self, log: pathlib.Path) -> None:
+        self._run(["stop", "cluster"], log, 120)
+
+    def delete(self, kubeconfig: pathlib.Path, log: pathlib.Path) -> None:
+        self._run(["delete", "cluster", "--kubeconfig", str(kubeconfig)], log, 120)
+
+    def component_pids(self) -> dict[str, int]:
+        """The pids kwokctl recorded for its components (whether or not they still run)."""
+        pids: dict[str, int] = {}
+        for path in sorted((self.cluster_dir / "pids").glob("*.pid")):
+            text = path.read_text().strip()
+            if text.isdigit():
+                pids[path.stem] = int(text)
+        return pids
+
+    def kill_components(self) -> None:
+        """Last resort after ``delete``: stop what kwokctl recorded, should any process linger."""
+        for pid in self.component_pids().values():
+            try:
+                if str(self.workdir) in pathlib.Path(f"/proc/{pid}/cmdline").read_text():
+                    os.kill(pid, signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue

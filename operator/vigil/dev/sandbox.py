@@ -1,0 +1,667 @@
+"""The local sandbox as a Python API, shared by ``vigil dev`` and the end-to-end tests.
+
+One :class:`Sandbox` is a real control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler; kwokctl's binary runtime over the binaries :mod:`vigil.dev.build` compiles),
+kwok playing the kubelets of fake GPU nodes, Debian's Prometheus discovering pods from that API
+server, and the Triton simulator (``vigil sim serve``) answering for the pods. All of it listens
+on 127.0.0.1 and keeps its files under one state directory.
+
+:meth:`Sandbox.up` is idempotent and repairing: every step first looks at what runs and only
+creates, restarts or re-applies what is missing, so tests call it at session start and a warm
+machine is ready in seconds. Objects are written with server-side apply (field manager
+``vigil``), which makes re-running ``up`` an absolute statement of the sandbox's shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import importlib.resources
+import json
+import os
+import pathlib
+import shutil
+import sys
+import typing
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client, config
+from kubernetes.client import exceptions
+
+from vigil import labels
+from vigil.dev import build, durations, kwok, procs, prometheus, versions
+
+Progress = Callable[[str], None]
+APPLY = "application/apply-patch+yaml"
+REQUEST_TIMEOUT = 10
+DEFAULT_NAME = "vigil"
+DEFAULT_PROMETHEUS_PORT = 9090
+DEFAULT_SIM_PORT = 9400
+KWOK_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+class SandboxError(RuntimeError):
+    """The sandbox could not be brought to the requested state; the message says what is missing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxInfo:
+    """Where a running sandbox answers, and the shape it was brought up with."""
+
+    name: str
+    state_dir: pathlib.Path
+    kubeconfig: pathlib.Path
+    apiserver_url: str
+    prometheus_url: str
+    simulator_url: str
+    nodes: int
+    gpus_per_node: int
+    gpu_product: str
+    ready_delay: str
+    scrape_interval: str
+    prometheus_port: int
+    sim_port: int
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point ``kubectl``, ``vigil run`` and the tests at this sandbox."""
+        return {
+            "KUBECONFIG": str(self.kubeconfig),
+            "VIGIL_PROMETHEUS_URL": self.prometheus_url,
+            "VIGIL_SIM_URL": self.simulator_url,
+        }
+
+    def to_json(self) -> str:
+        data = dataclasses.asdict(self)
+        data["state_dir"] = str(self.state_dir)
+        data["kubeconfig"] = str(self.kubeconfig)
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxInfo:
+        data = json.loads(text)
+        data["state_dir"] = pathlib.Path(data["state_dir"])
+        data["kubeconfig"] = pathlib.Path(data["kubeconfig"])
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxStatus:
+    info: SandboxInfo | None
+    components: tuple[ComponentStatus, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.info is not None and all(component.ok for component in self.components)
+
+
+def default_crds_dir() -> pathlib.Path | None:
+    """The repository's generated CRDs (``crds/``) when running from a source checkout, else ``./crds``."""
+    checkout = pathlib.Path(__file__).resolve().parents[3]
+    for candidate in (checkout / "crds", pathlib.Path.cwd() / "crds"):
+        if (candidate.parent / "pyproject.toml").is_file() and candidate.is_dir():
+            return candidate
+    return None
+
+
+def _package_yaml(name: str) -> list[dict[str, Any]]:
+    text = importlib.resources.files("vigil.dev").joinpath(name).read_text()
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _http_status(url: str, method: str = "GET", timeout: float = 2.0) -> int | None:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def _http_json(url: str, timeout: float = 3.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+def _write_if_changed(path: pathlib.Path, text: str) -> bool:
+    if path.is_file() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+@dataclasses.dataclass
+class Sandbox:
+    """One named local sandbox whose files all live under ``state_dir``."""
+
+    name: str = DEFAULT_NAME
+    state_dir: pathlib.Path = dataclasses.field(default_factory=versions.state_root)
+    crds_dir: pathlib.Path | None = dataclasses.field(default_factory=default_crds_dir)
+
+    # -- paths ------------------------------------------------------------------------------------
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def info_file(self) -> pathlib.Path:
+        return self.state_dir / "sandbox.json"
+
+    @property
+    def kwok_workdir(self) -> pathlib.Path:
+        return self.state_dir / "kwok"
+
+    @property
+    def prometheus_dir(self) -> pathlib.Path:
+        return self.state_dir / "prometheus"
+
+    @property
+    def prometheus_process(self) -> procs.Background:
+        return procs.Background("prometheus", self.state_dir)
+
+    @property
+    def simulator_process(self) -> procs.Background:
+        return procs.Background("simulator", self.state_dir)
+
+    def info(self) -> SandboxInfo | None:
+        """What the last ``up`` recorded, or None if this sandbox was never brought up."""
+        try:
+            return SandboxInfo.from_json(self.info_file.read_text())
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return None
+
+    def _require_info(self) -> SandboxInfo:
+        found = self.info()
+        if found is None:
+            raise SandboxError(f"no sandbox {self.name!r} under {self.state_dir}; run `vigil dev up` first")
+        return found
+
+    def _kwokctl(self) -> kwok.Kwokctl | None:
+        builder = build.Builder(progress=_quiet)
+        binary = builder.bin_dir(build.KWOK) / "kwokctl"
+        return kwok.Kwokctl(binary, self.name, self.kwok_workdir) if binary.is_file() else None
+
+    def api_client(self) -> client.ApiClient:
+        """A ``kubernetes`` ApiClient for this sandbox's API server."""
+        if not self.kubeconfig.is_file():
+            raise SandboxError(f"no kubeconfig at {self.kubeconfig}; run `vigil dev up` first")
+        return typing.cast(client.ApiClient, config.new_client_from_config(config_file=str(self.kubeconfig)))  # type: ignore[no-untyped-call]
+
+    # -- up -------------------------------------------------------------------------------------
+
+    def up(
+        self,
+        *,
+        nodes: int = 4,
+        gpus_per_node: int = 8,
+        gpu_product: str = "NVIDIA-A100-SXM4-80GB",
+        ready_delay: str = "2s",
+        scrape_interval: str = "5s",
+        prometheus_port: int = DEFAULT_PROMETHEUS_PORT,
+        sim_port: int = DEFAULT_SIM_PORT,
+        progress: Progress = _quiet,
+    ) -> SandboxInfo:
+        """Bring the sandbox up, reusing whatever already runs and repairing what does not."""
+        if nodes < 1 or gpus_per_node < 0:
+            raise SandboxError("need at least one node and a non-negative GPU count")
+        try:
+            ready_delay_ms = durations.to_millis(ready_delay)
+            scrape = durations.prometheus(durations.to_millis(scrape_interval))
+        except ValueError as error:
+            raise SandboxError(str(error)) from error
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+        try:
+            progress("checking the sandbox binaries (built once from Go modules)")
+            binaries = build.ensure_binaries(progress=progress)
+        except build.BuildError as error:
+            raise SandboxError(str(error)) from error
+
+        fresh_control_plane = self._ensure_control_plane(binaries, progress)
+        if fresh_control_plane:
+            # They hold clients for the previous API server (its port changes on re-creation).
+            self.stop_simulator()
+            self.stop_prometheus()
+        with contextlib.closing(self.api_client()) as api:
+            self._apply_crds(api, progress)
+            progress(f"applying kwok stages (pods become Ready {ready_delay} after they start)")
+            self._apply_stages(api, ready_delay_ms)
+            shape = kwok.NodeShape(gpus=gpus_per_node, gpu_product=gpu_product)
+            progress(f"applying {nodes} fake GPU nodes x {gpus_per_node} {labels.GPU_RESOURCE} ({gpu_product})")
+            self._apply_nodes(api, nodes, shape)
+            progress("waiting for nodes Ready and the controllers to run")
+            self._wait_nodes(api, nodes, gpus_per_node)
+            self._wait_controllers(api)
+            apiserver_url = str(api.configuration.host)
+
+        info = SandboxInfo(
+            name=self.name,
+            state_dir=self.state_dir,
+            kubeconfig=self.kubeconfig,
+            apiserver_url=apiserver_url,
+            prometheus_url=f"http://127.0.0.1:{prometheus_port}",
+            simulator_url=f"http://127.0.0.1:{sim_port}",
+            nodes=nodes,
+            gpus_per_node=gpus_per_node,
+            gpu_product=gpu_product,
+            ready_delay=ready_delay,
+            scrape_interval=scrape,
+            prometheus_port=prometheus_port,
+            sim_port=sim_port,
+        )
+        self.info_file.write_text(info.to_json())
+        self.start_simulator(progress)
+        self.start_prometheus(progress)
+        return info
+
+    def _ensure_control_plane(self, binaries: dict[str, pathlib.Path], progress: Progress) -> bool:
+        """Create, restart or keep the kwokctl cluster; True unless it was kept as it ran."""
+        kwokctl = kwok.Kwokctl(binaries["kwokctl"], self.name, self.kwok_workdir)
+        log = self.state_dir / "logs" / "kwokctl.log"
+        config_path = self.state_dir / "kwokctl.yaml"
+        config_text = yaml.safe_dump_all(kwok.kwokctl_config(binaries), sort_keys=False)
+        config_changed = _write_if_changed(config_path, config_text)
+        try:
+            if kwokctl.exists() and config_changed:
+                # Other binaries or kwok options: kwokctl only reads its config when creating.
+                progress("control plane configuration changed; recreating it")
+                kwokctl.delete(self.kubeconfig, log)
+                kwokctl.kill_components()
+                kwokctl.create(config_path, self.kubeconfig, log)
+            elif kwokctl.exists():
+                dead = [name for name in KWOK_COMPONENTS if not self._component_alive(kwokctl, name)]
+                if not dead and self._apiserver_answers():
+                    progress("control plane already running")
+                    return False
+                progress(f"restarting the control plane ({', '.join(dead) or 'API server not answering'})")
+                try:
+                    kwokctl.stop(log)
+                    kwokctl.start(log)
+                except kwok.KwokctlError:
+                    progress("restart failed; recreating the control plane")
+                    kwokctl.delete(self.kubeconfig, log)
+                    kwokctl.kill_components()
+                    kwokctl.create(config_path, self.kubeconfig, log)
+            else:
+                progress("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (kwokctl)")
+                kwokctl.create(config_path, self.kubeconfig, log)
+        except kwok.KwokctlError as error:
+            raise SandboxError(str(error)) from error
+        # kwokctl writes the same admin kubeconfig for its components; restore ours from it if lost.
+        if not self.kubeconfig.is_file():
+            shutil.copyfile(kwokctl.cluster_dir / "kubeconfig.yaml", self.kubeconfig)
+        progress("waiting for the API server")
+        self._wait(self._apiserver_answers, 120, "the API server to answer")
+        return True
+
+    def _component_alive(self, kwokctl: kwok.Kwokctl, component: str) -> bool:
+        pid = kwokctl.component_pids().get(component)
+        if pid is None:
+            return False
+        try:
+            argv0 = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode()
+            state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return False
+        return state not in ("Z", "X") and argv0.startswith(str(kwokctl.cluster_dir))
+
+    def _apiserver_answers(self) -> bool:
+        if not self.kubeconfig.is_file():
+            return False
+        try:
+            api = self.api_client()
+        except (SandboxError, config.ConfigException):
+            return False
+        # Fail fast: the client's default retries turn a stopped API server into a long hang.
+        api.configuration.retries = 0
+        with contextlib.closing(api):
+            try:
+                # The bootstrap controller creates "default" once the API server is past its start hooks.
+                client.CoreV1Api(api).read_namespace("default", _request_timeout=3)
+            except (exceptions.ApiException, urllib3.exceptions.HTTPError, OSError):
+                return False
+            return True
+
+    @staticmethod
+    def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        try:
+            procs.wait_for(predicate, timeout, what, interval=0.5)
+        except procs.Timeout as error:
+            raise SandboxError(str(error)) from error
+
+    # -- objects --------------------------------------------------------------------------------
+
+    def _crd_documents(self) -> list[dict[str, Any]]:
+        docs = _package_yaml("kwok-stage-crd.yaml") + _package_yaml("peering-crds.yaml")
+        if self.crds_dir is not None and self.crds_dir.is_dir():
+            for path in sorted(self.crds_dir.glob("*.yaml")):
+                docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+        return [doc for doc in docs if doc.get("kind") == "CustomResourceDefinition"]
+
+    def _apply_crds(self, api: client.ApiClient, progress: Progress) -> None:
+        extensions = client.ApiextensionsV1Api(api)
+        docs = self._crd_documents()
+        progress(f"applying {len(docs)} CRDs (kwok Stage, kopf peering, vigil from {self.crds_dir or 'nowhere'})")
+        for doc in docs:
+            extensions.patch_custom_resource_definition(
+                doc["metadata"]["name"],
+                doc,
+                field_manager=labels.FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+
+        def established() -> bool:
+            for doc in docs:
+                found = extensions.read_custom_resource_definition(doc["metadata"]["name"])
+                conditions = found.status.conditions if found.status else None
+                if not any(c.type == "Established" and c.status == "True" for c in conditions or []):
+                    return False
+            return True
+
+        self._wait(established, 60, "the CRDs to be established")
+
+    def _apply_stages(self, api: client.ApiClient, ready_delay_ms: int) -> None:
+        custom = client.CustomObjectsApi(api)
+        wanted = kwok.stage_manifests(ready_delay_ms)
+        for stage in wanted:
+            custom.patch_cluster_custom_object(
+                kwok.STAGE_GROUP,
+                kwok.STAGE_VERSION,
+                kwok.STAGE_PLURAL,
+                stage["metadata"]["name"],
+                stage,
+                field_manager=labels.FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+
+    def _apply_nodes(self, api: client.ApiClient, count: int, shape: kwok.NodeShape) -> None:
+        core = client.CoreV1Api(api)
+        for index in range(count):
+            manifest = kwok.node_manifest(index, shape, self.name)
+            name = manifest["metadata"]["name"]
+            options: dict[str, Any] = {
+                "field_manager": labels.FIELD_MANAGER,
+                "force": True,
+                "_content_type": APPLY,
+                "_request_timeout": REQUEST_TIMEOUT,
+            }
+            core.patch_node(name, manifest, **options)
+            core.patch_node_status(name, kwok.node_status(index, shape), **options)
+        # Fewer nodes than last time: remove ours beyond the count (the pod GC cleans their pods).
+        wanted = {kwok.node_name(index) for index in range(count)}
+        listed = core.list_node(label_selector=f"{kwok.SANDBOX_LABEL}={self.name}", _request_timeout=REQUEST_TIMEOUT)
+        for node in listed.items:
+            name = node.metadata.name if node.metadata else None
+            if name and name not in wanted:
+                core.delete_node(name, _request_timeout=REQUEST_TIMEOUT)
+
+    def _ready_gpu_nodes(self, api: client.ApiClient) -> list[tuple[str, bool, str]]:
+        core = client.CoreV1Api(api)
+        listed = core.list_node(label_selector=f"{kwok.SANDBOX_LABEL}={self.name}", _request_timeout=REQUEST_TIMEOUT)
+        found = []
+        for node in listed.items:
+            conditions = node.status.conditions or [] if node.status else []
+            ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+            allocatable = (node.status.allocatable or {}) if node.status else {}
+            found.append(
+                (
+                    str(node.metadata.name if node.metadata else ""),
+                    ready,
+                    str(allocatable.get(labels.GPU_RESOURCE, "0")),
+                )
+            )
+        return found
+
+    def _wait_nodes(self, api: client.ApiClient, count: int, gpus: int) -> None:
+        def ready() -> bool:
+            nodes = self._ready_gpu_nodes(api)
+            return len(nodes) == count and all(ok and gpu == str(gpus) for _name, ok, gpu in nodes)
+
+        self._wait(ready, 90, f"{count} GPU nodes to be Ready with {gpus} {labels.GPU_RESOURCE}")
+
+    def _wait_controllers(self, api: client.ApiClient) -> None:
+        core = client.CoreV1Api(api)
+        coordination = client.CoordinationV1Api(api)
+
+        def default_service_account() -> bool:
+            # Created by kube-controller-manager; without it no pod can be admitted in "default".
+            try:
+                core.read_namespaced_service_account("default", "default", _request_timeout=REQUEST_TIMEOUT)
+            except exceptions.ApiException:
+                return False
+            return True
+
+        def scheduler_leader() -> bool:
+            try:
+                lease = coordination.read_namespaced_lease("kube-scheduler", "kube-system")
+            except exceptions.ApiException:
+                return False
+            return bool(lease.spec and lease.spec.holder_identity)
+
+        self._wait(default_service_account, 90, "kube-controller-manager (the default ServiceAccount)")
+        self._wait(scheduler_leader, 90, "kube-scheduler to take its leader lease")
+
+    # -- Prometheus and the simulator -------------------------------------------------------------
+
+    def prometheus_config(self, info: SandboxInfo) -> dict[str, Any]:
+        return prometheus.render_config(
+            kubeconfig=info.kubeconfig,
+            sim_port=info.sim_port,
+            scrape_interval=info.scrape_interval,
+            rules_dir=self.prometheus_dir / "rules",
+        )
+
+    def start_prometheus(self, progress: Progress = _quiet) -> None:
+        """Start Prometheus (or reload it if its configuration changed) and wait until it is ready."""
+        info = self._require_info()
+        try:
+            binary = prometheus.ensure_binary(progress)
+        except build.BuildError as error:
+            raise SandboxError(str(error)) from error
+        config_path = self.prometheus_dir / "prometheus.yml"
+        (self.prometheus_dir / "rules").mkdir(parents=True, exist_ok=True)
+        changed = _write_if_changed(config_path, yaml.safe_dump(self.prometheus_config(info), sort_keys=False))
+        argv = prometheus.command(binary, config_path, self.prometheus_dir / "data", info.prometheus_port)
+        process = self.prometheus_process
+        ready_url = f"{info.prometheus_url}/-/ready"
+        if process.runs(argv):
+            if changed:
+                progress("reloading Prometheus (configuration changed)")
+                _http_status(f"{info.prometheus_url}/-/reload", method="POST")
+            else:
+                progress("Prometheus already running")
+        else:
+            process.stop()
+            if procs.port_open(info.prometheus_port):
+                raise SandboxError(
+                    f"127.0.0.1:{info.prometheus_port} is in use by another process; "
+                    "stop it or choose another port (--prometheus-port)"
+                )
+            progress(f"starting Prometheus on 127.0.0.1:{info.prometheus_port} (scrape every {info.scrape_interval})")
+            process.start(argv)
+        self._wait_process(process, lambda: _http_status(ready_url) == 200, 60, "Prometheus to be ready")
+
+    def stop_prometheus(self) -> None:
+        """Stop Prometheus (its data stays): tests use this to prove the operator holds without metrics."""
+        self.prometheus_process.stop()
+
+    def start_simulator(self, progress: Progress = _quiet) -> None:
+        """Start the Triton simulator (``vigil sim serve``) on loopback and wait for its port."""
+        info = self._require_info()
+        argv = [
+            sys.executable,
+            "-m",
+            "vigil",
+            "sim",
+            "serve",
+            "--kubeconfig",
+            str(info.kubeconfig),
+            "--listen",
+            f"127.0.0.1:{info.sim_port}",
+        ]
+        process = self.simulator_process
+        if process.runs(argv):
+            progress("Triton simulator already running")
+        else:
+            process.stop()
+            if procs.port_open(info.sim_port):
+                raise SandboxError(
+                    f"127.0.0.1:{info.sim_port} is in use by another process; stop it or choose another port (--sim-port)"
+                )
+            progress(f"starting the Triton simulator on 127.0.0.1:{info.sim_port}")
+            process.start(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._wait_process(
+            process, lambda: procs.port_open(info.sim_port), 60, "the Triton simulator (`vigil sim serve`) to listen"
+        )
+
+    def stop_simulator(self) -> None:
+        self.simulator_process.stop()
+
+    def _wait_process(self, process: procs.Background, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        def check() -> bool:
+            if not process.alive():
+                code = process.exited()
+                raise SandboxError(
+                    f"{process.name} exited{'' if code is None else f' with code {code}'} instead of serving; "
+                    f"log: {process.log_file}\n{process.log_tail()}"
+                )
+            return ready()
+
+        try:
+            procs.wait_for(check, timeout, what, interval=0.3)
+        except procs.Timeout as error:
+            raise SandboxError(f"{error}; log: {process.log_file}\n{process.log_tail()}") from error
+
+    # -- down and status ------------------------------------------------------------------------
+
+    def down(self, progress: Progress = _quiet) -> None:
+        """Stop everything ``up`` started and remove the sandbox's state directory."""
+        progress("stopping the Triton simulator")
+        self.stop_simulator()
+        progress("stopping Prometheus")
+        self.stop_prometheus()
+        kwokctl = self._kwokctl() or kwok.Kwokctl(pathlib.Path("kwokctl"), self.name, self.kwok_workdir)
+        if kwokctl.exists():
+            progress("deleting the control plane (kwokctl delete cluster)")
+            pids = kwokctl.component_pids()
+            if kwokctl.binary.is_file():
+                try:
+                    kwokctl.delete(self.kubeconfig, self.state_dir / "logs" / "kwokctl.log")
+                except kwok.KwokctlError as error:
+                    progress(f"kwokctl delete failed ({error}); stopping the components directly")
+            try:
+                procs.wait_for(
+                    lambda: not any(pathlib.Path(f"/proc/{pid}").exists() for pid in pids.values()),
+                    30,
+                    "the control plane processes to exit",
+                )
+            except procs.Timeout:
+                kwokctl.kill_components()
+        if self._looks_like_state_dir():
+            progress(f"removing {self.state_dir}")
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    def _looks_like_state_dir(self) -> bool:
+        # Never remove a directory the sandbox did not create (state_dir is a user option).
+        markers = ("sandbox.json", "kwok", "pids", "kwokctl.yaml", "kubeconfig")
+        return self.state_dir.is_dir() and any((self.state_dir / marker).exists() for marker in markers)
+
+    def is_running(self) -> bool:
+        """Whether every component of the sandbox is up."""
+        return self.status().ok
+
+    def status(self) -> SandboxStatus:
+        """A health line per component: control-plane processes, API server, nodes, Prometheus, simulator."""
+        info = self.info()
+        if info is None:
+            return SandboxStatus(None, (ComponentStatus("sandbox", False, f"not created (state: {self.state_dir})"),))
+        rows: list[ComponentStatus] = []
+        kwokctl = self._kwokctl()
+        for component in KWOK_COMPONENTS:
+            alive = kwokctl is not None and kwokctl.exists() and self._component_alive(kwokctl, component)
+            pid = kwokctl.component_pids().get(component) if kwokctl else None
+            rows.append(ComponentStatus(component, alive, f"pid {pid}" if alive else "not running"))
+        rows.extend(self._api_rows(info))
+        rows.append(self._prometheus_row(info))
+        sim_ok = self.simulator_process.alive() and procs.port_open(info.sim_port)
+        rows.append(
+            ComponentStatus(
+                "simulator",
+                sim_ok,
+                info.simulator_url if sim_ok else f"not serving (log: {self.simulator_process.log_file})",
+            )
+        )
+        return SandboxStatus(info, tuple(rows))
+
+    def _api_rows(self, info: SandboxInfo) -> list[ComponentStatus]:
+        if not self._apiserver_answers():
+            return [
+                ComponentStatus("apiserver", False, f"{info.apiserver_url} not answering"),
+                ComponentStatus("nodes", False, "unknown (API server down)"),
+            ]
+        with contextlib.closing(self.api_client()) as api:
+            version = client.VersionApi(api).get_code(_request_timeout=REQUEST_TIMEOUT).git_version
+            nodes = self._ready_gpu_nodes(api)
+            leases = self._lease_ages(api, ("kube-controller-manager", "kube-scheduler"))
+        ready = sum(1 for _name, ok, _gpu in nodes if ok)
+        gpus = sum(int(gpu) for _name, ok, gpu in nodes if ok and gpu.isdigit())
+        nodes_ok = ready == info.nodes and len(nodes) == info.nodes
+        rows = [
+            ComponentStatus("apiserver", True, f"{info.apiserver_url} ({version})"),
+            ComponentStatus("nodes", nodes_ok, f"{ready}/{info.nodes} Ready, {gpus} {labels.GPU_RESOURCE} allocatable"),
+        ]
+        for holder, age in leases.items():
+            fresh = age is not None and age < 60
+            detail = f"leader lease renewed {age:.0f}s ago" if age is not None else "no leader lease"
+            rows.append(ComponentStatus(f"{holder} leader", fresh, detail))
+        return rows
+
+    @staticmethod
+    def _lease_ages(api: client.ApiClient, names: Iterable[str]) -> dict[str, float | None]:
+        coordination = client.CoordinationV1Api(api)
+        ages: dict[str, float | None] = {}
+        now = datetime.datetime.now(datetime.UTC)
+        for name in names:
+            try:
+                lease = coordination.read_namespaced_lease(name, "kube-system", _request_timeout=REQUEST_TIMEOUT)
+            except exceptions.ApiException:
+                ages[name] = None
+                continue
+            renewed = lease.spec.renew_time if lease.spec else None
+            ages[name] = (now - renewed).total_seconds() if renewed else None
+        return ages
+
+    def _prometheus_row(self, info: SandboxInfo) -> ComponentStatus:
+        if not self.prometheus_process.alive() or _http_status(f"{info.prometheus_url}/-/ready") != 200:
+            return ComponentStatus("prometheus", False, f"not ready (log: {self.prometheus_process.log_file})")
+        try:
+            targets = _http_json(f"{info.prometheus_url}/api/v1/targets?state=active")["data"]["activeTargets"]
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            return ComponentStatus("prometheus", True, info.prometheus_url)
+        mine = [t for t in targets if t.get("labels", {}).get("job") == prometheus.TRITON_JOB]
+        up = sum(1 for t in mine if t.get("health") == "up")
+        return ComponentStatus("prometheus", True, f"{info.prometheus_url} ({up}/{len(mine)} Triton targets up)")
