@@ -117,7 +117,7 @@ def up() -> None:
     if not operator.runs(argv):
         operator.stop()
         operator.start(argv)
-    out.print(f"  operator running (pid {operator.pid}); log {operator.log_file}")
+    out.print(f"  operator running (pid {operator.pid()}); log {operator.log_file}")
 
     kube = box.api_client()
     core = client.CoreV1Api(kube)

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import os
 import time
 from typing import Any
 
@@ -88,6 +89,18 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     runtime.tasks.append(asyncio.create_task(_resync(runtime)))
     if runtime.settings.prometheus_url:
         runtime.tasks.append(asyncio.create_task(_fleet_loop(runtime, runtime.settings.prometheus_url)))
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in with ``$KUBECONFIG`` (set from ``--kubeconfig``) when given, else in-cluster or ~/.kube.
+
+    kopf's default reads the kubernetes client's kubeconfig location, fixed when that module was
+    imported, so a ``--kubeconfig`` option would not reach it.
+    """
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_via_client(**kwargs)
 
 
 @kopf.on.cleanup()
@@ -312,6 +325,8 @@ def run(
     standalone: bool,
 ) -> None:
     """Run the operator until it is stopped."""
+    if settings.kubeconfig:
+        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads the same file
     runtime = Runtime(settings=settings, kube=kube.Kube(kube.load(settings.kubeconfig)))
     kopf.run(
         clusterwide=not namespaces,
