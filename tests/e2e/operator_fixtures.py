@@ -14,7 +14,10 @@ import sys
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, log_dir: pathlib.Path, prometheus_url: str | None) -> None:
+    def __init__(
+        self, kubeconfig: str, log_dir: pathlib.Path, prometheus_url: str | None, standalone: bool = True
+    ) -> None:
+        self.standalone = standalone
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.prometheus_url = prometheus_url
@@ -24,7 +27,9 @@ class OperatorProcess:
     def start(self, *extra: str) -> None:
         self.starts += 1
         log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
-        args = [sys.executable, "-m", "vigil", "run", "-A", "--standalone", "--liveness", "", "--resync", "10"]
+        args = [sys.executable, "-m", "vigil", "run", "-A", "--liveness", "", "--resync", "10"]
+        if self.standalone:
+            args.append("--standalone")
         # Diagnosis compares a short current rate with a baseline; test deployments live minutes.
         args += ["--rate-window", "30s", "--baseline-window", "10m", "--metrics-port", "0"]
         if self.prometheus_url:

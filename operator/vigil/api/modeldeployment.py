@@ -100,8 +100,9 @@ class Traffic(KubeModel):
     )
     gateway: str | None = pydantic.Field(
         default=None,
-        description="Gateway (namespace/name or name) for the HTTPRoute; without it a Service "
-        "with replica-ratio splitting is used.",
+        description="Parent Gateway (namespace/name or name) of the HTTPRoute that weighted traffic "
+        "shifts use; without it the route's parent is the stable Service (mesh style). Clusters "
+        "without Gateway API split revisions by replica ratio behind the stable Service.",
     )
 
 

@@ -7,7 +7,11 @@ its published twin (the way projects that import k8s.io/kubernetes do it). etcd'
 has path replaces too and gets the same treatment. kwok and kwokctl install plainly.
 
 The wrapper go.mod is derived from the upstream go.mod text by pure functions, tested without
-the network; only :func:`ensure_binaries` runs the Go toolchain.
+the network; only :func:`ensure_binaries` and :func:`gateway_api_crds` run the Go toolchain.
+
+The Gateway API CRDs come from the same place as everything else, the Go module proxy: the
+``sigs.k8s.io/gateway-api`` module ships its CRDs under ``config/crd``, so ``go mod download``
+pins, verifies (go.sum database) and caches them like any other dependency.
 """
 
 from __future__ import annotations
@@ -190,6 +194,18 @@ class Builder:
 
     # -- the Go invocations ---------------------------------------------------------------------
 
+    def module_dir(self, module: str, version: str) -> pathlib.Path:
+        """The source directory of ``module@version`` in the Go module cache (downloaded once)."""
+        if shutil.which("go") is None:
+            raise BuildError("the Go toolchain ('go') is not on PATH; install Go >= 1.26 to build the sandbox")
+        work = self.cache / "build" / "modules"
+        work.mkdir(parents=True, exist_ok=True)
+        step = f"download-{module.replace('/', '_')}-{version}"
+        info = json.loads(self._go(["mod", "download", "-json", f"{module}@{version}"], work, step))
+        if info.get("Error"):
+            raise BuildError(f"{step} failed: {info['Error']}")
+        return pathlib.Path(info["Dir"])
+
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("GOTOOLCHAIN", "local")
@@ -308,6 +324,20 @@ class Builder:
                 )
             if proc.returncode != 0:
                 raise BuildError(f"building {name} failed; log: {log}\n{log.read_text()[-2000:]}")
+
+
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+GATEWAY_API_CHANNEL = "standard"
+
+
+def gateway_api_crds(progress: Progress = print, version: str = versions.GATEWAY_API) -> list[pathlib.Path]:
+    """The Gateway API's standard-channel CRD files (GatewayClass, Gateway, HTTPRoute, ...)."""
+    module = Builder(progress=progress).module_dir(GATEWAY_API_MODULE, version)
+    directory = module / "config" / "crd" / GATEWAY_API_CHANNEL
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise BuildError(f"{GATEWAY_API_MODULE}@{version} has no CRDs under {directory}")
+    return files
 
 
 def ensure_binaries(progress: Progress = print, components: Sequence[Component] = ALL) -> dict[str, pathlib.Path]:

@@ -6,6 +6,10 @@ kwok playing the kubelets of fake GPU nodes, Debian's Prometheus discovering pod
 server, and the Triton simulator (``vigil sim serve``) answering for the pods. All of it listens
 on 127.0.0.1 and keeps its files under one state directory.
 
+The Gateway API CRDs (standard channel) are installed too, so HTTPRoutes can be written as in a
+production cluster. No gateway controller runs (there is no container runtime): the simulator
+plays the data plane by reading each deployment's HTTPRoute and splitting requests by its weights.
+
 :meth:`Sandbox.up` is idempotent and repairing: every step first looks at what runs and only
 creates, restarts or re-applies what is missing, so tests call it at session start and a warm
 machine is ready in seconds. Objects are written with server-side apply (field manager
@@ -351,17 +355,26 @@ class Sandbox:
 
     # -- objects --------------------------------------------------------------------------------
 
-    def _crd_documents(self) -> list[dict[str, Any]]:
+    def _crd_documents(self, extra_files: Iterable[pathlib.Path] = ()) -> list[dict[str, Any]]:
         docs = _package_yaml("kwok-stage-crd.yaml") + _package_yaml("peering-crds.yaml")
+        files = list(extra_files)
         if self.crds_dir is not None and self.crds_dir.is_dir():
-            for path in sorted(self.crds_dir.glob("*.yaml")):
-                docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+            files += sorted(self.crds_dir.glob("*.yaml"))
+        for path in files:
+            docs += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
         return [doc for doc in docs if doc.get("kind") == "CustomResourceDefinition"]
 
     def _apply_crds(self, api: client.ApiClient, progress: Progress) -> None:
         extensions = client.ApiextensionsV1Api(api)
-        docs = self._crd_documents()
-        progress(f"applying {len(docs)} CRDs (kwok Stage, kopf peering, vigil from {self.crds_dir or 'nowhere'})")
+        try:
+            gateway_files = build.gateway_api_crds(progress=progress)
+        except build.BuildError as error:
+            raise SandboxError(str(error)) from error
+        docs = self._crd_documents(gateway_files)
+        progress(
+            f"applying {len(docs)} CRDs (kwok Stage, kopf peering, Gateway API {versions.GATEWAY_API} "
+            f"{build.GATEWAY_API_CHANNEL}, vigil from {self.crds_dir or 'nowhere'})"
+        )
         for doc in docs:
             extensions.patch_custom_resource_definition(
                 doc["metadata"]["name"],

@@ -17,7 +17,9 @@ KWOK = "v0.8.0"
 # Prometheus 3.9.1 (its Go module is versioned v0.3xx): Debian's package is built without
 # kubernetes_sd_configs, so the sandbox builds upstream with only the discoveries it needs.
 PROMETHEUS = "v0.309.1"
-GATEWAY_API = "v1.4.0"
+# Gateway API CRDs (standard channel), read from the sigs.k8s.io/gateway-api Go module. v1.4.0 is
+# missing from the module proxy's version list; its patch release v1.4.1 is listed.
+GATEWAY_API = "v1.4.1"
 
 
 def cache_root() -> pathlib.Path:

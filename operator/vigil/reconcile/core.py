@@ -10,6 +10,9 @@ Pure and deterministic, so every rollout rule is unit-tested state-in/state-out.
 * After a switch the previous revision stays warm for ``bakeTime`` (a quick way back), unless it
   is the bad revision a rollback moved away from. Every other revision is scaled to zero and kept,
   up to ``revisionHistoryLimit``, as a rollback target.
+* A traffic override (``status.traffic``, a runbook's shiftTraffic) becomes an HTTPRoute with
+  weighted backends when the cluster serves the Gateway API, or replica ratios behind the stable
+  Service when it does not (see :mod:`vigil.render.route`); TrafficShifted says which and why.
 * Conditions follow reality: Available (serving revision has its replicas), Progressing (a
   rollout is under way), Degraded (scheduler cannot place pods, pods crash, or the spec has a
   problem the schema cannot catch), each with an Event on a transition.
@@ -25,13 +28,14 @@ from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.render import revision as revisions
-from vigil.render import workload
+from vigil.render import route, workload
 
 AVAILABLE = "Available"
 PROGRESSING = "Progressing"
 DEGRADED = "Degraded"
 ROLLED_BACK = "RolledBack"
 SCALED_OUT = "ScaledOut"
+TRAFFIC_SHIFTED = route.TRAFFIC_SHIFTED
 
 T = cond.ConditionStatus.TRUE
 F = cond.ConditionStatus.FALSE
@@ -73,6 +77,8 @@ class Observed:
     workloads: Mapping[str, Workload]
     problems: tuple[PodProblem, ...] = ()
     pods: tuple[PodSummary, ...] = ()
+    http_route: bool = False
+    """Whether HTTPRoute ``<md>`` exists (it is then kept, at 100% to the stable Service if need be)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +95,10 @@ class Outcome:
     service: workload.Manifest | None
     status: mdapi.ModelDeploymentStatus
     events: tuple[Event, ...]
+    services: tuple[workload.Manifest, ...] = ()
+    """Per-revision Services the routes send to (apply them before the routes)."""
+    routes: tuple[workload.Manifest, ...] = ()
+    """HTTPRoute manifests (only when the cluster serves the Gateway API)."""
 
 
 @dataclasses.dataclass
@@ -100,12 +110,14 @@ class _Draft:
     generation: int
     now: datetime.datetime
 
-    def condition(self, type_: str, status: cond.ConditionStatus, reason: str, message: str) -> None:
+    def condition(
+        self, type_: str, status: cond.ConditionStatus, reason: str, message: str, warning: bool = False
+    ) -> None:
         self.status.conditions, flipped = cond.set_condition(
             self.status.conditions, type_, status, reason, message, self.generation, self.now
         )
         if flipped:
-            warning = (type_ == DEGRADED and status is T) or (type_ == AVAILABLE and status is F)
+            warning = warning or (type_ == DEGRADED and status is T) or (type_ == AVAILABLE and status is F)
             self.events.append(Event("Warning" if warning else "Normal", f"{type_}{status.value}", message))
 
 
@@ -200,8 +212,13 @@ def decide(
     observed: Observed,
     now: datetime.datetime,
     slo_met: Mapping[str, bool | None] | None = None,
+    gateway_api: bool = False,
 ) -> Outcome:
-    """Decide the children and status of one ModelDeployment."""
+    """Decide the children and status of one ModelDeployment.
+
+    ``gateway_api``: whether the cluster serves ``gateway.networking.k8s.io/v1`` HTTPRoutes, which
+    decides how a traffic override is carried out.
+    """
     name = str(md.metadata.get("name"))
     namespace = str(md.metadata.get("namespace"))
     generation = int(md.metadata.get("generation") or 0)
@@ -212,7 +229,7 @@ def decide(
     status.observed_generation = generation
     _clear_stale_overrides(md, draft)
 
-    problems = workload.spec_problems(spec, name)
+    problems = workload.spec_problems(spec, name) + route.spec_problems(spec)
     desired = revisions.revision_of(spec)
     if problems:
         draft.condition(DEGRADED, T, "InvalidSpec", "; ".join(problems))
@@ -259,6 +276,18 @@ def decide(
             replicas[previous] = previous_load.replicas
     for rev in status.revisions:
         replicas.setdefault(rev.name, 0)
+    shift = route.plan(
+        owner,
+        spec,
+        status.traffic,
+        serving=current,
+        wanted=wanted,
+        replicas=replicas,
+        ready={rev: load.ready for rev, load in observed.workloads.items()},
+        gateway_api=gateway_api,
+        route_exists=observed.http_route,
+    )
+    replicas = dict(shift.replicas)
 
     _trim_history(status, {target, current, *(r for r, n in replicas.items() if n > 0)}, spec.revision_history_limit)
     replicas = {r: n for r, n in replicas.items() if any(x.name == r for x in status.revisions)}
@@ -271,9 +300,10 @@ def decide(
 
     if not problems:
         _degraded(draft, observed, target)
-    _progress(draft, observed, target, current, wanted)
+    _progress(draft, observed, target, current, wanted, replicas if shift.ratio is not None else None)
     _overrides(draft, desired)
-    return _finish(owner, draft, replicas, observed, serving=current)
+    _traffic(draft, shift, current)
+    return _finish(owner, draft, replicas, observed, serving=current, shift=shift)
 
 
 def _degraded(draft: _Draft, observed: Observed, target: str) -> None:
@@ -292,7 +322,18 @@ def _degraded(draft: _Draft, observed: Observed, target: str) -> None:
         draft.condition(DEGRADED, F, "AsExpected", "all pods of the target revision are placed and healthy")
 
 
-def _progress(draft: _Draft, observed: Observed, target: str, current: str, wanted: int) -> None:
+def _progress(
+    draft: _Draft,
+    observed: Observed,
+    target: str,
+    current: str,
+    wanted: int,
+    ratio_replicas: Mapping[str, int] | None = None,
+) -> None:
+    """Available and Progressing; under replica ratios every revision with pods serves."""
+    if ratio_replicas is not None:
+        _progress_by_ratio(draft, observed, target, current, wanted, ratio_replicas)
+        return
     status = draft.status
     load = observed.workloads.get(current)
     ready = load.ready if load is not None else 0
@@ -314,6 +355,56 @@ def _progress(draft: _Draft, observed: Observed, target: str, current: str, want
         )
     else:
         draft.condition(PROGRESSING, F, "RolloutComplete", f"revision {target} serves with {wanted} replica(s)")
+
+
+def _progress_by_ratio(
+    draft: _Draft, observed: Observed, target: str, current: str, wanted: int, replicas: Mapping[str, int]
+) -> None:
+    """Under replica ratios the stable Service selects every revision: judge them together.
+
+    Available asks for the deployment's wanted capacity across the serving revisions (the serving
+    revision keeps its pods until the others are ready, so a shift does not flap it); a rollout
+    waits while the override decides which revisions run.
+    """
+    status = draft.status
+    serving = sorted(rev for rev, count in replicas.items() if count > 0)
+    loads = [observed.workloads[rev] for rev in serving if rev in observed.workloads]
+    ready = sum(load.ready for load in loads)
+    status.replicas = sum(load.replicas for load in loads)
+    status.ready_replicas = ready
+    status.model_version = next((r.model_version for r in status.revisions if r.name == current), None)
+    which = f"revisions {', '.join(serving)}" if len(serving) > 1 else f"revision {current}"
+    if wanted == 0:
+        draft.condition(AVAILABLE, T, "ScaledToZero", "no replicas requested")
+    elif ready >= wanted:
+        draft.condition(AVAILABLE, T, "MinimumReplicasAvailable", f"{which}: {ready}/{wanted} ready")
+    else:
+        draft.condition(AVAILABLE, F, "ReplicasUnavailable", f"{which}: {ready}/{wanted} ready")
+    if current != target:
+        draft.condition(
+            PROGRESSING,
+            T,
+            "TrafficOverride",
+            f"revision {target} waits: a traffic shift runs revisions by replica ratio until it is cleared",
+        )
+        return
+    target_load = observed.workloads.get(target)
+    target_ready = target_load.ready if target_load is not None else 0
+    target_wanted = replicas.get(target, 0)
+    if target_ready < target_wanted:
+        draft.condition(
+            PROGRESSING, T, "RolloutInProgress", f"revision {target}: {target_ready}/{target_wanted} replicas ready"
+        )
+    else:
+        draft.condition(PROGRESSING, F, "RolloutComplete", f"revision {target} serves with {target_wanted} replica(s)")
+
+
+def _traffic(draft: _Draft, shift: route.Shift, serving: str) -> None:
+    verdict = shift.verdict
+    if verdict is not None:
+        draft.condition(TRAFFIC_SHIFTED, verdict.status, verdict.reason, verdict.message, warning=verdict.warning)
+    elif cond.find(draft.status.conditions, TRAFFIC_SHIFTED) is not None:
+        draft.condition(TRAFFIC_SHIFTED, F, route.REASON_SPEC, f"revision {serving} serves all traffic")
 
 
 def _overrides(draft: _Draft, desired: str) -> None:
@@ -343,6 +434,7 @@ def _finish(
     replicas: Mapping[str, int],
     observed: Observed,
     serving: str | None,
+    shift: route.Shift | None = None,
 ) -> Outcome:
     status = draft.status
     shapes = {r.name: r.shape for r in status.revisions}
@@ -351,6 +443,15 @@ def _finish(
     )
     keep = {r.name for r in status.revisions}
     delete = tuple(revisions.workload_name(owner.name, rev) for rev in sorted(observed.workloads) if rev not in keep)
-    status.selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(owner.name, serving).items())
-    service = workload.service(owner, serving) if serving is not None else None
-    return Outcome(deployments=manifests, delete=delete, service=service, status=status, events=tuple(draft.events))
+    selected = shift.service_revision if shift is not None else serving
+    status.selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(owner.name, selected).items())
+    service = workload.service(owner, selected) if serving is not None else None
+    return Outcome(
+        deployments=manifests,
+        delete=delete,
+        service=service,
+        status=status,
+        events=tuple(draft.events),
+        services=shift.services if shift is not None else (),
+        routes=shift.routes if shift is not None else (),
+    )

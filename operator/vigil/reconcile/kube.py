@@ -4,6 +4,10 @@ The official ``kubernetes`` client is synchronous; every call goes through ``asy
 so a slow API server never stalls kopf's event loop. Writes are server-side applies with the
 field manager ``vigil`` (forced: vigil owns its children and the status of its resources), which
 makes every write an absolute, idempotent statement of intent.
+
+Whether the cluster serves the Gateway API decides how traffic is shifted (HTTPRoute weights or
+replica ratios), so :meth:`Kube.has_gateway_api` asks discovery, and remembers the answer for a
+minute: it is asked on every reconcile, and CRDs come and go far more rarely than that.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import dataclasses
 import datetime
 import socket
+import time
 import typing
 from typing import Any
 
@@ -21,9 +26,11 @@ from kubernetes.client import exceptions
 from vigil import api, labels
 from vigil.api import modeldeployment as mdapi
 from vigil.reconcile import core
+from vigil.render import route
 
 APPLY = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = 20
+DISCOVERY_CACHE_SECONDS = 60.0
 
 
 class KubeError(RuntimeError):
@@ -46,6 +53,7 @@ class Kube:
     """The operator's handful of API calls, each async and bounded in time."""
 
     api_client: client.ApiClient
+    _gateway_api: tuple[float, bool] | None = dataclasses.field(default=None, init=False, repr=False)
 
     @property
     def apps(self) -> client.AppsV1Api:
@@ -149,7 +157,43 @@ class Kube:
         problems = [p for pod in pods.items for p in _pod_problems(pod)]
         failing = {p.pod for p in problems if p.reason != "Unschedulable"}
         summaries = tuple(_summary(pod, failing) for pod in pods.items if _live(pod))
-        return core.Observed(workloads=workloads, problems=tuple(problems), pods=summaries)
+        http_route = await self.has_gateway_api() and await self._route_exists(namespace, md_name)
+        return core.Observed(workloads=workloads, problems=tuple(problems), pods=summaries, http_route=http_route)
+
+    async def has_gateway_api(self) -> bool:
+        """Whether the API server serves ``gateway.networking.k8s.io/v1`` HTTPRoutes (cached a minute)."""
+        cached = self._gateway_api
+        if cached is not None and time.monotonic() - cached[0] < DISCOVERY_CACHE_SECONDS:
+            return cached[1]
+        found = await asyncio.to_thread(self._discover_httproutes)
+        self._gateway_api = (time.monotonic(), found)
+        return found
+
+    def _discover_httproutes(self) -> bool:
+        try:
+            listed = self.custom.get_api_resources(route.GROUP, route.VERSION, _request_timeout=REQUEST_TIMEOUT)
+        except exceptions.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return any(resource.name == route.PLURAL for resource in listed.resources or [])
+
+    async def _route_exists(self, namespace: str, name: str) -> bool:
+        try:
+            await asyncio.to_thread(
+                self.custom.get_namespaced_custom_object,
+                route.GROUP,
+                route.VERSION,
+                namespace,
+                route.PLURAL,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except exceptions.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
 
     async def free_gpus(self) -> int:
         """Allocatable nvidia.com/gpu on schedulable nodes minus what placed, live pods hold."""
@@ -169,8 +213,24 @@ class Kube:
         return max(0, total - used)
 
     async def apply(self, manifest: dict[str, Any]) -> None:
+        """Server-side apply of a Deployment, Service or HTTPRoute (field manager vigil, forced)."""
         meta = manifest["metadata"]
         kind = manifest["kind"]
+        if kind == route.KIND and manifest.get("apiVersion") == route.API_VERSION:
+            await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object,
+                route.GROUP,
+                route.VERSION,
+                meta["namespace"],
+                route.PLURAL,
+                meta["name"],
+                manifest,
+                field_manager=labels.FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+            return
         if kind == "Deployment":
             call: Any = self.apps.patch_namespaced_deployment
         elif kind == "Service":

@@ -13,7 +13,9 @@ import dataclasses
 import datetime
 import logging
 import os
+import socket
 import time
+import typing
 from typing import Any
 
 import kopf
@@ -26,7 +28,7 @@ from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, healing, kube
+from vigil.reconcile import core, healing, kube, peering
 from vigil.reconcile import queue as workqueue
 
 log = logging.getLogger("vigil.reconcile")
@@ -46,6 +48,9 @@ class Settings:
     metrics_port: int = 9102
     metrics_address: str = "127.0.0.1"
     rate_window: str = "5m"
+    peering: str | None = None
+    priority: int = 0
+    namespaces: tuple[str, ...] = ()
     baseline_window: str = "30m"
 
 
@@ -66,6 +71,8 @@ class Runtime:
     mds: dict[workqueue.Key, mdapi.ModelDeployment] = dataclasses.field(default_factory=dict)
     fleet: fleet.FleetResult | None = None
     status_written: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
+    identity: str = ""
+    active: bool = True
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
 
 
@@ -89,6 +96,9 @@ async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     runtime.tasks.append(asyncio.create_task(_resync(runtime)))
     if runtime.settings.prometheus_url:
         runtime.tasks.append(asyncio.create_task(_fleet_loop(runtime, runtime.settings.prometheus_url)))
+    if runtime.settings.peering:
+        runtime.active = False  # until the peering record says this replica may work
+        runtime.tasks.append(asyncio.create_task(_peering_loop(runtime, runtime.settings.peering)))
 
 
 @kopf.on.login()
@@ -134,6 +144,63 @@ async def pod_event(namespace: str | None, body: kopf.Body, memo: Any, **_: Any)
     _runtime(memo).queue.add((namespace or "", body.metadata.labels[labels.MODEL_DEPLOYMENT]))
 
 
+PEERING_CHECK_SECONDS = 5.0
+
+
+async def _peering_record(runtime: Runtime, name: str) -> dict[str, Any]:
+    custom = runtime.kube.custom
+    try:
+        if runtime.settings.namespaces:
+            found = await asyncio.to_thread(
+                custom.get_namespaced_custom_object,
+                "kopf.dev",
+                "v1",
+                runtime.settings.namespaces[0],
+                "kopfpeerings",
+                name,
+                _request_timeout=kube.REQUEST_TIMEOUT,
+            )
+        else:
+            found = await asyncio.to_thread(
+                custom.get_cluster_custom_object,
+                "kopf.dev",
+                "v1",
+                "clusterkopfpeerings",
+                name,
+                _request_timeout=kube.REQUEST_TIMEOUT,
+            )
+    except exceptions.ApiException as error:
+        if error.status == 404:
+            return {}
+        raise
+    return typing.cast(dict[str, Any], found).get("status") or {}
+
+
+async def _peering_loop(runtime: Runtime, name: str) -> None:
+    """Follow kopf's peering record: only the active replica reconciles, evaluates and acts."""
+    said: str | None = None
+    while True:
+        try:
+            peers = await _peering_record(runtime, name)
+            now = datetime.datetime.now(datetime.UTC)
+            blocker = peering.blocking_peer(peers, runtime.identity, runtime.settings.priority, now)
+            active = blocker is None and runtime.identity in peers
+            if active and not runtime.active:
+                for item in await runtime.kube.list_custom(mdapi.PLURAL, None):
+                    key = (item["metadata"]["namespace"], item["metadata"]["name"])
+                    runtime.known.add(key)
+                    runtime.queue.add(key)
+            runtime.active = active
+            why = f"peer {blocker[0]} has priority {blocker[1]}" if blocker else "not yet in the record"
+            state = f"active (identity {runtime.identity})" if active else f"paused ({why})"
+            if state != said:
+                log.info("peering %s: %s", name, state)
+                said = state
+        except exceptions.ApiException as error:
+            log.warning("peering %s: cannot read the peering record: %s", name, error.reason)
+        await asyncio.sleep(PEERING_CHECK_SECONDS)
+
+
 async def _resync(runtime: Runtime) -> None:
     """Re-reconcile everything now and then: heals drift that produced no watch event."""
     while True:
@@ -167,6 +234,9 @@ async def _fleet_loop(runtime: Runtime, url: str) -> None:
     )
     observer = fleet.FleetObserver(url, settings=settings)
     while True:
+        if not runtime.active:
+            await asyncio.sleep(runtime.settings.eval_interval)
+            continue
         started = time.monotonic()
         now = datetime.datetime.now(datetime.UTC)
         targets = [slo.Target.of(md, serving_revisions(md)) for md in list(runtime.mds.values()) if md.spec.slos]
@@ -240,6 +310,8 @@ async def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None
 async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
     """One reconcile of one ModelDeployment; never raises (a failure is retried later)."""
     namespace, name = key
+    if not runtime.active:
+        return  # another replica works; it gets the same events
     try:
         await _reconcile(runtime, namespace, name)
     except exceptions.ApiException as error:
@@ -262,7 +334,8 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         return
     observed = await runtime.kube.observe(namespace, name)
     key = (namespace, name)
-    outcome = core.decide(md, raw["metadata"]["uid"], observed, now, _slo_met(runtime, key))
+    gateway_api = await runtime.kube.has_gateway_api()
+    outcome = core.decide(md, raw["metadata"]["uid"], observed, now, _slo_met(runtime, key), gateway_api=gateway_api)
     status, slo_events = _observe(runtime, md, outcome.status, now)
     heal_events: list[core.Event] = []
     if md.spec.slos and runtime.fleet is not None:
@@ -282,6 +355,8 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         await runtime.kube.apply(manifest)
     if outcome.service is not None:
         await runtime.kube.apply(outcome.service)
+    for manifest in (*outcome.services, *outcome.routes):  # revision Services before the route that uses them
+        await runtime.kube.apply(manifest)
     for deployment_name in outcome.delete:
         await runtime.kube.delete_deployment(namespace, deployment_name)
     if status.wire() != md.status.wire():
@@ -321,19 +396,24 @@ def run(
     namespaces: list[str],
     liveness: str | None,
     priority: int,
-    peering: str | None,
+    peering_name: str | None,
     standalone: bool,
 ) -> None:
     """Run the operator until it is stopped."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter; vigil logs its decisions
     if settings.kubeconfig:
         os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads the same file
-    runtime = Runtime(settings=settings, kube=kube.Kube(kube.load(settings.kubeconfig)))
+    # kopf names this replica in the peering record by $POD_ID; knowing it lets our loops follow.
+    os.environ.setdefault("POD_ID", f"{socket.gethostname()}-{os.getpid()}")
+    settings = dataclasses.replace(settings, peering=peering_name, priority=priority, namespaces=tuple(namespaces))
+    runtime = Runtime(settings=settings, kube=kube.Kube(kube.load(settings.kubeconfig)), identity=os.environ["POD_ID"])
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=liveness,
         priority=priority,
-        peering_name=peering,
+        peering_name=peering_name,
         standalone=standalone,
         memo=kopf.Memo(runtime=runtime),
     )
