@@ -234,3 +234,50 @@ def test_approval_mode_waits_and_holds_while_metrics_are_missing_then_acts(
         sandbox_handle.start_prometheus()
     waiting.until(lambda: resolved(kube, namespace), 300, "the approved rollback to restore the SLO")
     assert get(kube, namespace, "careful")["status"]["currentRevision"] == good
+
+
+def served(sim: simclient.ControlClient, ns: str, name: str) -> int:
+    return sum(p["success"] for p in sim.state()["pods"] if p.get("namespace") == ns and p["modeldeployment"] == name)
+
+
+def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+) -> None:
+    # Two 8-GPU replicas take two whole nodes of the 32 sandbox GPUs (placed first, before the
+    # 1-GPU fallback can fragment a node): a scale-out to 4 replicas cannot fit.
+    sim.set_fault({"namespace": namespace, "name": "big", "capacity": 30})
+    healthy_v1(
+        kube, sim, namespace, "big", slos=[QUEUE], triton={"gpus": 8}, maxReplicas=4, traffic={"fallback": "small"}
+    )
+    create(kube, namespace, manifest("small", replicas=1, triton={"gpus": 1}))
+    waiting.until(
+        lambda: (condition(get(kube, namespace, "small"), "Available") or {}).get("status") == "True",
+        120,
+        "fallback Available",
+    )
+    sim.set_load({"namespace": namespace, "name": "big", "rate": 120})  # x3
+
+    def shifted() -> dict[str, Any] | None:
+        md = get(kube, namespace, "big")
+        return md if md["status"].get("traffic") else None
+
+    md = waiting.until(shifted, 300, "traffic shifted to the fallback")
+    assert md["status"]["traffic"]["splits"] == [{"backend": "md:small", "weight": 100}]
+    assert "scale" not in md["status"], "the blocked scale-out must not have been applied"
+    incident = only_incident(kube, namespace)
+    assert incident is not None
+    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge"
+    scale = step(incident, "scale-out")
+    assert scale["state"] == "Failed"
+    assert "GPU capacity" in scale["result"]
+    assert step(incident, "shift-to-fallback")["state"] in ("Verifying", "Succeeded", "Failed")
+    waiting.until(
+        lambda: (condition(get(kube, namespace, "big"), "TrafficShifted") or {}).get("status") == "True",
+        60,
+        "TrafficShifted=True",
+    )
+    route = custom(kube).get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", "big")
+    backends = route["spec"]["rules"][0]["backendRefs"]
+    assert [(b["name"], b["weight"]) for b in backends if b["weight"]] == [("small", 100)]
+    before = served(sim, namespace, "small")
+    waiting.until(lambda: served(sim, namespace, "small") > before + 200, 60, "the fallback to serve the traffic")
