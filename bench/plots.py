@@ -1,0 +1,122 @@
+"""PNG plots of the results (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+
+from bench import report
+
+COLORS = {"vigil": "#2b7bba", "baseline": "#d9822b"}
+
+
+def detection(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    scenarios = list(result["scenarios"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, scenario in enumerate(scenarios):
+        values = [r["detectionSeconds"] for r in result["scenarios"][scenario]["runs"] if "detectionSeconds" in r]
+        if values:
+            ax.boxplot([values], positions=[index], widths=0.45, showfliers=False)
+            ax.scatter([index] * len(values), values, color=COLORS["vigil"], zorder=3, s=24, label=None)
+    target = float(result["targetSeconds"])
+    ax.axhline(target, color="#c0392b", linestyle="--", label=f"target {target:g} s (2 scrapes + 1 evaluation)")
+    ax.set_xticks(range(len(scenarios)), [report.SCENARIO_TITLES.get(s, s) for s in scenarios])
+    ax.set_ylabel("fault onset → Breached (s)")
+    values = [
+        r["detectionSeconds"] for s in scenarios for r in result["scenarios"][s]["runs"] if "detectionSeconds" in r
+    ]
+    ax.set_ylim(bottom=0, top=max([*values, target]) * 1.3)
+    ax.set_title(
+        f"Detection time (scrape {result['scrapeIntervalSeconds']:g} s, evaluation {result['evalIntervalSeconds']:g} s)"
+    )
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _bars(ax: Any, data: Mapping[str, Any], title: str) -> None:
+    keys = list(data["metrics"])
+    width = 0.38
+    for offset, policy in ((-width / 2, "vigil"), (width / 2, "baseline")):
+        medians, lows, highs = [], [], []
+        for key in keys:
+            summary = data["summaries"][policy].get(key)
+            median = summary["median"] if summary else 0.0
+            medians.append(median)
+            lows.append(median - summary["min"] if summary else 0.0)
+            highs.append(summary["max"] - median if summary else 0.0)
+        positions = [i + offset for i in range(len(keys))]
+        ax.bar(positions, medians, width, yerr=[lows, highs], capsize=4, color=COLORS[policy], label=policy)
+    ax.set_xticks(range(len(keys)), [data["metrics"][k].replace(" -> ", " →\n") for k in keys], fontsize=8)
+    ax.set_ylabel("seconds (median, min-max)")
+    ax.set_title(title)
+    ax.legend()
+
+
+def healing(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5))
+    _bars(axes[0], result["rollback"], "Bad rollout → rollback")
+    _bars(axes[1], result["scaleOut"], "x3 surge → scale-out")
+    labels, ratios = [], []
+    for scenario, short in (("rollback", "rollback"), ("scaleOut", "scale-out")):
+        for key, label in result[scenario]["metrics"].items():
+            ratio = result[scenario]["ratios"].get(key)
+            labels.append(f"{short}:\n{label.split(' -> ')[1]}")
+            ratios.append(ratio if ratio is not None else 0.0)
+    bars = axes[2].bar(range(len(ratios)), ratios, color=COLORS["vigil"])
+    for bar, ratio in zip(bars, ratios, strict=True):
+        axes[2].annotate(
+            f"{ratio:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom"
+        )
+    axes[2].axhline(1.0, color="#555555", linestyle="--", linewidth=1)
+    axes[2].set_xticks(range(len(labels)), labels, fontsize=8)
+    axes[2].set_ylabel("vigil / baseline (median), lower is better")
+    axes[2].set_title("Ratios")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def cost(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    steps = result["steps"]
+    sizes = [s["n"] for s in steps]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    series = (
+        ("RSS (MiB)", [(s["rssBytes"] or 0) / report.MIB for s in steps]),
+        ("queries per cycle", [s["queriesPerCycle"] or 0 for s in steps]),
+        ("fleet loop (ms)", [(s["meanLoopSeconds"] or 0) * 1000 for s in steps]),
+    )
+    for ax, (label, values) in zip(axes, series, strict=True):
+        ax.plot(sizes, values, marker="o", color=COLORS["vigil"])
+        ax.set_xlabel("ModelDeployments (N)")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0, top=max([*values, 1.0]) * 1.25)
+        ax.set_xticks(sizes)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Operator cost as the fleet grows (N = 0 is the baseline)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+PLOTS = {"detection": detection, "healing": healing, "cost": cost}
+
+
+def write(benchmarks: Mapping[str, Any], directory: pathlib.Path) -> list[str]:
+    """One PNG per benchmark that produced results; the file names written."""
+    written = []
+    for name, result in benchmarks.items():
+        if "error" in result or name not in PLOTS:
+            continue
+        path = directory / f"{name}.png"
+        PLOTS[name](result, path)
+        written.append(path.name)
+    return written

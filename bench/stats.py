@@ -1,0 +1,169 @@
+"""Pure statistics of the benchmarks: summaries of repeated runs, ratios, targets, per-cycle costs.
+
+Nothing here does I/O, so every number the report shows is derived by code that has unit tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import parser
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """Order statistics of repeated measurements (seconds unless said otherwise)."""
+
+    n: int
+    min: float
+    median: float
+    p90: float
+    max: float
+    mean: float
+
+    def to_json(self) -> dict[str, float | int]:
+        return dataclasses.asdict(self)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) by linear interpolation between closest ranks.
+
+    The same definition as numpy's default (``method="linear"``): rank ``(n - 1) * q / 100``.
+    """
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0.0 <= q <= 100.0:
+        raise ValueError(f"percentile {q} is outside 0..100")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    if low == high:
+        return ordered[low]
+    fraction = rank - low
+    return ordered[low] + (ordered[high] - ordered[low]) * fraction
+
+
+def summarize(values: Iterable[float | None]) -> Summary | None:
+    """min / median / p90 / max / mean of the finite values; None when there are none."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    return Summary(
+        n=len(finite),
+        min=min(finite),
+        median=percentile(finite, 50.0),
+        p90=percentile(finite, 90.0),
+        max=max(finite),
+        mean=sum(finite) / len(finite),
+    )
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``, or None when either is missing or the denominator is not > 0."""
+    if numerator is None or denominator is None or not denominator > 0:
+        return None
+    return numerator / denominator
+
+
+def median_ratio(ours: Summary | None, theirs: Summary | None) -> float | None:
+    """Ratio of medians (lower is better for times): vigil / baseline."""
+    return ratio(ours.median if ours else None, theirs.median if theirs else None)
+
+
+def detection_target(scrape_seconds: float, eval_seconds: float, scrapes: int = 2, evals: int = 1) -> float:
+    """The detection target of the issue: 2 scrape intervals + 1 evaluation interval."""
+    return scrapes * scrape_seconds + evals * eval_seconds
+
+
+def meets_target(summary: Summary | None, target: float) -> bool:
+    """Pass only when every run (the maximum) is within the target; no runs is a fail."""
+    return summary is not None and summary.max <= target
+
+
+def elapsed(start: float | None, end: float | None) -> float | None:
+    """``end - start`` in seconds, or None if either moment was not observed."""
+    if start is None or end is None:
+        return None
+    return end - start
+
+
+# -- the operator's own /metrics ---------------------------------------------------------------
+
+LOOP = "vigil_observe_loop_duration_seconds"
+QUERY = "vigil_prometheus_query_duration_seconds"
+ERRORS = "vigil_prometheus_query_errors"  # a counter: the parser drops the _total suffix
+AVAILABLE = "vigil_observe_metrics_available"
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorCounters:
+    """Cumulative histogram counts and sums scraped from the operator's /metrics at one moment,
+    the failed queries so far, and whether the last cycle could query Prometheus."""
+
+    loops: float
+    loop_seconds: float
+    queries: float
+    query_seconds: float
+    query_errors: float = 0.0
+    metrics_available: bool = False
+
+
+def parse_operator_metrics(text: str) -> OperatorCounters:
+    """The fleet-loop and query histograms' ``_count`` and ``_sum``, the query errors (all reasons)
+    and the metrics-available gauge, from Prometheus text format."""
+    values: dict[str, float] = {}
+    for family in parser.text_string_to_metric_families(text):
+        if family.name not in (LOOP, QUERY, ERRORS, AVAILABLE):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_count", "_sum", "_total")) or sample.name == AVAILABLE:
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+    return OperatorCounters(
+        loops=values.get(f"{LOOP}_count", 0.0),
+        loop_seconds=values.get(f"{LOOP}_sum", 0.0),
+        queries=values.get(f"{QUERY}_count", 0.0),
+        query_seconds=values.get(f"{QUERY}_sum", 0.0),
+        query_errors=values.get(f"{ERRORS}_total", 0.0),
+        metrics_available=values.get(AVAILABLE, 0.0) == 1.0,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleCost:
+    """What the fleet loop cost per evaluation cycle between two scrapes of /metrics."""
+
+    cycles: int
+    queries_per_cycle: float | None
+    mean_loop_seconds: float | None
+    mean_query_seconds: float | None
+    query_errors: int = 0
+
+
+def cycle_cost(before: OperatorCounters, after: OperatorCounters) -> CycleCost:
+    """Per-cycle averages of the counter increases between ``before`` and ``after``."""
+    cycles = after.loops - before.loops
+    queries = after.queries - before.queries
+    if cycles < 0 or queries < 0:
+        raise ValueError("counters went backwards: the operator restarted between the two scrapes")
+    return CycleCost(
+        cycles=round(cycles),
+        queries_per_cycle=ratio(queries, cycles),
+        mean_loop_seconds=ratio(after.loop_seconds - before.loop_seconds, cycles),
+        mean_query_seconds=ratio(after.query_seconds - before.query_seconds, queries),
+        query_errors=round(after.query_errors - before.query_errors),
+    )
+
+
+def constant(values: Sequence[float | None], tolerance: float = 0.0) -> bool:
+    """Whether all known values lie within ``tolerance`` of each other (and there is at least one)."""
+    known = [v for v in values if v is not None]
+    return bool(known) and max(known) - min(known) <= tolerance
+
+
+def summaries(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Summary | None]:
+    """One :class:`Summary` per key over the runs that recorded it (runs lacking it are skipped)."""
+    return {key: summarize(run.get(key) for run in runs) for key in keys}
