@@ -28,6 +28,11 @@ def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(kube)
 
 
+def create_runbook(kube: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Runbook", "metadata": {"name": name}, "spec": spec}
+    custom(kube).create_namespaced_custom_object(GROUP, VERSION, ns, "runbooks", body)
+
+
 def patch_spec(kube: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
     custom(kube).patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": spec})
 
@@ -99,22 +104,16 @@ def test_bad_release_is_rolled_back_to_last_known_good_and_the_incident_resolves
 def test_load_surge_breaches_queue_time_and_is_scaled_out(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
-    custom(kube).create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    create_runbook(
+        kube,
         namespace,
-        "runbooks",
+        "surge",
         {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Runbook",
-            "metadata": {"name": "surge"},
-            "spec": {
-                "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
-                "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "60s"}],
-            },
+            "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
+            "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "60s"}],
         },
     )
-    sim.set_fault({"namespace": namespace, "name": "surge", "capacity": 30})
+    sim.set_fault({"namespace": namespace, "name": "surge", "capacity": 40})  # 2 replicas at half load
     _, _ = healthy_v1(kube, sim, namespace, "surge", slos=[QUEUE], runbookRef={"name": "surge"})
     sim.set_load({"namespace": namespace, "name": "surge", "rate": 120})  # x3
     incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
@@ -187,19 +186,13 @@ def test_approval_mode_waits_and_holds_while_metrics_are_missing_then_acts(
     sim: simclient.ControlClient,
     sandbox_handle: sandbox_mod.Sandbox,
 ) -> None:
-    custom(kube).create_namespaced_custom_object(
-        GROUP,
-        VERSION,
+    create_runbook(
+        kube,
         namespace,
-        "runbooks",
+        "careful",
         {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Runbook",
-            "metadata": {"name": "careful"},
-            "spec": {
-                "mode": "approval",
-                "steps": [{"name": "rollback", "action": "rollback", "verifyAfter": "30s"}],
-            },
+            "mode": "approval",
+            "steps": [{"name": "rollback", "action": "rollback", "verifyAfter": "30s"}],
         },
     )
     _, good = healthy_v1(kube, sim, namespace, "careful", runbookRef={"name": "careful"})
