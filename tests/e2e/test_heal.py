@@ -243,9 +243,10 @@ def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
         kube, sim, namespace, "big", slos=[QUEUE], triton={"gpus": 8}, maxReplicas=4, traffic={"fallback": "small"}
     )
     create(kube, namespace, manifest("small", replicas=1, triton={"gpus": 1}))
+    # Earlier tests' namespaces may still be releasing GPUs: allow for it.
     waiting.until(
         lambda: (condition(get(kube, namespace, "small"), "Available") or {}).get("status") == "True",
-        120,
+        240,
         "fallback Available",
     )
     sim.set_load({"namespace": namespace, "name": "big", "rate": 120})  # x3
