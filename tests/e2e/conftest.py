@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.e2e import operator_fixtures
+from tests.e2e import operator_fixtures, waiting
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
@@ -67,6 +67,9 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
     yield name
     with contextlib.suppress(client.exceptions.ApiException):
         core.delete_namespace(name)
+    # Wait for the namespace to go, so its pods' GPUs are free for the next test.
+    with contextlib.suppress(waiting.Timeout):
+        waiting.until(lambda: not core.list_namespaced_pod(name).items or None, 120, f"namespace {name} emptied")
 
 
 @pytest.fixture
