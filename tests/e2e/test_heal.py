@@ -236,18 +236,18 @@ def served(sim: simclient.ControlClient, ns: str, name: str) -> int:
 def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
-    # Two 8-GPU replicas take two whole nodes of the 32 sandbox GPUs (placed first, before the
-    # 1-GPU fallback can fragment a node): a scale-out to 4 replicas cannot fit.
-    sim.set_fault({"namespace": namespace, "name": "big", "capacity": 30})
-    healthy_v1(
-        kube, sim, namespace, "big", slos=[QUEUE], triton={"gpus": 8}, maxReplicas=4, traffic={"fallback": "small"}
-    )
-    create(kube, namespace, manifest("small", replicas=1, triton={"gpus": 1}))
-    # Earlier tests' namespaces may still be releasing GPUs: allow for it.
+    # The 1-GPU fallback is pinned to one node, so two 8-GPU replicas fit on the other nodes and
+    # the free GPUs (32 - 1 - 16 = 15) can never hold two more: any scale-out is blocked.
+    pinned = {"gpus": 1, "nodeSelector": {"kubernetes.io/hostname": "gpu-node-0"}}
+    create(kube, namespace, manifest("small", replicas=1, triton=pinned))
     waiting.until(
         lambda: (condition(get(kube, namespace, "small"), "Available") or {}).get("status") == "True",
         240,
         "fallback Available",
+    )
+    sim.set_fault({"namespace": namespace, "name": "big", "capacity": 40})  # 2 replicas at half load
+    healthy_v1(
+        kube, sim, namespace, "big", slos=[QUEUE], triton={"gpus": 8}, maxReplicas=4, traffic={"fallback": "small"}
     )
     sim.set_load({"namespace": namespace, "name": "big", "rate": 120})  # x3
 
