@@ -68,21 +68,10 @@ class Kube:
         return client.CustomObjectsApi(self.api_client)
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found = await asyncio.to_thread(
-                self.custom.get_namespaced_custom_object,
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                plural,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except exceptions.ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return typing.cast(dict[str, Any], found)
+        found = await _unless_missing(
+            self.custom.get_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
+        )
+        return typing.cast(dict[str, Any] | None, found)
 
     async def list_custom(self, plural: str, namespace: str | None, selector: str = "") -> list[dict[str, Any]]:
         if namespace is None:
@@ -119,19 +108,9 @@ class Kube:
         )
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
-        try:
-            await asyncio.to_thread(
-                self.custom.delete_namespaced_custom_object,
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                plural,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except exceptions.ApiException as error:
-            if error.status != 404:
-                raise
+        await _unless_missing(
+            self.custom.delete_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
+        )
 
     async def observe(self, namespace: str, md_name: str) -> core.Observed:
         """The revision Deployments and the pod problems of one ModelDeployment."""
@@ -249,13 +228,7 @@ class Kube:
         )
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
-        try:
-            await asyncio.to_thread(
-                self.apps.delete_namespaced_deployment, name, namespace, _request_timeout=REQUEST_TIMEOUT
-            )
-        except exceptions.ApiException as error:
-            if error.status != 404:
-                raise
+        await _unless_missing(self.apps.delete_namespaced_deployment, name, namespace)
 
     async def apply_status(self, plural: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         body = {
@@ -308,6 +281,16 @@ class Kube:
 
     async def apply_md_status(self, namespace: str, name: str, status: mdapi.ModelDeploymentStatus) -> None:
         await self.apply_status(mdapi.PLURAL, mdapi.KIND, namespace, name, status.wire())
+
+
+async def _unless_missing(call: Any, *args: Any) -> Any:
+    """``call(*args)`` in a thread with the request timeout; a 404 (already gone) gives None."""
+    try:
+        return await asyncio.to_thread(call, *args, _request_timeout=REQUEST_TIMEOUT)
+    except exceptions.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _live(pod: Any) -> bool:
