@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pathlib
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -86,6 +89,11 @@ def pods(kube: client.ApiClient, namespace: str, app: str) -> list[client.V1Pod]
     return list(client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=f"app={app}").items)
 
 
+def internal_ip(kube: client.ApiClient, node: str) -> str:
+    addresses = client.CoreV1Api(kube).read_node(node).status.addresses
+    return str(next(a.address for a in addresses if a.type == "InternalIP"))
+
+
 def test_four_gpu_nodes_are_ready_with_eight_gpus_and_discovery_labels(
     kube: client.ApiClient, sandbox: sandbox_mod.SandboxInfo
 ) -> None:
@@ -102,6 +110,7 @@ def test_four_gpu_nodes_are_ready_with_eight_gpus_and_discovery_labels(
         assert node_labels["nvidia.com/gpu.count"] == "8"
         assert int(node_labels["nvidia.com/gpu.memory"]) > 0
         assert node.metadata.annotations["kwok.x-k8s.io/node"] == "fake"
+        assert internal_ip(kube, node.metadata.name).startswith(f"{kwok.NODE_NETWORK}.")
 
 
 def test_one_gpu_pods_are_scheduled_become_ready_and_are_removed_on_scale_down(
@@ -118,6 +127,7 @@ def test_one_gpu_pods_are_scheduled_become_ready_and_are_removed_on_scale_down(
     for pod in ready:
         assert pod.status.phase == "Running"
         assert pod.status.pod_ip
+        assert pod.status.host_ip == internal_ip(kube, pod.spec.node_name)
         assert pod.spec.node_name.startswith(kwok.NODE_PREFIX)
         assert pod.status.container_statuses[0].ready is True
         # Started before Ready: the readiness delay stands in for the model load.
@@ -213,3 +223,38 @@ def test_up_again_reuses_the_running_sandbox(
     assert time.monotonic() - started < 60
     report = sandbox_handle.status()
     assert report.ok, [c for c in report.components if not c.ok]
+
+
+def test_a_killed_control_plane_comes_back_with_up_and_starts_new_pods_at_once(
+    kube: client.ApiClient, sandbox_handle: sandbox_mod.Sandbox, sandbox: sandbox_mod.SandboxInfo
+) -> None:
+    # What a machine that stopped without `dev down` leaves behind (a new CI session, a reboot):
+    # etcd's data, the nodes and their old leases, and no process.
+    recorded = kwok.Kwokctl(pathlib.Path("kwokctl"), sandbox.name, sandbox_handle.kwok_workdir).component_pids()
+    assert set(recorded) >= {"kube-controller-manager", "kube-scheduler", "kwok-controller"}
+    for pid in recorded.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    assert sandbox_handle.up() == sandbox
+    core = client.CoreV1Api(kube)
+    name = f"sandbox-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        # Once `up` returns, the new controllers lead: the ServiceAccount and the pods come at once.
+        waiting.until(
+            lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
+            20,
+            "the new namespace's default ServiceAccount",
+        )
+        client.AppsV1Api(kube).create_namespaced_deployment(name, deployment("after-restart", gpus=1, replicas=4))
+
+        def all_ready() -> list[client.V1Pod] | None:
+            found = pods(kube, name, "after-restart")
+            return found if len(found) == 4 and all(_ready(p) for p in found) else None
+
+        ready = waiting.until(all_ready, 30, "4 pods Ready on the restarted control plane")
+        assert all(p.status.host_ip == internal_ip(kube, p.spec.node_name) for p in ready)
+    finally:
+        with contextlib.suppress(client.exceptions.ApiException):
+            core.delete_namespace(name)

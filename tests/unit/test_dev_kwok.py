@@ -144,6 +144,15 @@ def test_kwokctl_config_uses_local_binaries_loopback_and_stage_crds() -> None:
     assert kwok_conf["options"]["nodeLeaseParallelism"] > 0
 
 
+def test_kwok_controller_runs_without_node_leases_and_with_a_real_node_ip() -> None:
+    kwokctl, _ = kwok.kwokctl_config(BINARIES)
+    (patch,) = kwokctl["componentsPatches"]
+    assert patch["name"] == "kwok-controller"
+    args = {a["key"]: a["value"] for a in patch["extraArgs"] if a["override"]}
+    # Leases would leave a restarted kwok's nodes unmanaged; an empty --node-ip gives invalid hostIPs.
+    assert args == {"node-lease-duration-seconds": "0", "node-ip": kwok.FALLBACK_NODE_IP}
+
+
 def test_kwokctl_config_names_missing_binaries() -> None:
     partial = {name: path for name, path in BINARIES.items() if name != "etcd"}
     with pytest.raises(ValueError, match="etcd"):

@@ -353,7 +353,8 @@ def stage_manifests(ready_delay_ms: int) -> list[Manifest]:
             [_expr(_READY, "NotIn", "True")],
             [_status_patch(_NODE_INITIALIZE)],
         ),
-        # kwok renews the nodes' Leases itself; the conditions only need an occasional refresh.
+        # The only heartbeat (kwok runs without node Leases): well inside the controller manager's
+        # node-monitor grace period (3m20s with kwokctl's heartbeat factor).
         _stage(
             "vigil-node-heartbeat",
             "Node",
@@ -435,7 +436,26 @@ def kwokctl_config(binaries: Mapping[str, pathlib.Path]) -> list[Manifest]:
     }
     options.update({option: str(binaries[name]) for name, option in BINARY_OPTIONS.items()})
     return [
-        {"apiVersion": _CONFIG_API, "kind": "KwokctlConfiguration", "options": options},
+        {
+            "apiVersion": _CONFIG_API,
+            "kind": "KwokctlConfiguration",
+            "options": options,
+            # With node Leases, a restarted kwok finds its old Leases, fails to create them and
+            # leaves the nodes unmanaged until the next renewal (50 s with kwokctl's defaults); pods
+            # scheduled meanwhile may never start. One kwok manages every node, so no Leases: the
+            # node lifecycle controller judges the nodes by the heartbeat Stage instead.
+            "componentsPatches": [
+                {
+                    "name": "kwok-controller",
+                    "extraArgs": [
+                        {"key": "node-lease-duration-seconds", "value": "0", "override": True},
+                        # The binary runtime passes an empty --node-ip, which beats the config
+                        # file: nodes get an empty InternalIP and pods an invalid hostIP.
+                        {"key": "node-ip", "value": FALLBACK_NODE_IP, "override": True},
+                    ],
+                }
+            ],
+        },
         # kwokctl writes this document back without kwok's defaults, so every option that must
         # not be zero is spelled out.
         {

@@ -27,6 +27,7 @@ import os
 import pathlib
 import shutil
 import sys
+import time
 import typing
 import urllib.error
 import urllib.request
@@ -47,6 +48,8 @@ REQUEST_TIMEOUT = 10
 DEFAULT_NAME = "vigil"
 DEFAULT_PROMETHEUS_PORT = 9090
 DEFAULT_SIM_PORT = 9400
+# Leader leases are renewed every 2 s and last 15 s; one older than this has no live holder.
+LEADER_FRESH_SECONDS = 10.0
 KWOK_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 
@@ -241,6 +244,7 @@ class Sandbox:
         except build.BuildError as error:
             raise SandboxError(str(error)) from error
 
+        started = time.time()
         fresh_control_plane = self._ensure_control_plane(binaries, progress)
         if fresh_control_plane:
             # They hold clients for the previous API server (its port changes on re-creation).
@@ -255,7 +259,9 @@ class Sandbox:
             self._apply_nodes(api, nodes, shape)
             progress("waiting for nodes Ready and the controllers to run")
             self._wait_nodes(api, nodes, gpus_per_node)
-            self._wait_controllers(api)
+            # A kept control plane renews its leases every 2 s; a restarted one only counts once
+            # its new processes have taken the leases over.
+            self._wait_controllers(api, started if fresh_control_plane else time.time() - LEADER_FRESH_SECONDS)
             apiserver_url = str(api.configuration.host)
 
         info = SandboxInfo(
@@ -456,7 +462,7 @@ class Sandbox:
 
         self._wait(ready, 90, f"{count} GPU nodes to be Ready with {gpus} {labels.GPU_RESOURCE}")
 
-    def _wait_controllers(self, api: client.ApiClient) -> None:
+    def _wait_controllers(self, api: client.ApiClient, since: float) -> None:
         core = client.CoreV1Api(api)
         coordination = client.CoordinationV1Api(api)
 
@@ -468,15 +474,24 @@ class Sandbox:
                 return False
             return True
 
-        def scheduler_leader() -> bool:
-            try:
-                lease = coordination.read_namespaced_lease("kube-scheduler", "kube-system")
-            except exceptions.ApiException:
-                return False
-            return bool(lease.spec and lease.spec.holder_identity)
+        def leading(component: str) -> Callable[[], bool]:
+            # A restarted controller waits for its predecessor's lease to expire; until it renews
+            # the lease itself (after ``since``), nothing creates or binds pods.
+            def renewed() -> bool:
+                try:
+                    lease = coordination.read_namespaced_lease(component, "kube-system")
+                except exceptions.ApiException:
+                    return False
+                renew = lease.spec.renew_time if lease.spec else None
+                if not (lease.spec and lease.spec.holder_identity and renew):
+                    return False
+                return renew.timestamp() >= since
+
+            return renewed
 
         self._wait(default_service_account, 90, "kube-controller-manager (the default ServiceAccount)")
-        self._wait(scheduler_leader, 90, "kube-scheduler to take its leader lease")
+        self._wait(leading("kube-controller-manager"), 90, "kube-controller-manager to renew its leader lease")
+        self._wait(leading("kube-scheduler"), 90, "kube-scheduler to renew its leader lease")
 
     # -- Prometheus and the simulator -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import json
 import socket
 import time
 import typing
@@ -291,6 +292,16 @@ async def _unless_missing(call: Any, *args: Any) -> Any:
         if error.status == 404:
             return None
         raise
+
+
+def api_message(error: exceptions.ApiException) -> str:
+    """The API server's own explanation (a Status object's ``message``), else the raw body."""
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else str(error.body or "")
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body[:300]
+    return str(status.get("message", body[:300])) if isinstance(status, dict) else body[:300]
 
 
 def _live(pod: Any) -> bool:

@@ -315,7 +315,14 @@ async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
     try:
         await _reconcile(runtime, namespace, name)
     except exceptions.ApiException as error:
-        log.warning("reconcile %s/%s: API error %s %s; retrying", namespace, name, error.status, error.reason)
+        log.warning(
+            "reconcile %s/%s: API error %s %s; retrying: %s",
+            namespace,
+            name,
+            error.status,
+            error.reason,
+            kube.api_message(error),
+        )
         asyncio.get_running_loop().call_later(RETRY_SECONDS, runtime.queue.add, key)
     except Exception:
         log.exception("reconcile %s/%s failed; retrying", namespace, name)
