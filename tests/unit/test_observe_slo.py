@@ -405,6 +405,26 @@ def test_hysteresis_only_remembers_the_revision_the_breach_was_judged_on() -> No
     assert status.state is S.WARNING
 
 
+def test_a_breach_survives_a_metrics_gap_and_hysteresis_resumes_from_it() -> None:
+    gap = status_of(target(previous=(previous(S.BREACHED),)), {})
+    assert gap.state is S.NO_DATA
+    assert gap.held_state is S.BREACHED
+    longer_gap = status_of(target(previous=(gap,)), {})
+    assert longer_gap.held_state is S.BREACHED
+
+    still_hot: Data = {"r1": {F.SUCCESS: 10.0, F.FAILURE: at({300: 3.0}, 0.005)}}
+    back = status_of(target(previous=(longer_gap,)), still_hot)
+    assert back.state is S.BREACHED  # a warning without the memory of the gap
+    assert back.held_state is None
+
+
+def test_a_gap_after_met_holds_met_so_a_hot_short_window_afterwards_is_only_a_warning() -> None:
+    gap = status_of(target(previous=(previous(S.MET),)), {})
+    assert gap.held_state is S.MET
+    still_hot: Data = {"r1": {F.SUCCESS: 10.0, F.FAILURE: at({300: 3.0}, 0.005)}}
+    assert status_of(target(previous=(gap,)), still_hot).state is S.WARNING
+
+
 # --- per-revision judging ---------------------------------------------------------------------
 
 

@@ -158,6 +158,10 @@ class SLOStatus(KubeModel):
         default=None, description="Fraction of the error budget left over the longest window observed."
     )
     revision: str | None = pydantic.Field(default=None, description="Revision the verdict was judged on.")
+    held_state: SLOState | None = pydantic.Field(
+        default=None,
+        description="While the state is NoData: the last state judged on data, which hysteresis resumes from.",
+    )
     message: str = ""
     last_transition_time: str | None = None
     last_evaluation_time: str | None = None

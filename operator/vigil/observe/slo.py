@@ -31,7 +31,8 @@ States (per revision, per SLO), first match wins
     of some page pair still exceeds its factor. A breach ends only when every page pair's short
     window is back under its factor; the long window may lag (it remembers the bad hour long
     after the fix), so it is not waited for. Without this a long window hovering around the
-    factor would flip Breached/Warning every cycle;
+    factor would flip Breached/Warning every cycle. A ``NoData`` gap keeps the state from before
+    it in ``heldState``, and hysteresis resumes from that;
   * ``Warning``: a ``ticket`` pair fires, or a page pair's short window alone exceeds its factor;
   * ``Met`` otherwise.
 
@@ -530,10 +531,16 @@ def judge(
 def previous_state(
     previous: collections.abc.Iterable[sloapi.SLOStatus], slo: str, revision: str
 ) -> sloapi.SLOState | None:
-    """The last state of ``slo`` if it was judged on ``revision`` (the only memory hysteresis has)."""
+    """The last state of ``slo`` if it was judged on ``revision`` (the only memory hysteresis has).
+
+    Through a metrics gap it is the state held from before the gap, so a breach that is still hot
+    when the data comes back stays a breach instead of starting over as a warning.
+    """
     found = next((s for s in previous if s.name == slo), None)
     if found is None or found.revision != revision:
         return None
+    if found.state is sloapi.SLOState.NO_DATA and found.held_state is not None:
+        return found.held_state
     return found.state
 
 
@@ -557,6 +564,9 @@ def roll_up(
         others = [f"{j.revision} {j.state}" for j in judgements if j is not decisive]
         if others:
             message += f"; other revisions: {', '.join(others)}"
+    held = None
+    if state is sloapi.SLOState.NO_DATA and previous is not None:
+        held = previous.held_state if previous.state is sloapi.SLOState.NO_DATA else previous.state
     if previous is not None and previous.state is state and previous.last_transition_time:
         transition = previous.last_transition_time
     else:
@@ -569,6 +579,7 @@ def roll_up(
         burn_rates=[] if decisive is None else decisive.window_burns(),
         budget_remaining=None if decisive is None else _rounded(decisive.budget_remaining),
         revision=None if decisive is None else decisive.revision,
+        held_state=held,
         message=message,
         last_transition_time=transition,
         last_evaluation_time=conditions.rfc3339(now),
