@@ -144,12 +144,7 @@ def http_route(owner: workload.Owner, gateway: str | None, backends: Sequence[tu
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {
-            "name": owner.name,
-            "namespace": owner.namespace,
-            "labels": {labels.MODEL_DEPLOYMENT: owner.name, labels.MANAGED_BY: "vigil"},
-            "ownerReferences": [owner.reference()],
-        },
+        "metadata": owner.child_metadata(),
         "spec": {
             "parentRefs": parent_refs(owner, gateway),
             "rules": [

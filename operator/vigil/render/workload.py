@@ -10,6 +10,7 @@ GPU nodes and tolerate their taint.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.utils import quantity
@@ -48,6 +49,15 @@ class Owner:
             "uid": self.uid,
             "controller": True,
             "blockOwnerDeletion": True,
+        }
+
+    def child_metadata(self, name: str | None = None, child_labels: Mapping[str, str] | None = None) -> Manifest:
+        """Metadata of a child: named after the md unless told, in its namespace, owned by it."""
+        return {
+            "name": name or self.name,
+            "namespace": self.namespace,
+            "labels": dict(child_labels or {labels.MODEL_DEPLOYMENT: self.name, labels.MANAGED_BY: "vigil"}),
+            "ownerReferences": [self.reference()],
         }
 
 
@@ -164,12 +174,7 @@ def deployment(owner: Owner, revision: str, spec: modeldeployment.PodShape, repl
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {
-            "name": revisions.workload_name(owner.name, revision),
-            "namespace": owner.namespace,
-            "labels": dict(template["metadata"]["labels"]),
-            "ownerReferences": [owner.reference()],
-        },
+        "metadata": owner.child_metadata(revisions.workload_name(owner.name, revision), template["metadata"]["labels"]),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector_labels(owner.name, revision)},
@@ -194,12 +199,7 @@ def service(owner: Owner, serving_revision: str | None) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": owner.name,
-            "namespace": owner.namespace,
-            "labels": {labels.MODEL_DEPLOYMENT: owner.name, labels.MANAGED_BY: "vigil"},
-            "ownerReferences": [owner.reference()],
-        },
+        "metadata": owner.child_metadata(),
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(owner.name, serving_revision),
