@@ -418,6 +418,12 @@ def test_a_breach_survives_a_metrics_gap_and_hysteresis_resumes_from_it() -> Non
     assert back.held_state is None
 
 
+def test_a_gap_judged_on_another_revision_holds_nothing() -> None:
+    gap = status_of(target(previous=(previous(S.BREACHED, rev="r0"),)), {})
+    assert gap.state is S.NO_DATA
+    assert gap.held_state is None
+
+
 def test_a_gap_after_met_holds_met_so_a_hot_short_window_afterwards_is_only_a_warning() -> None:
     gap = status_of(target(previous=(previous(S.MET),)), {})
     assert gap.held_state is S.MET

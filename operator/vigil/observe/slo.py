@@ -564,8 +564,10 @@ def roll_up(
         others = [f"{j.revision} {j.state}" for j in judgements if j is not decisive]
         if others:
             message += f"; other revisions: {', '.join(others)}"
+    revision = None if decisive is None else decisive.revision
     held = None
-    if state is sloapi.SLOState.NO_DATA and previous is not None:
+    # Held only for the revision it was judged on, as hysteresis only remembers that one.
+    if state is sloapi.SLOState.NO_DATA and previous is not None and previous.revision == revision:
         held = previous.held_state if previous.state is sloapi.SLOState.NO_DATA else previous.state
     if previous is not None and previous.state is state and previous.last_transition_time:
         transition = previous.last_transition_time
@@ -578,7 +580,7 @@ def roll_up(
         request_rate=None if decisive is None else _rounded(decisive.measurement.request_rate),
         burn_rates=[] if decisive is None else decisive.window_burns(),
         budget_remaining=None if decisive is None else _rounded(decisive.budget_remaining),
-        revision=None if decisive is None else decisive.revision,
+        revision=revision,
         held_state=held,
         message=message,
         last_transition_time=transition,

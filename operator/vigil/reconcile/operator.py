@@ -304,7 +304,7 @@ async def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None
     try:
         await runtime.kube.post_event(body, ev.type, ev.reason, ev.message)
     except exceptions.ApiException as error:
-        log.warning("event %s on %s not posted: %s", ev.reason, body["metadata"].get("name"), error.reason)
+        log.warning("event %s on %s not posted: %s", ev.reason, body["metadata"].get("name"), kube.api_message(error))
 
 
 async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
