@@ -70,7 +70,7 @@ def crashing_pods() -> actkit.World:
 def notify_then_rollback() -> actkit.World:
     """A custom runbook: notify a webhook, then roll back, which heals."""
     spec = actkit.runbook(
-        {"name": "page", "action": "notify", "params": {"webhookUrl": "https://pager.example/x"}},
+        {"name": "page", "action": "notify", "params": {"webhook": {"secretKeyRef": {"name": "pager", "key": "url"}}}},
         {"name": "back", "action": "rollback", "verifyAfter": "30s"},
     )
 

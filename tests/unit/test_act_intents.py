@@ -14,7 +14,7 @@ ALL: list[tuple[rbapi.Action, intents.Intent]] = [
     (rbapi.Action.SCALE_OUT, intents.Scale(4, key="k")),
     (rbapi.Action.SHIFT_TRAFFIC, intents.ShiftTraffic((("md:big", 80), (BAD, 20)), key="k")),
     (rbapi.Action.RESTART_PODS, intents.RestartPod("ml", "p-1", key="k")),
-    (rbapi.Action.NOTIFY, intents.Notify("https://h.example/", "hello", key="k")),
+    (rbapi.Action.NOTIFY, intents.Notify(intents.WebhookRef("pager", "url"), "hello", key="k")),
     (rbapi.Action.NOTIFY, intents.Notify(None, "hello", key="k")),
 ]
 
@@ -80,6 +80,6 @@ def test_descriptions_name_the_absolute_target() -> None:
         "scale to 4 replicas",
         f"shift traffic to md:big 80%, {BAD} 20%",
         "restart pod p-1",
-        "notify https://h.example/",
+        "notify the webhook in Secret pager (key url)",
         "notify (Events only: no webhook configured)",
     ]

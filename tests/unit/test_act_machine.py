@@ -14,6 +14,7 @@ from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 
 S = incapi.StepState
+PAGER = intents.WebhookRef("pager", "url")
 Cause = rbapi.Cause
 
 
@@ -106,7 +107,7 @@ def test_rollback_without_another_last_known_good_is_skipped_and_the_plan_escala
     assert decision.status.phase is incapi.Phase.ESCALATED
     assert len(decision.intents) == 1
     assert isinstance(decision.intents[0], intents.Notify)
-    assert decision.intents[0].url is None
+    assert decision.intents[0].webhook is None
     assert "no step of the plan restored the SLO" in decision.intents[0].message
 
 
@@ -400,13 +401,13 @@ def test_a_notify_step_posts_once_then_the_plan_goes_on() -> None:
         {
             "name": "tell",
             "action": "notify",
-            "params": {"webhookUrl": "https://hooks.example/x", "message": "rolling back"},
+            "params": {"webhook": {"secretKeyRef": {"name": "pager", "key": "url"}}, "message": "rolling back"},
         },
         {"name": "back", "action": "rollback"},
     )
     md = actkit.deployment()
     decision = machine.advance(actkit.opened(actkit.plan(Cause.BAD_ROLLOUT, spec)), actkit.context(md))
-    assert decision.intents == (intents.Notify("https://hooks.example/x", "rolling back", key=f"{INCIDENT}/0-tell/1"),)
+    assert decision.intents == (intents.Notify(PAGER, "rolling back", key=f"{INCIDENT}/0-tell/1"),)
     assert decision.status.timeline[-1].type == machine.NOTIFY  # not counted as a cluster action
     nxt = machine.advance(decision.status, actkit.context(md, done=actkit.ok(*decision.intents)))
     assert actkit.step(nxt.status, "tell").state is S.SUCCEEDED
@@ -414,7 +415,9 @@ def test_a_notify_step_posts_once_then_the_plan_goes_on() -> None:
 
 
 def test_a_failed_notification_is_retried_with_the_same_key_until_the_timeout() -> None:
-    spec = actkit.runbook({"name": "tell", "action": "notify", "params": {"webhookUrl": "https://h.example/"}})
+    spec = actkit.runbook(
+        {"name": "tell", "action": "notify", "params": {"webhook": {"secretKeyRef": {"name": "pager", "key": "url"}}}}
+    )
     md = actkit.deployment()
     decision = machine.advance(actkit.opened(actkit.plan(Cause.UNKNOWN, spec)), actkit.context(md, cause=Cause.UNKNOWN))
     (notify,) = decision.intents
@@ -433,7 +436,11 @@ def test_a_failed_notification_is_retried_with_the_same_key_until_the_timeout() 
 def test_escalation_uses_the_first_webhook_of_the_runbook() -> None:
     spec = actkit.runbook(
         {"name": "back", "action": "rollback", "onFailure": "escalate"},
-        {"name": "tell", "action": "notify", "params": {"webhookUrl": "https://pager.example/v"}},
+        {
+            "name": "tell",
+            "action": "notify",
+            "params": {"webhook": {"secretKeyRef": {"name": "oncall", "key": "hook"}, "allowInsecure": True}},
+        },
     )
     md = actkit.deployment(revisions=(actkit.revision(BAD, False),))
     decision = machine.advance(actkit.opened(actkit.plan(Cause.BAD_ROLLOUT, spec)), actkit.context(md))
@@ -442,7 +449,7 @@ def test_escalation_uses_the_first_webhook_of_the_runbook() -> None:
     decision = machine.advance(decision.status, actkit.context(md, done=actkit.ok(*decision.intents)))
     (escalation,) = decision.intents
     assert isinstance(escalation, intents.Notify)
-    assert escalation.url == "https://pager.example/v"
+    assert escalation.webhook == intents.WebhookRef("oncall", "hook", allow_insecure=True)
 
 
 # --- verification -----------------------------------------------------------------------------
@@ -717,7 +724,7 @@ def test_unknown_cause_notifies_and_escalates() -> None:
     assert decision.status.phase is incapi.Phase.ESCALATED
     (notify,) = decision.intents
     assert isinstance(notify, intents.Notify)
-    assert notify.url is None
+    assert notify.webhook is None
     assert notify.message.startswith(f"vigil escalates incident {INCIDENT}: ModelDeployment resnet SLO latency")
 
 

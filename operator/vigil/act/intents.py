@@ -36,7 +36,10 @@ REPLICAS = "replicas"
 SPLITS = "splits"
 POD = "pod"
 PODS = "pods"
-URL = "url"
+WEBHOOK_SECRET = "webhookSecret"
+WEBHOOK_KEY = "webhookSecretKey"
+ALLOW_INSECURE = "allowInsecure"
+ALLOW_PRIVATE_NETWORK = "allowPrivateNetwork"
 MESSAGE = "message"
 ROUND = "round"
 INTENDED_AT = "intendedAt"
@@ -90,10 +93,34 @@ class RestartPod:
 
 
 @dataclasses.dataclass(frozen=True)
-class Notify:
-    """POST ``message`` to ``url`` with ``key`` as Idempotency-Key; ``url`` None means Events only."""
+class WebhookRef:
+    """Where a notification goes: the Secret key that holds the URL, and what that URL may be.
 
-    url: str | None
+    The URL itself never enters an intent: intents are recorded in the Incident's status and
+    described in Events, and a webhook URL usually carries its credential.
+    """
+
+    secret: str
+    key: str
+    allow_insecure: bool = False
+    allow_private_network: bool = False
+
+    @classmethod
+    def of(cls, webhook: rbapi.Webhook | None) -> WebhookRef | None:
+        if webhook is None:
+            return None
+        ref = webhook.secret_key_ref
+        return cls(ref.name, ref.key, webhook.allow_insecure, webhook.allow_private_network)
+
+    def __str__(self) -> str:
+        return f"the webhook in Secret {self.secret} (key {self.key})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Notify:
+    """POST ``message`` to ``webhook`` with ``key`` as Idempotency-Key; ``webhook`` None means Events only."""
+
+    webhook: WebhookRef | None
     message: str
     key: str
 
@@ -137,7 +164,13 @@ def to_target(intent: Intent) -> dict[str, str]:
         return {SPLITS: encode_splits(intent.splits)}
     if isinstance(intent, RestartPod):
         return {POD: intent.pod}
-    return {URL: intent.url or "", MESSAGE: intent.message}
+    target = {MESSAGE: intent.message}
+    hook = intent.webhook
+    if hook is not None:
+        target |= {WEBHOOK_SECRET: hook.secret, WEBHOOK_KEY: hook.key}
+        target |= {ALLOW_INSECURE: "true"} if hook.allow_insecure else {}
+        target |= {ALLOW_PRIVATE_NETWORK: "true"} if hook.allow_private_network else {}
+    return target
 
 
 def from_target(action: rbapi.Action, target: dict[str, str], key: str, namespace: str) -> Intent:
@@ -150,7 +183,15 @@ def from_target(action: rbapi.Action, target: dict[str, str], key: str, namespac
         return ShiftTraffic(splits=decode_splits(target[SPLITS]), key=key)
     if action is rbapi.Action.RESTART_PODS:
         return RestartPod(namespace=namespace, pod=target[POD], key=key)
-    return Notify(url=target.get(URL) or None, message=target.get(MESSAGE, ""), key=key)
+    hook = None
+    if target.get(WEBHOOK_SECRET) and target.get(WEBHOOK_KEY):
+        hook = WebhookRef(
+            secret=target[WEBHOOK_SECRET],
+            key=target[WEBHOOK_KEY],
+            allow_insecure=target.get(ALLOW_INSECURE) == "true",
+            allow_private_network=target.get(ALLOW_PRIVATE_NETWORK) == "true",
+        )
+    return Notify(webhook=hook, message=target.get(MESSAGE, ""), key=key)
 
 
 def describe(intent: Intent) -> str:
@@ -163,7 +204,7 @@ def describe(intent: Intent) -> str:
         return "shift traffic to " + ", ".join(f"{backend} {weight}%" for backend, weight in intent.splits)
     if isinstance(intent, RestartPod):
         return f"restart pod {intent.pod}"
-    return f"notify {intent.url}" if intent.url else "notify (Events only: no webhook configured)"
+    return f"notify {intent.webhook}" if intent.webhook else "notify (Events only: no webhook configured)"
 
 
 def applied(status: mdapi.ModelDeploymentStatus, intent: Override, incident: str) -> bool:

@@ -569,8 +569,8 @@ def _escalate(d: _Draft, reason: str) -> None:
     plan.steps.append(incapi.StepProgress(name=ESCALATE, action=rbapi.Action.NOTIFY, started_at=d.stamp))
     index = len(plan.steps) - 1
     plan.current = index
-    url = next((s.params.webhook_url for s in d.spec.steps if s.params.webhook_url), None)
-    notify = acts.Notify(url=url, message=message, key=_key(d, index, 1))
+    hook = next((s.params.webhook for s in d.spec.steps if s.params.webhook), None)
+    notify = acts.Notify(webhook=acts.WebhookRef.of(hook), message=message, key=_key(d, index, 1))
     if _dry(d):
         _dry_record(d, index, acts.to_target(notify), f"would {acts.describe(notify)}")
     else:
@@ -688,7 +688,8 @@ def _propose(d: _Draft, index: int, step: rbapi.Step, round_: int) -> _Proposal 
         f"vigil: incident {d.ctx.incident}: {d.ctx.incident_spec.model_deployment} SLO "
         f"{d.ctx.incident_spec.slo} breached (cause {d.ctx.cause}); runbook {d.plan.runbook}, step {step.name}"
     )
-    return _Proposal(intent=acts.Notify(url=step.params.webhook_url, message=message, key=_key(d, index, 1)))
+    webhook = acts.WebhookRef.of(step.params.webhook)
+    return _Proposal(intent=acts.Notify(webhook=webhook, message=message, key=_key(d, index, 1)))
 
 
 def _propose_rollback(d: _Draft, index: int) -> _Proposal | _Skip | _Blocked:

@@ -71,6 +71,36 @@ class StepWhen(KubeModel):
     )
 
 
+class SecretKeyRef(KubeModel):
+    """One key of a Secret in the ModelDeployment's namespace."""
+
+    name: str = pydantic.Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        max_length=253,
+        description="Name of the Secret, in the namespace of the ModelDeployment the runbook acts for.",
+    )
+    key: str = pydantic.Field(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key of the Secret whose value is the webhook URL."
+    )
+
+
+class Webhook(KubeModel):
+    """Where a notify step POSTs. The URL is a secret (it often carries a token), so it lives in a
+    Secret, is read only when sending, and is never written into status, Events or logs."""
+
+    secret_key_ref: SecretKeyRef = pydantic.Field(description="The Secret key holding the webhook URL.")
+    allow_insecure: bool = pydantic.Field(
+        default=False, description="Allow a plain http:// URL; by default only https:// is sent to."
+    )
+    allow_private_network: bool = pydantic.Field(
+        default=False,
+        description=(
+            "Allow a URL whose host resolves to a loopback, link-local (cloud metadata), private or otherwise "
+            "non-public address; by default such a notification is refused."
+        ),
+    )
+
+
 class Params(KubeModel):
     """Action parameters; each action reads the ones it documents."""
 
@@ -88,8 +118,9 @@ class Params(KubeModel):
     weight: int | None = pydantic.Field(
         default=None, ge=0, le=100, description="shiftTraffic: percent of traffic moved to the target."
     )
-    webhook_url: str | None = pydantic.Field(
-        default=None, pattern=r"^https?://.+", description="notify: URL that receives a JSON POST."
+    webhook: Webhook | None = pydantic.Field(
+        default=None,
+        description="notify: the webhook that receives a JSON POST; without one the notification is an Event only.",
     )
     message: str | None = pydantic.Field(default=None, max_length=1024, description="notify: text.")
 

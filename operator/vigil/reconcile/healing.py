@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import logging
 import typing
 from typing import Any
@@ -263,7 +264,7 @@ async def _execute(
         deleter: restart.PodDeleter = typing.cast(restart.PodDeleter, client.core_v1)
         return status, await restart.execute(deleter, intent)
     if isinstance(intent, acts.Notify):
-        return status, await notify.execute(intent)
+        return status, await notify.execute(intent, functools.partial(client.secret_value, ctx.namespace))
     generation = int(ctx.md.metadata.get("generation") or 0)
     updated = acts.override(status, intent, str(incident.metadata["name"]), generation, ctx.now)
     await client.apply_md_status(ctx.namespace, ctx.name, updated)

@@ -13,6 +13,7 @@ minute: it is asked on every reconcile, and CRDs come and go far more rarely tha
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import datetime
 import json
@@ -227,6 +228,17 @@ class Kube:
             _content_type=APPLY,
             _request_timeout=REQUEST_TIMEOUT,
         )
+
+    async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        """One key of a Secret, decoded; None when the Secret or the key does not exist.
+
+        Needs ``get`` on ``secrets`` in ``namespace`` (a notify step's webhook URL lives there).
+        """
+        secret = await _unless_missing(self.core_v1.read_namespaced_secret, name, namespace)
+        encoded = ((secret.data if secret is not None else None) or {}).get(key)
+        if encoded is None:
+            return None
+        return base64.b64decode(encoded).decode("utf-8", errors="replace")
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
         await _unless_missing(self.apps.delete_namespaced_deployment, name, namespace)
