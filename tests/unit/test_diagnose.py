@@ -13,6 +13,7 @@ from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 from vigil.diagnose import cause
+from vigil.diagnose import pods as podfacts
 
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 BREACH = NOW - datetime.timedelta(minutes=2)
@@ -24,9 +25,37 @@ def minutes(n: float) -> datetime.timedelta:
     return datetime.timedelta(minutes=n)
 
 
+def unhealthy(
+    name: str,
+    restarts: int,
+    ready: bool,
+    reason: str = "",
+    revision: str | None = None,
+    *,
+    last_finished: datetime.datetime | None = None,
+) -> podfacts.PodFacts:
+    """A scheduled pod with one container whose current state has ``reason`` (waiting, or terminated for
+    reasons such as OOMKilled and Error)."""
+    state = "terminated" if reason in ("OOMKilled", "Error", "Completed") else "waiting" if reason else "running"
+    container = podfacts.ContainerFacts(
+        "triton", ready, restarts, state=state, reason=reason, last_finished_at=last_finished
+    )
+    return podfacts.PodFacts(name, revision, phase="Running", ready=ready, scheduled=True, containers=(container,))
+
+
+def pending(name: str, message: str, reason: str = "", revision: str | None = None) -> podfacts.PodFacts:
+    """A pod the scheduler has not placed; ``reason``/``message`` of its PodScheduled=False condition."""
+    return podfacts.PodFacts(
+        name, revision, phase="Pending", scheduled=False, schedule_reason=reason, schedule_message=message
+    )
+
+
 def symptoms(**overrides: Any) -> cause.Symptoms:
     """A latency breach on the current revision with nothing suspicious: steady traffic, no pods
-    in trouble, no revision change."""
+    in trouble, no revision change. ``pending_pods`` and ``unhealthy_pods`` add to ``pods``."""
+    pods = (*overrides.pop("pending_pods", ()), *overrides.pop("unhealthy_pods", ()))
+    if pods:
+        overrides["pods"] = pods
     base: dict[str, Any] = {
         "now": NOW,
         "slo_name": "p99",
@@ -47,12 +76,10 @@ ROLLOUT: dict[str, Any] = {
     "revision_switched_at": BREACH - minutes(10),
     "per_revision_burn": {NEW: 6.0, OLD: 0.4},
 }
-CRASHING: dict[str, Any] = {"unhealthy_pods": (cause.UnhealthyPod("pod-crash", 4, False, "CrashLoopBackOff", NEW),)}
+CRASHING: dict[str, Any] = {"unhealthy_pods": (unhealthy("pod-crash", 4, False, "CrashLoopBackOff", NEW),)}
 UNSCHEDULABLE: dict[str, Any] = {
     "pending_pods": (
-        cause.PendingPod(
-            "pod-pending", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", "Unschedulable", NEW
-        ),
+        pending("pod-pending", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", "Unschedulable", NEW),
     )
 }
 SURGE: dict[str, Any] = {"request_rate": 30.0, "baseline_request_rate": 10.0}
@@ -279,8 +306,8 @@ def test_unknown_rates_are_not_guessed_to_be_a_surge(rates: dict[str, float | No
     ids=["insufficient-gpu", "selector", "insufficient-word", "reason-only"],
 )
 def test_pods_the_scheduler_cannot_place_are_a_capacity_problem(message: str, reason: str) -> None:
-    pending = (cause.PendingPod("pod-1", message, reason, NEW),)
-    diagnosis = cause.diagnose(symptoms(pending_pods=pending))
+    stuck = (pending("pod-1", message, reason, NEW),)
+    diagnosis = cause.diagnose(symptoms(pending_pods=stuck))
     assert diagnosis.cause is Cause.CAPACITY
     evidence = evidence_of(diagnosis, cause.PENDING_PODS)
     assert evidence.value == 1
@@ -288,25 +315,25 @@ def test_pods_the_scheduler_cannot_place_are_a_capacity_problem(message: str, re
 
 
 def test_pending_pods_not_yet_judged_by_the_scheduler_are_not_capacity() -> None:
-    pending = (cause.PendingPod("pod-1", "", "", NEW), cause.PendingPod("pod-2", "pulling image", "", NEW))
-    assert cause.diagnose(symptoms(pending_pods=pending)).cause is Cause.UNKNOWN
+    stuck = (pending("pod-1", "", "", NEW), pending("pod-2", "pulling image", "", NEW))
+    assert cause.diagnose(symptoms(pending_pods=stuck)).cause is Cause.UNKNOWN
 
 
 def test_pending_pods_of_a_revision_not_serving_are_ignored() -> None:
-    pending = (cause.PendingPod("next-1", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", "", "rev-c"),)
-    diagnosis = cause.diagnose(symptoms(pending_pods=pending))
+    stuck = (pending("next-1", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", "", "rev-c"),)
+    diagnosis = cause.diagnose(symptoms(pending_pods=stuck))
     assert diagnosis.cause is Cause.UNKNOWN
     assert cause.PENDING_PODS not in kinds(diagnosis)
 
 
 def test_pods_of_unknown_revision_are_considered() -> None:
-    pending = (cause.PendingPod("pod-1", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", ""),)
-    assert cause.diagnose(symptoms(pending_pods=pending)).cause is Cause.CAPACITY
+    stuck = (pending("pod-1", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.", ""),)
+    assert cause.diagnose(symptoms(pending_pods=stuck)).cause is Cause.CAPACITY
 
 
 def test_capacity_evidence_counts_every_pod_and_lists_a_few() -> None:
-    pending = tuple(cause.PendingPod(f"pod-{i}", "0/4 nodes are available", "Unschedulable", NEW) for i in range(5))
-    evidence = evidence_of(cause.diagnose(symptoms(pending_pods=pending)), cause.PENDING_PODS)
+    stuck = tuple(pending(f"pod-{i}", "0/4 nodes are available", "Unschedulable", NEW) for i in range(5))
+    evidence = evidence_of(cause.diagnose(symptoms(pending_pods=stuck)), cause.PENDING_PODS)
     assert evidence.value == 5
     assert "pod-0" in evidence.message
     assert "pod-2" in evidence.message
@@ -320,15 +347,15 @@ def test_capacity_evidence_counts_every_pod_and_lists_a_few() -> None:
 @pytest.mark.parametrize(
     "pod",
     [
-        cause.UnhealthyPod("pod-1", 5, False, "CrashLoopBackOff", NEW),
-        cause.UnhealthyPod("pod-1", 0, False, "ImagePullBackOff", NEW),
-        cause.UnhealthyPod("pod-1", 1, True, "OOMKilled", NEW),
-        cause.UnhealthyPod("pod-1", 1, False, "", NEW),
-        cause.UnhealthyPod("pod-1", 3, True, "", NEW),
+        unhealthy("pod-1", 5, False, "CrashLoopBackOff", NEW),
+        unhealthy("pod-1", 0, False, "ImagePullBackOff", NEW),
+        unhealthy("pod-1", 1, True, "OOMKilled", NEW),
+        unhealthy("pod-1", 1, False, "", NEW),
+        unhealthy("pod-1", 3, True, "", NEW),
     ],
     ids=["crash-loop", "image-pull", "oom-killed", "not-ready-after-restart", "ready-but-flapping"],
 )
-def test_failing_pods_are_crashing_pods(pod: cause.UnhealthyPod) -> None:
+def test_failing_pods_are_crashing_pods(pod: podfacts.PodFacts) -> None:
     diagnosis = cause.diagnose(symptoms(unhealthy_pods=(pod,)))
     assert diagnosis.cause is Cause.CRASHING_PODS
     evidence = evidence_of(diagnosis, cause.CRASHING_PODS)
@@ -339,39 +366,90 @@ def test_failing_pods_are_crashing_pods(pod: cause.UnhealthyPod) -> None:
 @pytest.mark.parametrize(
     "pod",
     [
-        cause.UnhealthyPod("pod-1", 0, False, "ContainersNotReady", NEW),
-        cause.UnhealthyPod("pod-1", 2, True, "", NEW),
+        unhealthy("pod-1", 0, False, "ContainersNotReady", NEW),
+        unhealthy("pod-1", 2, True, "", NEW),
     ],
     ids=["starting-up", "ready-with-a-few-old-restarts"],
 )
-def test_pods_starting_or_long_recovered_are_not_crashing(pod: cause.UnhealthyPod) -> None:
+def test_pods_starting_or_long_recovered_are_not_crashing(pod: podfacts.PodFacts) -> None:
     assert cause.diagnose(symptoms(unhealthy_pods=(pod,))).cause is Cause.UNKNOWN
 
 
+def test_a_ready_pod_flaps_only_while_its_restarts_are_recent() -> None:
+    recent = unhealthy("pod-1", 5, True, "", NEW, last_finished=NOW - minutes(2))
+    old = unhealthy("pod-1", 5, True, "", NEW, last_finished=NOW - minutes(60))
+    assert cause.diagnose(symptoms(unhealthy_pods=(recent,))).cause is Cause.CRASHING_PODS
+    assert cause.diagnose(symptoms(unhealthy_pods=(old,))).cause is Cause.UNKNOWN
+    assert cause.diagnose(symptoms(unhealthy_pods=(old,)), cause.Settings(flap_window=minutes(90))).cause is (
+        Cause.CRASHING_PODS
+    )
+
+
+def test_an_evicted_pod_or_a_container_that_exited_non_zero_is_failing() -> None:
+    evicted = podfacts.PodFacts("pod-1", NEW, phase="Failed", reason="Evicted", scheduled=True)
+    exited = podfacts.PodFacts(
+        "pod-2",
+        NEW,
+        phase="Running",
+        scheduled=True,
+        containers=(podfacts.ContainerFacts("triton", False, 0, "terminated", "Killed", exit_code=2),),
+    )
+    for pod in (evicted, exited):
+        assert cause.failing(pod, NOW)
+    assert not cause.failing(
+        dataclasses.replace(
+            exited, containers=(podfacts.ContainerFacts("triton", False, 0, "terminated", "Completed", exit_code=0),)
+        ),
+        NOW,
+    )
+
+
+def test_crashing_evidence_quotes_the_observed_facts() -> None:
+    container = podfacts.ContainerFacts(
+        "triton",
+        ready=False,
+        restarts=6,
+        state="waiting",
+        reason="CrashLoopBackOff",
+        message="back-off 40s restarting failed container",
+        last_reason="Error",
+        last_exit_code=1,
+        last_finished_at=NOW - minutes(1),
+    )
+    pod = podfacts.PodFacts("pod-1", NEW, phase="Running", ready=False, scheduled=True, containers=(container,))
+    diagnosis = cause.diagnose(symptoms(pods=(pod,)))
+    evidence = evidence_of(diagnosis, cause.CRASHING_PODS)
+    assert (
+        evidence.message
+        == "1 pod(s) failing: pod-1 (triton: CrashLoopBackOff, last Error exit code 1, 6 restarts; not ready)"
+    )
+    assert "(6 restarts)" in diagnosis.summary
+
+
 def test_restart_threshold_is_configurable() -> None:
-    state = symptoms(unhealthy_pods=(cause.UnhealthyPod("pod-1", 2, True, "", NEW),))
+    state = symptoms(unhealthy_pods=(unhealthy("pod-1", 2, True, "", NEW),))
     assert cause.diagnose(state, cause.Settings(restart_threshold=2)).cause is Cause.CRASHING_PODS
 
 
 def test_crashing_pods_of_a_revision_not_serving_are_ignored() -> None:
-    pods = (cause.UnhealthyPod("next-1", 5, False, "CrashLoopBackOff", "rev-c"),)
+    pods = (unhealthy("next-1", 5, False, "CrashLoopBackOff", "rev-c"),)
     assert cause.diagnose(symptoms(unhealthy_pods=pods)).cause is Cause.UNKNOWN
 
 
 def test_a_pending_pod_is_not_also_counted_as_crashing() -> None:
-    pending = (cause.PendingPod("pod-1", "0/4 nodes are available", "Unschedulable", NEW),)
-    unhealthy = (cause.UnhealthyPod("pod-1", 0, False, "Error", NEW),)
-    diagnosis = cause.diagnose(symptoms(pending_pods=pending, unhealthy_pods=unhealthy))
+    stuck = pending("pod-1", "0/4 nodes are available", "Unschedulable", NEW)
+    stuck = dataclasses.replace(stuck, containers=(podfacts.ContainerFacts("triton", False, 0, "waiting", "Error"),))
+    diagnosis = cause.diagnose(symptoms(pods=(stuck,)))
     assert diagnosis.cause is Cause.CAPACITY
     assert cause.CRASHING_PODS not in kinds(diagnosis)
 
 
 def test_crashing_evidence_counts_every_pod_and_lists_a_few() -> None:
-    pods = tuple(cause.UnhealthyPod(f"pod-{i}", 7, False, "CrashLoopBackOff", NEW) for i in range(4))
+    pods = tuple(unhealthy(f"pod-{i}", 7, False, "CrashLoopBackOff", NEW) for i in range(4))
     diagnosis = cause.diagnose(symptoms(unhealthy_pods=pods), cause.Settings(listed_pods=2))
     evidence = evidence_of(diagnosis, cause.CRASHING_PODS)
     assert evidence.value == 4
-    assert "pod-0 (CrashLoopBackOff, 7 restarts, not ready)" in evidence.message
+    assert "pod-0 (triton: CrashLoopBackOff, 7 restarts; not ready)" in evidence.message
     assert "and 2 more" in evidence.message
     assert "4 pod(s) failing (28 restarts)" in diagnosis.summary
 
@@ -448,6 +526,7 @@ def test_checks_report_every_cause_in_precedence_order() -> None:
         {"worse_factor": 0.0},
         {"surge_factor": 1.0},
         {"restart_threshold": 0},
+        {"flap_window": datetime.timedelta(0)},
         {"listed_pods": 0},
     ],
     ids=lambda d: next(iter(d)),

@@ -7,6 +7,7 @@ import datetime
 from tests.unit import factories
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
+from vigil.diagnose import pods as podfacts
 from vigil.reconcile import core
 from vigil.render import revision
 
@@ -119,15 +120,51 @@ def test_history_is_bounded_and_pruned_revisions_are_deleted() -> None:
 def test_unschedulable_pods_degrade_with_the_schedulers_message() -> None:
     md = factories.md(replicas=1, triton={"gpus": 16})
     rev = revision.revision_of(md.spec)
-    problem = core.PodProblem(
-        rev, "resnet-x-1", "Unschedulable", "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
+    pending = podfacts.PodFacts(
+        "resnet-x-1",
+        rev,
+        phase="Pending",
+        scheduled=False,
+        schedule_reason="Unschedulable",
+        schedule_message="0/4 nodes are available: 4 Insufficient nvidia.com/gpu.",
     )
-    outcome = core.decide(md, "uid-1", core.Observed({rev: core.Workload(rev, 1, 0, 0)}, (problem,)), NOW)
+    outcome = core.decide(md, "uid-1", core.Observed({rev: core.Workload(rev, 1, 0, 0)}, (pending,)), NOW)
     degraded = status_of(outcome, "Degraded")
     assert degraded.status is cond.ConditionStatus.TRUE
     assert degraded.reason == "Unschedulable"
     assert "Insufficient nvidia.com/gpu" in degraded.message
     assert any(e.type == "Warning" and e.reason == "DegradedTrue" for e in outcome.events)
+
+
+def test_crash_looping_pods_degrade_with_their_observed_restarts_and_reasons() -> None:
+    md = factories.md(replicas=1)
+    rev = revision.revision_of(md.spec)
+    crashing = podfacts.PodFacts(
+        "resnet-x-1",
+        rev,
+        phase="Running",
+        scheduled=True,
+        containers=(
+            podfacts.ContainerFacts(
+                "triton",
+                ready=False,
+                restarts=4,
+                state="waiting",
+                reason="CrashLoopBackOff",
+                last_reason="OOMKilled",
+                last_exit_code=137,
+            ),
+        ),
+    )
+    starting = podfacts.PodFacts(
+        "resnet-x-2", rev, phase="Running", containers=(podfacts.ContainerFacts("triton", False, 0, "running"),)
+    )
+    outcome = core.decide(md, "uid-1", core.Observed({rev: core.Workload(rev, 1, 0, 0)}, (crashing, starting)), NOW)
+    degraded = status_of(outcome, "Degraded")
+    assert degraded.reason == "PodsFailing"
+    assert degraded.message == (
+        "1 pod(s) failing: resnet-x-1 (triton: CrashLoopBackOff, last OOMKilled exit code 137, 4 restarts; not ready)"
+    )
 
 
 def test_invalid_spec_is_degraded_and_keeps_serving_the_current_revision() -> None:

@@ -1,9 +1,13 @@
 """Which runbook answers a breach, and the built-in default used when none is referenced.
 
-:func:`select` picks the ModelDeployment's ``runbookRef`` when that Runbook exists and one of its
-triggers matches the breached SLO and the diagnosed cause; otherwise the built-in default. A
-deployment is never left without a plan: a missing or non-matching reference falls back to the
-default, which only acts where acting is safe and otherwise escalates to humans.
+:func:`resolve` fails safe. A ModelDeployment *without* a ``runbookRef`` gets the built-in
+default. A deployment *with* one gets that Runbook when it exists, reads as a valid spec and one
+of its triggers matches the breached SLO and the diagnosed cause. Any other outcome (not found,
+invalid, no trigger matches) means **no automatic action**: the built-in default is planned as a
+dry run, so the Incident still shows what would have been done, and the resolution says what is
+wrong with the reference (the worker turns it into the ``RunbookResolved`` condition and an
+Event). Someone who wrote an ``approval`` or ``dryRun`` runbook never gets automatic rollbacks
+because of a typo in a name or a field.
 
 The built-in default (``builtin-default``, mode ``auto``) is one ordered list whose steps are
 gated by cause (``when.causes``); steps for other causes are skipped when the plan starts. When no
@@ -38,9 +42,12 @@ Guards: ``cooldown: 10m`` (no new plan this soon after a plan that acted) and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import enum
+from typing import Any
 
-from vigil.api import modeldeployment as mdapi
+import pydantic
+
 from vigil.api import runbook as rbapi
 
 BUILTIN = "builtin-default"
@@ -107,19 +114,104 @@ def matches(spec: rbapi.RunbookSpec, slo: str, cause: rbapi.Cause) -> bool:
     )
 
 
-def select(
-    runbooks: Sequence[tuple[str, rbapi.RunbookSpec]],
-    md_spec: mdapi.ModelDeploymentSpec,
-    slo: str,
-    cause: rbapi.Cause,
-) -> tuple[str, rbapi.RunbookSpec]:
-    """``(name, spec)`` of the runbook for this breach: the referenced one if it matches, else the default.
+class Reason(enum.StrEnum):
+    """Reasons of the ``RunbookResolved`` condition."""
 
-    ``runbooks`` are the Runbooks in the deployment's namespace.
+    RESOLVED = "Resolved"
+    BUILTIN_DEFAULT = "BuiltinDefault"
+    NOT_FOUND = "NotFound"
+    INVALID = "Invalid"
+    NO_MATCHING_TRIGGER = "NoMatchingTrigger"
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """The referenced Runbook as read from the API server: its spec, or why it cannot be read."""
+
+    name: str
+    spec: rbapi.RunbookSpec | None
+    problem: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Breach:
+    """What a runbook must answer: the breached SLO and the diagnosed cause."""
+
+    slo: str
+    cause: rbapi.Cause
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+    """The runbook a plan runs (``runbook``, ``spec``), the mode it is forced into, and why.
+
+    ``mode`` is ``dryRun`` when the reference cannot be used (no automatic action), else None
+    (the runbook's own mode). ``usable`` is the ``RunbookResolved`` condition's status.
     """
-    if md_spec.runbook_ref is not None:
-        wanted = md_spec.runbook_ref.name
-        for name, spec in runbooks:
-            if name == wanted and matches(spec, slo, cause):
-                return name, spec
-    return BUILTIN, builtin_default()
+
+    runbook: str
+    spec: rbapi.RunbookSpec
+    mode: rbapi.Mode | None
+    reason: Reason
+    message: str
+
+    @property
+    def usable(self) -> bool:
+        return self.reason in (Reason.RESOLVED, Reason.BUILTIN_DEFAULT)
+
+
+NO_ACTION = "no automatic action: plans run the built-in default as a dry run"
+
+
+def parse(name: str, raw_spec: Any) -> Found:
+    """Validate a Runbook's ``spec`` as read from the API server; a failure names the field."""
+    try:
+        return Found(name=name, spec=rbapi.RunbookSpec.model_validate(raw_spec or {}))
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}"
+            for issue in error.errors(include_url=False)
+        )
+        return Found(name=name, spec=None, problem=problems)
+
+
+def _triggers(spec: rbapi.RunbookSpec) -> str:
+    return ", ".join(f"slo {t.slo} causes {'/'.join(t.causes) if t.causes else 'any'}" for t in spec.triggers)
+
+
+def resolve(reference: str | None, found: Found | None, breach: Breach | None) -> Resolution:
+    """The runbook for ``breach`` (None: no breach to match, only check the reference); see the module docstring.
+
+    ``reference`` is the ModelDeployment's ``runbookRef.name``; ``found`` the Runbook of that name
+    in its namespace (None: not found).
+    """
+    if reference is None:
+        message = "no runbookRef: the built-in default applies"
+        return Resolution(BUILTIN, builtin_default(), None, Reason.BUILTIN_DEFAULT, message)
+    unsafe = (BUILTIN, builtin_default(), rbapi.Mode.DRY_RUN)
+    if found is None:
+        return Resolution(
+            *unsafe, Reason.NOT_FOUND, f"runbookRef {reference}: no Runbook {reference} in this namespace; {NO_ACTION}"
+        )
+    if found.spec is None:
+        return Resolution(
+            *unsafe,
+            Reason.INVALID,
+            f"runbookRef {reference}: Runbook {reference} is invalid: {found.problem}; {NO_ACTION}",
+        )
+    if breach is None:
+        return Resolution(reference, found.spec, None, Reason.RESOLVED, f"runbookRef {reference}: Runbook is valid")
+    if not matches(found.spec, breach.slo, breach.cause):
+        return Resolution(
+            *unsafe,
+            Reason.NO_MATCHING_TRIGGER,
+            f"runbookRef {reference}: no trigger of Runbook {reference} ({_triggers(found.spec)}) matches "
+            f"SLO {breach.slo} with cause {breach.cause}; {NO_ACTION}",
+        )
+    return Resolution(
+        reference,
+        found.spec,
+        None,
+        Reason.RESOLVED,
+        f"runbookRef {reference}: Runbook answers SLO {breach.slo} with cause {breach.cause}",
+    )

@@ -15,15 +15,21 @@ The causes, each judged on its own:
   data to compare with. A switch *after* the breach began is not its cause (it may well be
   vigil's own rollback). The new revision's burn must be known: without it nothing is blamed.
 ``CrashingPods``
-  Scheduled pods of the serving revision fail: a failure reason (``CrashLoopBackOff``,
-  ``OOMKilled``, ``Error``, image pull errors, ...), not ready after at least one restart, or
-  ready but restarted ``restart_threshold`` (default 3) times or more (flapping). A pod that is
-  not ready with no restarts and no failure reason is starting up, and is not counted.
+  Scheduled pods of the serving revision fail (:func:`failing`): a container whose current
+  state has a failure reason (``CrashLoopBackOff``, ``OOMKilled``, ``Error``, image pull
+  errors, ...) or a non-zero exit code, a container not ready after at least one restart, a pod
+  the kubelet failed (``Evicted``), or a ready container that restarted ``restart_threshold``
+  (default 3) times or more, the last time within ``flap_window`` (default 10m): flapping. A pod
+  that is not ready with no restarts and no failure reason is starting up, and is not counted;
+  a ready pod whose restarts are old has recovered.
 ``Capacity``
-  Pods of the serving revision are Pending because the scheduler cannot place them: reason
-  ``Unschedulable``, or a scheduler message naming ``Insufficient`` resources, ``Unschedulable``
-  or ``0/N nodes are available``. Pending pods without such a message (still being scheduled,
-  pulling images) are not counted.
+  Pods of the serving revision are not scheduled because the scheduler cannot place them
+  (:func:`unschedulable`): reason ``Unschedulable``, or a scheduler message naming
+  ``Insufficient`` resources, ``Unschedulable`` or ``0/N nodes are available``. Pending pods
+  without such a message (still being scheduled, pulling images) are not counted.
+
+The pod facts are what the API server reported (:mod:`vigil.diagnose.pods`), and the evidence
+quotes them: restart counts, reasons, exit codes and the scheduler's message as observed.
 ``LoadSurge``
   The request rate is at least ``surge_factor`` (default 1.5) times its baseline, and the
   breached SLO is of a load-driven kind (``surge_kinds``: latency and queueTime by default). A
@@ -63,6 +69,7 @@ from collections.abc import Mapping
 from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
+from vigil.diagnose import pods as podfacts
 
 # Evidence kinds, as written into Incident.status.diagnosis.evidence[].kind.
 REVISION_CHANGE = "revisionChange"
@@ -101,34 +108,6 @@ _UNSCHEDULABLE = re.compile(r"insufficient|unschedulable|\b0/\d+ nodes are avail
 
 
 @dataclasses.dataclass(frozen=True)
-class PendingPod:
-    """A Pending pod and what the scheduler said about it (PodScheduled condition)."""
-
-    name: str
-    message: str
-    reason: str = ""
-    revision: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class UnhealthyPod:
-    """A scheduled pod that is not ready or has restarted.
-
-    ``restarts`` should count restarts the caller considers current (for example since the
-    revision started); a pod that restarted once a week ago and is ready is not crashing.
-    ``reason`` is the pod's trouble *now* (a container's waiting reason such as
-    ``CrashLoopBackOff``, or the reason of a termination that left it not ready), not a
-    historical ``lastState`` of a container that has recovered.
-    """
-
-    name: str
-    restarts: int
-    ready: bool
-    reason: str = ""
-    revision: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class Symptoms:
     """Everything known about one breach when it is diagnosed.
 
@@ -137,7 +116,7 @@ class Symptoms:
     value/threshold ratio). Any measure where higher is worse and all revisions share a unit
     works, such as the error ratio for availability. ``None`` (or an absent key) is no data.
     ``request_rate`` and ``baseline_request_rate`` are requests/s now (e.g. over 5m) and over a
-    longer baseline (e.g. 30m).
+    longer baseline (e.g. 30m). ``pods`` are the deployment's live pods as observed.
     """
 
     now: datetime.datetime
@@ -150,8 +129,7 @@ class Symptoms:
     revision_switched_at: datetime.datetime | None = None
     request_rate: float | None = None
     baseline_request_rate: float | None = None
-    pending_pods: tuple[PendingPod, ...] = ()
-    unhealthy_pods: tuple[UnhealthyPod, ...] = ()
+    pods: tuple[podfacts.PodFacts, ...] = ()
     per_revision_burn: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
 
 
@@ -164,6 +142,7 @@ class Settings:
     surge_factor: float = 1.5
     surge_kinds: frozenset[sloapi.SLOKind] = frozenset({sloapi.SLOKind.LATENCY, sloapi.SLOKind.QUEUE_TIME})
     restart_threshold: int = 3
+    flap_window: datetime.timedelta = datetime.timedelta(minutes=10)
     listed_pods: int = 3
 
     def __post_init__(self) -> None:
@@ -175,6 +154,8 @@ class Settings:
             raise ValueError("surge_factor must be above 1")
         if self.restart_threshold < 1:
             raise ValueError("restart_threshold must be at least 1")
+        if self.flap_window <= datetime.timedelta(0):
+            raise ValueError("flap_window must be positive")
         if self.listed_pods < 1:
             raise ValueError("listed_pods must be at least 1")
 
@@ -284,52 +265,56 @@ def check_bad_rollout(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS)
     return Check(cause, False, f"revision {new} burns no worse than {old}", ruled_out=(change, compared))
 
 
-def _failing(pod: UnhealthyPod, settings: Settings) -> bool:
+def _container_failing(container: podfacts.ContainerFacts, now: datetime.datetime, settings: Settings) -> bool:
+    if container.reason in FAILURE_REASONS:
+        return True
+    if container.state == podfacts.TERMINATED and container.exit_code not in (None, 0):
+        return True
+    if not container.ready and container.restarts > 0:
+        return True
+    if container.restarts < settings.restart_threshold:
+        return False
+    last = container.last_finished_at
+    return last is None or now - last <= settings.flap_window
+
+
+def failing(pod: podfacts.PodFacts, now: datetime.datetime, settings: Settings = DEFAULT_SETTINGS) -> bool:
+    """Whether a scheduled pod fails, crashes or flaps (see the module docstring); the one place this is decided."""
+    if unschedulable(pod):
+        return False
     if pod.reason in FAILURE_REASONS:
         return True
-    if not pod.ready and pod.restarts > 0:
-        return True
-    return pod.restarts >= settings.restart_threshold
-
-
-def _pod_trouble(pod: UnhealthyPod) -> str:
-    parts = [pod.reason] if pod.reason else []
-    parts.append(f"{pod.restarts} restart{'s' if pod.restarts != 1 else ''}")
-    parts.append("ready" if pod.ready else "not ready")
-    return f"{pod.name} ({', '.join(parts)})"
+    return any(_container_failing(c, now, settings) for c in pod.containers)
 
 
 def check_crashing_pods(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) -> Check:
     """Scheduled pods of the serving revision that fail, restart or flap."""
     cause = rbapi.Cause.CRASHING_PODS
-    pending = {p.name for p in symptoms.pending_pods}
-    failing = [
-        p
-        for p in symptoms.unhealthy_pods
-        if p.name not in pending and _relevant(p.revision, symptoms) and _failing(p, settings)
-    ]
-    if not failing:
+    found = [p for p in symptoms.pods if _relevant(p.revision, symptoms) and failing(p, symptoms.now, settings)]
+    if not found:
         return Check(cause, False, "no crashing pods")
-    listed = _listed([_pod_trouble(p) for p in failing], settings.listed_pods)
-    evidence = _evidence(CRASHING_PODS, f"{len(failing)} pod(s) failing: {listed}", float(len(failing)))
-    restarts = sum(p.restarts for p in failing)
-    return Check(cause, True, f"{len(failing)} pod(s) failing ({restarts} restarts)", evidence=(evidence,))
+    listed = _listed([podfacts.describe(p) for p in found], settings.listed_pods)
+    evidence = _evidence(CRASHING_PODS, f"{len(found)} pod(s) failing: {listed}", float(len(found)))
+    restarts = sum(p.restarts for p in found)
+    return Check(cause, True, f"{len(found)} pod(s) failing ({restarts} restarts)", evidence=(evidence,))
 
 
-def unschedulable(pod: PendingPod) -> bool:
+def unschedulable(pod: podfacts.PodFacts) -> bool:
     """Whether the scheduler said it cannot place ``pod`` (as opposed to not having tried yet)."""
-    return pod.reason == "Unschedulable" or bool(_UNSCHEDULABLE.search(pod.message))
+    if pod.scheduled is not False:
+        return False
+    return pod.schedule_reason == "Unschedulable" or bool(_UNSCHEDULABLE.search(pod.schedule_message))
 
 
 def check_capacity(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) -> Check:
     """Pods of the serving revision that the scheduler cannot place."""
     cause = rbapi.Cause.CAPACITY
-    stuck = [p for p in symptoms.pending_pods if _relevant(p.revision, symptoms) and unschedulable(p)]
+    stuck = [p for p in symptoms.pods if _relevant(p.revision, symptoms) and unschedulable(p)]
     if not stuck:
         return Check(cause, False, "no unschedulable pods")
-    listed = _listed([f"{p.name}: {p.message or p.reason}" for p in stuck], settings.listed_pods)
+    listed = _listed([f"{p.name}: {p.schedule_message or p.schedule_reason}" for p in stuck], settings.listed_pods)
     evidence = _evidence(PENDING_PODS, f"{len(stuck)} pod(s) cannot be scheduled: {listed}", float(len(stuck)))
-    first = stuck[0].message or stuck[0].reason
+    first = stuck[0].schedule_message or stuck[0].schedule_reason
     return Check(cause, True, f"{len(stuck)} pod(s) cannot be scheduled ({first})", evidence=(evidence,))
 
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
+from vigil.diagnose import cause
+from vigil.diagnose import pods as podfacts
 from vigil.render import revision as revisions
 from vigil.render import route, workload
 
@@ -52,31 +54,10 @@ class Workload:
 
 
 @dataclasses.dataclass(frozen=True)
-class PodProblem:
-    """A pod of a revision that cannot serve: unschedulable, crash-looping, failing."""
-
-    revision: str
-    pod: str
-    reason: str
-    message: str
-
-
-@dataclasses.dataclass(frozen=True)
-class PodSummary:
-    """One pod of the deployment, as runbook actions (restarts) need to see it."""
-
-    name: str
-    revision: str
-    ready: bool
-    failing: bool
-    gpus: int
-
-
-@dataclasses.dataclass(frozen=True)
 class Observed:
     workloads: Mapping[str, Workload]
-    problems: tuple[PodProblem, ...] = ()
-    pods: tuple[PodSummary, ...] = ()
+    pods: tuple[podfacts.PodFacts, ...] = ()
+    """The deployment's live pods, as the API server reports them (judged by :mod:`vigil.diagnose.cause`)."""
     http_route: bool = False
     """Whether HTTPRoute ``<md>`` exists (it is then kept, at 100% to the stable Service if need be)."""
 
@@ -299,25 +280,27 @@ def decide(
     draft.events.extend(_track_goodness(status, spec, slo_met or {}, now))
 
     if not problems:
-        _degraded(draft, observed, target)
+        _degraded(draft, observed, target, now)
     _progress(draft, observed, target, current, wanted, replicas if shift.ratio is not None else None)
     _overrides(draft, desired)
     _traffic(draft, shift, current)
     return _finish(owner, draft, replicas, observed, serving=current, shift=shift)
 
 
-def _degraded(draft: _Draft, observed: Observed, target: str) -> None:
-    mine = [p for p in observed.problems if p.revision == target]
-    unschedulable = [p for p in mine if p.reason == "Unschedulable"]
-    crashing = [p for p in mine if p.reason != "Unschedulable"]
+def _degraded(draft: _Draft, observed: Observed, target: str, now: datetime.datetime) -> None:
+    mine = [p for p in observed.pods if p.revision == target]
+    unschedulable = [p for p in mine if cause.unschedulable(p)]
+    crashing = [p for p in mine if cause.failing(p, now)]
     if unschedulable:
         first = unschedulable[0]
         draft.condition(
-            DEGRADED, T, "Unschedulable", f"{len(unschedulable)} pod(s) of revision {target} pending: {first.message}"
+            DEGRADED,
+            T,
+            "Unschedulable",
+            f"{len(unschedulable)} pod(s) of revision {target} pending: {first.schedule_message or first.schedule_reason}",
         )
     elif crashing:
-        first = crashing[0]
-        draft.condition(DEGRADED, T, "PodsFailing", f"pod {first.pod}: {first.reason}: {first.message}")
+        draft.condition(DEGRADED, T, "PodsFailing", f"{len(crashing)} pod(s) failing: {podfacts.describe(crashing[0])}")
     else:
         draft.condition(DEGRADED, F, "AsExpected", "all pods of the target revision are placed and healthy")
 

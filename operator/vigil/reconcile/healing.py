@@ -4,6 +4,15 @@ Runs inside the per-deployment worker, after the reconcile decision and the SLO 
 deployment's status and its Incidents have one writer. The decisions (diagnosis, the record,
 the plan) are pure functions elsewhere; this module only gathers their inputs and writes their
 outputs. Safety rule 1 lives here: with metrics unavailable nothing is opened or resolved.
+
+Failing safe on what it reads:
+
+* The md's ``runbookRef`` is resolved on every pass (:func:`vigil.act.runbooks.resolve`): a
+  reference that is missing, invalid or matches no trigger of the breach makes the plan a dry
+  run, and the ``RunbookResolved`` condition (with a Warning Event) says which and why.
+* An Incident of the deployment that does not validate is never taken for gone (that would open
+  a new one and replay its plan from scratch): the pass holds, acting on nothing, and the
+  ``IncidentReadable`` condition (with a Warning Event) names the Incident and the field.
 """
 
 from __future__ import annotations
@@ -35,6 +44,18 @@ from vigil.record import incidents as record
 log = logging.getLogger("vigil.healing")
 HISTORY_LIMIT = 10
 MAX_STEPS_PER_PASS = 6
+RUNBOOK_RESOLVED = "RunbookResolved"
+INCIDENT_READABLE = "IncidentReadable"
+RUNBOOK_UNRESOLVED = "RunbookUnresolved"  # timeline entry: the plan is a dry run because of the runbookRef
+
+
+class UnreadableIncident(Exception):
+    """An Incident of the deployment exists but does not validate: hold, never re-create it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"Incident {name} cannot be read: {problem}")
+        self.name = name
+        self.problem = problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,16 +92,6 @@ def symptoms(ctx: Context, status: mdapi.ModelDeploymentStatus, breach: sloapi.S
             known = [b for b in shorts if b is not None]
             burns[rev.revision] = max(known) if known else None
     traffic = revision_report.traffic if revision_report is not None else None
-    pending = tuple(
-        cause.PendingPod(name=p.pod, message=p.message, reason=p.reason, revision=p.revision)
-        for p in ctx.observed.problems
-        if p.reason == "Unschedulable"
-    )
-    unhealthy = tuple(
-        cause.UnhealthyPod(name=p.pod, restarts=3, ready=False, reason=p.reason, revision=p.revision)
-        for p in ctx.observed.problems
-        if p.reason != "Unschedulable"
-    )
     return cause.Symptoms(
         now=ctx.now,
         slo_name=breach.name,
@@ -92,21 +103,26 @@ def symptoms(ctx: Context, status: mdapi.ModelDeploymentStatus, breach: sloapi.S
         revision_switched_at=cond.parse_time(status.switched_at) if status.switched_at else None,
         request_rate=traffic.request_rate if traffic else None,
         baseline_request_rate=traffic.baseline_request_rate if traffic else None,
-        pending_pods=pending,
-        unhealthy_pods=unhealthy,
+        pods=ctx.observed.pods,
         per_revision_burn=burns,
     )
 
 
-async def load_incident(client: kube.Kube, namespace: str, name: str) -> incapi.Incident | None:
-    raw = await client.get_custom(incapi.PLURAL, namespace, name)
-    if raw is None:
-        return None
+def parse_incident(raw: dict[str, Any]) -> incapi.Incident:
+    """An Incident as read from the API server; :class:`UnreadableIncident` names the failing fields."""
     try:
         return incapi.Incident.model_validate(raw)
-    except pydantic.ValidationError:
-        log.exception("incident %s/%s cannot be read; treating it as gone", namespace, name)
-        return None
+    except pydantic.ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}" for issue in error.errors(include_url=False)
+        )
+        raise UnreadableIncident(str((raw.get("metadata") or {}).get("name")), problems) from error
+
+
+async def load_incident(client: kube.Kube, namespace: str, name: str) -> incapi.Incident | None:
+    """The Incident ``name``, None if it does not exist; raises :class:`UnreadableIncident`."""
+    raw = await client.get_custom(incapi.PLURAL, namespace, name)
+    return parse_incident(raw) if raw is not None else None
 
 
 async def write_incident_status(client: kube.Kube, incident: incapi.Incident) -> None:
@@ -125,17 +141,19 @@ async def open_incident(
     manifest = record.new_incident(md, str(ctx.raw["metadata"]["uid"]), breach, diagnosis, ctx.now)
     name = manifest["metadata"]["name"]
     existing = await load_incident(client, ctx.namespace, name)
-    if existing is None:
-        body = {k: v for k, v in manifest.items() if k != "status"}
-        try:
-            await client.create_custom(incapi.PLURAL, ctx.namespace, body)
-        except exceptions.ApiException as error:
-            if error.status != 409:
-                raise
+    if existing is not None and existing.status.opened_at is not None:
+        incident = existing  # adopted after a restart
+    else:
+        if existing is None:
+            body = {k: v for k, v in manifest.items() if k != "status"}
+            try:
+                await client.create_custom(incapi.PLURAL, ctx.namespace, body)
+            except exceptions.ApiException as error:
+                if error.status != 409:
+                    raise
+        # Created, but its first status write may have been lost: the record starts here either way.
         incident = incapi.Incident.model_validate(manifest)
         await write_incident_status(client, incident)
-    else:
-        incident = existing
     event = core.Event(
         "Warning",
         "IncidentOpened",
@@ -168,12 +186,77 @@ def slo_state(status: mdapi.ModelDeploymentStatus, name: str) -> sloapi.SLOState
     return found.state if found is not None else None
 
 
+def _condition(
+    ctx: Context,
+    status: mdapi.ModelDeploymentStatus,
+    type_: str,
+    ok: bool,
+    reason: str,
+    message: str,
+) -> list[core.Event]:
+    """Set a condition on the md status; an Event when its status or reason changes."""
+    old = cond.find(status.conditions, type_)
+    value = cond.ConditionStatus.TRUE if ok else cond.ConditionStatus.FALSE
+    generation = int(ctx.md.metadata.get("generation") or 0)
+    status.conditions, flipped = cond.set_condition(
+        status.conditions, type_, value, reason, message, generation, ctx.now
+    )
+    if not flipped and old is not None and old.reason == reason:
+        return []
+    return [core.Event("Normal" if ok else "Warning", f"{type_}{value.value}", message)]
+
+
+async def resolve_runbook(client: kube.Kube, ctx: Context, breach: playbooks.Breach | None) -> playbooks.Resolution:
+    """Read the md's ``runbookRef`` (if any) and resolve it for ``breach``."""
+    ref = ctx.md.spec.runbook_ref
+    if ref is None:
+        return playbooks.resolve(None, None, breach)
+    raw = await client.get_custom(rbapi.PLURAL, ctx.namespace, ref.name)
+    found = playbooks.parse(ref.name, raw.get("spec")) if raw is not None else None
+    return playbooks.resolve(ref.name, found, breach)
+
+
+def _runbook_condition(
+    ctx: Context, status: mdapi.ModelDeploymentStatus, resolution: playbooks.Resolution
+) -> list[core.Event]:
+    """``RunbookResolved``: set for every md with a runbookRef, and kept honest once one is removed."""
+    if resolution.reason is playbooks.Reason.BUILTIN_DEFAULT and cond.find(status.conditions, RUNBOOK_RESOLVED) is None:
+        return []
+    return _condition(ctx, status, RUNBOOK_RESOLVED, resolution.usable, resolution.reason, resolution.message)
+
+
+def _breach_of(incident: incapi.Incident) -> playbooks.Breach:
+    cause_ = incident.status.diagnosis.cause if incident.status.diagnosis else rbapi.Cause.UNKNOWN
+    return playbooks.Breach(slo=incident.spec.slo, cause=cause_)
+
+
 async def tend(
     client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus
 ) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
-    """Open, follow and resolve this deployment's incident; returns the md status to write."""
+    """Open, follow and resolve this deployment's incident; returns the md status to write.
+
+    An unreadable Incident holds the pass (see the module docstring). Every read that can find
+    one runs before the pass writes or acts, so a hold never leaves an action half recorded.
+    """
+    draft = status.model_copy(deep=True)
     events: list[core.Event] = []
-    status = status.model_copy(deep=True)
+    try:
+        draft, events = await _tend(client, ctx, draft, events)
+    except UnreadableIncident as unreadable:
+        log.warning("%s/%s: %s; holding", ctx.namespace, ctx.name, unreadable)
+        message = (
+            f"{unreadable}; holding: no new incident and no action for this deployment until it is repaired or deleted"
+        )
+        events += _condition(ctx, draft, INCIDENT_READABLE, False, "Unreadable", message)
+        return draft, events
+    if cond.find(draft.conditions, INCIDENT_READABLE) is not None:
+        events += _condition(ctx, draft, INCIDENT_READABLE, True, "Readable", "the Incidents of this deployment read")
+    return draft, events
+
+
+async def _tend(
+    client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus, events: list[core.Event]
+) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
     active = await load_incident(client, ctx.namespace, status.active_incident) if status.active_incident else None
     if active is not None and active.status.phase is incapi.Phase.RESOLVED:
         active = None
@@ -181,13 +264,17 @@ async def tend(
         status.active_incident = None
         breach = breached(status)
         if breach is None or not ctx.metrics_available:
+            events += _runbook_condition(ctx, status, await resolve_runbook(client, ctx, None))
             return status, events
         incident, event = await open_incident(client, ctx, status, breach)
         status.active_incident = str(incident.metadata["name"])
         events.append(event)
+        events += _runbook_condition(ctx, status, await resolve_runbook(client, ctx, _breach_of(incident)))
         await prune_history(client, ctx.namespace, ctx.name)
         return status, events
-    status, planned = await run_plan(client, ctx, status, active)
+    resolution = await resolve_runbook(client, ctx, _breach_of(active))
+    events += _runbook_condition(ctx, status, resolution)
+    status, planned = await run_plan(client, ctx, status, active, resolution)
     events += planned
     if not ctx.metrics_available:
         return status, events  # hold: an outage neither opens nor closes an incident
@@ -203,14 +290,10 @@ async def tend(
     return status, events
 
 
-async def _runbooks(client: kube.Kube, namespace: str) -> list[tuple[str, rbapi.RunbookSpec]]:
-    found: list[tuple[str, rbapi.RunbookSpec]] = []
-    for item in await client.list_custom(rbapi.PLURAL, namespace):
-        try:
-            found.append((str(item["metadata"]["name"]), rbapi.RunbookSpec.model_validate(item.get("spec") or {})))
-        except pydantic.ValidationError:
-            log.warning("runbook %s/%s cannot be read; ignored", namespace, item["metadata"]["name"])
-    return found
+async def _others(client: kube.Kube, ctx: Context, incident: incapi.Incident) -> list[incapi.IncidentStatus]:
+    """The statuses of the deployment's other Incidents (for the guards); any unreadable one holds."""
+    history = await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}")
+    return [parse_incident(i).status for i in history if i["metadata"]["name"] != incident.metadata["name"]]
 
 
 async def _plan_context(
@@ -218,17 +301,12 @@ async def _plan_context(
     ctx: Context,
     status: mdapi.ModelDeploymentStatus,
     incident: incapi.Incident,
+    others: list[incapi.IncidentStatus],
     done: dict[str, acts.Result],
 ) -> machine.Context:
     md = ctx.md.model_copy(update={"status": status})
-    history = await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}")
-    others = [
-        incapi.IncidentStatus.model_validate(i.get("status") or {})
-        for i in history
-        if i["metadata"]["name"] != incident.metadata["name"]
-    ]
     cause_ = incident.status.diagnosis.cause if incident.status.diagnosis else rbapi.Cause.UNKNOWN
-    unschedulable = sum(1 for p in ctx.observed.problems if p.reason == "Unschedulable")
+    unschedulable = sum(1 for p in ctx.observed.pods if cause.unschedulable(p))
     free = await client.free_gpus()
     return machine.Context(
         now=ctx.now,
@@ -243,7 +321,8 @@ async def _plan_context(
         ),
         annotations=dict(incident.metadata.get("annotations") or {}),  # type: ignore[call-overload]
         pods=tuple(
-            machine.Pod(name=p.name, revision=p.revision, ready=p.ready, failing=p.failing) for p in ctx.observed.pods
+            machine.Pod(name=p.name, revision=p.revision, ready=p.ready, failing=cause.failing(p, ctx.now))
+            for p in ctx.observed.pods
         ),
         actions_last_hour=guards.actions_within([*others, incident.status], ctx.now),
         last_plan_ended_at=guards.last_plan_end(others),
@@ -272,17 +351,31 @@ async def _execute(
 
 
 async def run_plan(
-    client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus, incident: incapi.Incident
+    client: kube.Kube,
+    ctx: Context,
+    status: mdapi.ModelDeploymentStatus,
+    incident: incapi.Incident,
+    resolution: playbooks.Resolution | None = None,
 ) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
-    """Start the incident's plan if needed and drive it: decide, record the intent, act, confirm."""
+    """Start the incident's plan if needed and drive it: decide, record the intent, act, confirm.
+
+    ``resolution`` is the md's runbook for this incident (resolved here when not given); an
+    unusable one starts the plan as a dry run, and the timeline says why.
+    """
     events: list[core.Event] = []
+    others = await _others(client, ctx, incident)  # before anything is done: an unreadable one holds
     if incident.status.plan is None:
-        cause_ = incident.status.diagnosis.cause if incident.status.diagnosis else rbapi.Cause.UNKNOWN
-        name, spec = playbooks.select(await _runbooks(client, ctx.namespace), ctx.md.spec, incident.spec.slo, cause_)
-        incident.status.plan = machine.start_plan(name, spec, machine.mode_override(ctx.md.spec), cause_, ctx.now)
+        breach = _breach_of(incident)
+        if resolution is None:
+            resolution = await resolve_runbook(client, ctx, breach)
+        mode = resolution.mode or machine.mode_override(ctx.md.spec)
+        incident.status.plan = machine.start_plan(resolution.runbook, resolution.spec, mode, breach.cause, ctx.now)
+        if not resolution.usable:
+            incident.status = record.append(incident.status, RUNBOOK_UNRESOLVED, resolution.message, ctx.now)
     done: dict[str, acts.Result] = {}
     for _ in range(MAX_STEPS_PER_PASS):
-        decision = machine.advance(incident.status, await _plan_context(client, ctx, status, incident, done))
+        context = await _plan_context(client, ctx, status, incident, others, done)
+        decision = machine.advance(incident.status, context)
         changed = decision.status.wire() != incident.status.wire()
         incident.status = decision.status
         if changed:

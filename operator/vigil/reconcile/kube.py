@@ -27,6 +27,7 @@ from kubernetes.client import exceptions
 
 from vigil import api, labels
 from vigil.api import modeldeployment as mdapi
+from vigil.diagnose import pods as podfacts
 from vigil.reconcile import core
 from vigil.render import route
 
@@ -115,7 +116,7 @@ class Kube:
         )
 
     async def observe(self, namespace: str, md_name: str) -> core.Observed:
-        """The revision Deployments and the pod problems of one ModelDeployment."""
+        """The revision Deployments and the live pods (as plain facts, unjudged) of one ModelDeployment."""
         selector = f"{labels.MODEL_DEPLOYMENT}={md_name}"
         deployments = await asyncio.to_thread(
             self.apps.list_namespaced_deployment, namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
@@ -135,11 +136,9 @@ class Kube:
                 ready=(st.ready_replicas or 0) if st else 0,
                 available=(st.available_replicas or 0) if st else 0,
             )
-        problems = [p for pod in pods.items for p in _pod_problems(pod)]
-        failing = {p.pod for p in problems if p.reason != "Unschedulable"}
-        summaries = tuple(_summary(pod, failing) for pod in pods.items if _live(pod))
+        facts = tuple(pod_facts(pod) for pod in pods.items if _live(pod))
         http_route = await self.has_gateway_api() and await self._route_exists(namespace, md_name)
-        return core.Observed(workloads=workloads, problems=tuple(problems), pods=summaries, http_route=http_route)
+        return core.Observed(workloads=workloads, pods=facts, http_route=http_route)
 
     async def has_gateway_api(self) -> bool:
         """Whether the API server serves ``gateway.networking.k8s.io/v1`` HTTPRoutes (cached a minute)."""
@@ -317,18 +316,7 @@ def api_message(error: exceptions.ApiException) -> str:
 
 
 def _live(pod: Any) -> bool:
-    return pod.metadata is not None and pod.metadata.deletion_timestamp is None
-
-
-def _summary(pod: Any, failing: set[str]) -> core.PodSummary:
-    name = str(pod.metadata.name)
-    return core.PodSummary(
-        name=name,
-        revision=(pod.metadata.labels or {}).get(labels.REVISION, ""),
-        ready=_is_ready(pod),
-        failing=name in failing,
-        gpus=_pod_gpus(pod),
-    )
+    return pod.metadata is not None and pod.metadata.deletion_timestamp is None and pod.status is not None
 
 
 def _is_ready(pod: Any) -> bool:
@@ -344,20 +332,43 @@ def _pod_gpus(pod: Any) -> int:
     return total
 
 
-def _pod_problems(pod: Any) -> list[core.PodProblem]:
-    revision = (pod.metadata.labels or {}).get(labels.REVISION)
-    if revision is None or pod.metadata.deletion_timestamp is not None or pod.status is None:
-        return []
-    found: list[core.PodProblem] = []
-    for condition in pod.status.conditions or []:
-        if condition.type == "PodScheduled" and condition.status == "False" and condition.reason == "Unschedulable":
-            found.append(core.PodProblem(revision, pod.metadata.name, "Unschedulable", condition.message or ""))
-    for container in pod.status.container_statuses or []:
-        waiting = container.state.waiting if container.state else None
-        if waiting is not None and waiting.reason in {"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff"}:
-            found.append(core.PodProblem(revision, pod.metadata.name, waiting.reason, waiting.message or ""))
-        elif (container.restart_count or 0) >= 3 and not container.ready:
-            found.append(
-                core.PodProblem(revision, pod.metadata.name, "Restarting", f"restarted {container.restart_count} times")
-            )
-    return found
+def _container_facts(container: Any) -> podfacts.ContainerFacts:
+    state = container.state
+    current: Any = None
+    kind = podfacts.UNKNOWN
+    for name in (podfacts.WAITING, podfacts.TERMINATED, podfacts.RUNNING):
+        found = getattr(state, name, None) if state is not None else None
+        if found is not None:
+            kind, current = name, found
+            break
+    last = container.last_state.terminated if container.last_state is not None else None
+    return podfacts.ContainerFacts(
+        name=str(container.name),
+        ready=bool(container.ready),
+        restarts=int(container.restart_count or 0),
+        state=kind,
+        reason=str(getattr(current, "reason", None) or ""),
+        message=str(getattr(current, "message", None) or ""),
+        exit_code=getattr(current, "exit_code", None) if kind == podfacts.TERMINATED else None,
+        last_reason=str(last.reason or "") if last is not None else "",
+        last_exit_code=last.exit_code if last is not None else None,
+        last_finished_at=last.finished_at if last is not None else None,
+    )
+
+
+def pod_facts(pod: Any) -> podfacts.PodFacts:
+    """What the API server says about ``pod`` (a ``V1Pod``), copied without judging it."""
+    status = pod.status
+    scheduled = next((c for c in status.conditions or [] if c.type == "PodScheduled"), None)
+    return podfacts.PodFacts(
+        name=str(pod.metadata.name),
+        revision=(pod.metadata.labels or {}).get(labels.REVISION),
+        phase=str(status.phase or ""),
+        ready=_is_ready(pod),
+        reason=str(status.reason or ""),
+        scheduled=None if scheduled is None else scheduled.status == "True",
+        schedule_reason=str(scheduled.reason or "") if scheduled is not None and scheduled.status != "True" else "",
+        schedule_message=str(scheduled.message or "") if scheduled is not None and scheduled.status != "True" else "",
+        gpus=_pod_gpus(pod),
+        containers=tuple(_container_facts(c) for c in status.container_statuses or []),
+    )
