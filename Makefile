@@ -1,32 +1,59 @@
-# vigil — developer entry points. `make demo` and `make test` work on a fresh machine:
-# they install the Python package, build the sandbox binaries once (cached under ~/.cache/vigil)
-# and start everything the tests need.
+# vigil — developer entry points. `make demo` and `make test` work on a fresh machine with only python3
+# (and go, for the sandbox binaries): they create the project virtualenv .venv from uv.lock, build the
+# sandbox binaries once (cached under ~/.cache/vigil) and start everything the tests need.
+#
+# Nothing is ever installed into the machine's interpreter: uv (pinned) is fetched from PyPI into its
+# own directory, ~/.cache/vigil/uv-<version>, and `uv sync --frozen` makes .venv match uv.lock exactly.
+# After changing dependencies in pyproject.toml run `make lock` and commit uv.lock.
 
 PYTHON ?= python3
-PIP_STAMP := .make/pip-installed
+UV_VERSION := 0.13.9
+UV_HOME := $(HOME)/.cache/vigil/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+VENV := .venv
+# uv uses the interpreter we name and never downloads one of its own.
+UV_ENV := UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=$(VENV)
+# Inside .venv, so a removed .venv is synced again.
+SYNC_STAMP := $(VENV)/.synced
+PY := $(VENV)/bin/python
 SRC := operator/vigil
-PYTEST := $(PYTHON) -m pytest
+PYTEST := $(PY) -m pytest
 
-.PHONY: all install lint typecheck crds unit e2e test demo demo-down sandbox sandbox-down bench clean
+.PHONY: all install lock lint typecheck crds unit e2e test demo demo-down sandbox sandbox-down bench clean
 
 all: test
 
-$(PIP_STAMP): pyproject.toml
-	@mkdir -p .make
-	$(PYTHON) -m pip install --disable-pip-version-check -q -e '.[dev]'
+# uv from PyPI into a private directory (pip --target touches no interpreter); several worktrees may race
+# here, so the install goes to a temporary directory renamed into place in one step.
+$(UV):
+	@mkdir -p $(dir $(UV_HOME))
+	@tmp=$$(mktemp -d $(UV_HOME).XXXXXX) && \
+	  $(PYTHON) -m pip install --disable-pip-version-check --root-user-action=ignore -q --no-deps \
+	    --target "$$tmp" uv==$(UV_VERSION) && \
+	  { mv -T "$$tmp" $(UV_HOME) 2>/dev/null || rm -rf "$$tmp"; }
+	@test -x $@
+
+$(SYNC_STAMP): pyproject.toml uv.lock $(UV)
+	$(UV_ENV) $(UV) sync --frozen --extra dev --python $(PYTHON)
 	@touch $@
 
-install: $(PIP_STAMP)
+install: $(SYNC_STAMP)
+
+# Re-resolve uv.lock after a dependency change in pyproject.toml (then commit both).
+lock: $(UV)
+	$(UV_ENV) $(UV) lock --python $(PYTHON)
 
 lint: install
-	$(PYTHON) -m ruff check $(SRC) tests bench
-	$(PYTHON) -m ruff format --check $(SRC) tests bench
+	$(UV_ENV) $(UV) lock --check --python $(PYTHON)
+	$(PY) -m ruff check $(SRC) tests bench
+	$(PY) -m ruff format --check $(SRC) tests bench
+	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: install
-	$(PYTHON) -m mypy --strict $(SRC)
+	$(PY) -m mypy --strict $(SRC)
 
 crds: install
-	$(PYTHON) -m vigil crds --out crds
+	$(PY) -m vigil crds --out crds
 
 # pytest exits 5 when it collected no test; that is not a failure of the suite here.
 unit: install
@@ -38,19 +65,19 @@ e2e: install
 test: lint typecheck unit e2e
 
 sandbox: install
-	$(PYTHON) -m vigil dev up
+	$(PY) -m vigil dev up
 
 sandbox-down: install
-	$(PYTHON) -m vigil dev down
+	$(PY) -m vigil dev down
 
 demo: install
-	$(PYTHON) -m vigil demo
+	$(PY) -m vigil demo
 
 demo-down: install
-	$(PYTHON) -m vigil demo --down
+	$(PY) -m vigil demo --down
 
 bench: install
-	$(PYTHON) -m bench
+	$(PY) -m bench
 
 clean:
-	rm -rf .make .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .make $(VENV) .pytest_cache .mypy_cache .ruff_cache

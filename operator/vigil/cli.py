@@ -1,22 +1,74 @@
-"""The ``vigil`` command line: one entry point for the operator, the sandbox and the simulator."""
+"""The ``vigil`` command line: one entry point for the operator, the sandbox and the simulator.
+
+``pip install vigil`` carries only what the operator needs; the simulator (numpy) and the sandbox
+are optional extras. So ``vigil sim`` and ``vigil dev`` are loaded only when invoked: ``vigil run``
+never imports them, and without their extra they fail with the ``pip install`` line that fixes it
+instead of a traceback.
+"""
 
 from __future__ import annotations
 
+import importlib
 import pathlib
 import socket
+import types
 
 import typer
 
 from vigil.api import crd
-from vigil.dev import cli as dev_cli
 from vigil.record import cli as record_cli
-from vigil.sim import cli as sim_cli
 
 CHART_CRDS = pathlib.Path("charts/vigil/crds")
+
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Keep Triton model deployments inside their SLOs.")
-app.add_typer(dev_cli.app, name="dev")
-app.add_typer(sim_cli.app, name="sim")
 app.registered_commands += record_cli.app.registered_commands
+
+
+# The sandbox runs the simulator (`vigil sim serve`), so `vigil dev` and `vigil demo` need the simulator's
+# packages too, though importing the sandbox's own modules does not show it.
+SANDBOX_MODULES = ("vigil.sim.cli", "vigil.dev.cli")
+
+
+def import_extra(command: str, extra: str, *modules: str) -> types.ModuleType:
+    """Import ``modules``, returning the last; if a third-party package is missing, exit naming the extra to install."""
+    try:
+        return [importlib.import_module(module) for module in modules][-1]
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.partition(".")[0] == "vigil":
+            raise
+        typer.echo(
+            f"`vigil {command}` needs the {extra!r} extra ({error.name} is not installed): pip install 'vigil[{extra}]'",
+            err=True,
+        )
+        raise typer.Exit(code=1) from error
+
+
+def lazy_group(name: str, extra: str, modules: tuple[str, ...], summary: str) -> None:
+    """Register ``vigil <name>``: the Typer ``app`` of the last of ``modules``, imported only when it runs.
+
+    The stand-in command takes every argument (``--help`` included) unparsed and hands them to the
+    real group, which parses, reports and exits on its own as if it were registered here.
+    """
+
+    @app.command(
+        name,
+        help=f"{summary} (needs the {extra!r} extra)",
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def run_group(ctx: typer.Context) -> None:
+        group = typer.main.get_command(import_extra(name, extra, *modules).app)
+        group.main(args=ctx.args, prog_name=ctx.command_path, standalone_mode=True)
+
+
+lazy_group(
+    "dev",
+    "sandbox",
+    SANDBOX_MODULES,
+    "Local sandbox: real control plane, kwok GPU nodes, Prometheus and the Triton simulator, on 127.0.0.1.",
+)
+lazy_group("sim", "sim", ("vigil.sim.cli",), "Simulate Triton pods: metrics, v2 API, traffic, faults.")
 
 
 @app.command("crds")
@@ -76,7 +128,7 @@ def run_command(
 @app.command("demo")
 def demo_command(down: bool = typer.Option(False, "--down", help="Stop the demo and remove the sandbox.")) -> None:
     """Run the main job end to end on the local sandbox: a bad release healed by rollback."""
-    from vigil.dev import demo
+    demo = import_extra("demo", "sandbox", *SANDBOX_MODULES, "vigil.dev.demo")
 
     demo.down() if down else demo.up()
 

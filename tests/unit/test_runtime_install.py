@@ -1,0 +1,101 @@
+"""The runtime install, built the way the image builds it: the Dockerfile's own ``uv sync`` commands.
+
+The files the Dockerfile copies go to a temporary directory, its ``uv sync`` lines run there with its
+``ENV`` (uv pinned by the Makefile, the environment in a temporary directory instead of /opt/vigil), and
+the resulting environment must run the operator's CLI without numpy while ``vigil sim``/``vigil dev``
+name the extra that brings them. ``docker build`` itself cannot run on this machine (no container runtime).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+import typer
+
+from tests.unit.test_packaging import ROOT, dockerfile_instructions, makefile_uv_version
+from vigil import cli
+
+
+def uv_binary() -> pathlib.Path:
+    uv = pathlib.Path.home() / ".cache" / "vigil" / f"uv-{makefile_uv_version()}" / "bin" / "uv"
+    assert uv.exists(), f"{uv} is missing: `make install` bootstraps it"
+    return uv
+
+
+@pytest.fixture(scope="module")
+def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    context = tmp_path_factory.mktemp("context")
+    target = tmp_path_factory.mktemp("env") / "vigil"
+    instructions = dockerfile_instructions()
+    first, second = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
+    build_stage = instructions[first:second]
+    environment = dict(os.environ)
+    for op, args in build_stage:
+        if op == "ENV":
+            environment.update(item.split("=", 1) for item in shlex.split(args))
+        elif op == "COPY":
+            *sources, _ = shlex.split(args)
+            for source in sources:
+                copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy
+                copy(ROOT / source, context / source)
+    environment["UV_PROJECT_ENVIRONMENT"] = str(target)
+    environment["UV_COMPILE_BYTECODE"] = "0"  # the image's read-only-root concern, not this test's: saves ~20 s
+    environment.pop("VIRTUAL_ENV", None)
+    syncs = [shlex.split(args) for op, args in build_stage if op == "RUN" and args.startswith("uv sync")]
+    assert len(syncs) == 2, "dependencies first, then the project"
+    for argv in syncs:
+        argv = [sys.executable if arg == "/usr/local/bin/python3" else arg for arg in argv]
+        subprocess.run([str(uv_binary()), *argv[1:]], cwd=context, env=environment, check=True, capture_output=True)
+    return target
+
+
+def vigil(env: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(env / "bin" / "vigil"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": os.environ["PATH"]},
+    )
+
+
+def test_runtime_install_has_no_simulator_or_test_dependencies(runtime_env: pathlib.Path) -> None:
+    probe = "import importlib.util as u; print(*[m for m in ('numpy', 'tritonclient', 'matplotlib', 'pytest') if u.find_spec(m)])"
+    found = subprocess.run([str(runtime_env / "bin" / "python"), "-c", probe], capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == ""
+
+
+def test_operator_cli_runs_without_the_extras(runtime_env: pathlib.Path) -> None:
+    result = vigil(runtime_env, "run", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--prometheus-url" in result.stdout
+
+
+# Only `--help`: should the check ever regress, these print help instead of starting a sandbox.
+@pytest.mark.parametrize(("command", "extra"), [("sim", "sim"), ("dev", "sandbox")])
+def test_simulator_and_sandbox_commands_name_the_extra_to_install(
+    runtime_env: pathlib.Path, command: str, extra: str
+) -> None:
+    result = vigil(runtime_env, command, "--help")
+    assert result.returncode == 1
+    assert f"pip install 'vigil[{extra}]'" in result.stderr
+    assert "numpy is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_checks_the_sandbox_extra_before_anything_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`vigil demo` imports the same modules as `vigil dev` first: without numpy it exits naming the extra."""
+    for name in [name for name in sys.modules if name.startswith(("vigil.sim", "vigil.dev"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    with pytest.raises(typer.Exit) as exited:
+        cli.import_extra("demo", "sandbox", *cli.SANDBOX_MODULES, "vigil.dev.demo")
+    assert exited.value.exit_code == 1
+    assert "vigil.dev.demo" not in sys.modules
