@@ -59,8 +59,10 @@ crds: install
 unit: install
 	$(PYTEST) tests -m "not e2e" -q || [ $$? -eq 5 ]
 
+# Two lanes side by side (see tests/e2e/conftest.py): the isolated tests (own operator, namespaces,
+# Prometheus; no GPUs) beside the serial rest. Each lane is a worker with its own namespace prefix.
 e2e: install
-	$(PYTEST) tests -m e2e -v --timeout=900 || [ $$? -eq 5 ]
+	$(PYTEST) tests -m e2e -v --timeout=900 -n 2 --dist loadgroup --durations=15 || [ $$? -eq 5 ]
 
 test: lint typecheck unit e2e
 

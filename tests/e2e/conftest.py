@@ -3,19 +3,27 @@
 ``sandbox`` calls :meth:`vigil.dev.sandbox.Sandbox.up`, which reuses a sandbox that already runs
 (seconds on a warm machine) and builds or starts whatever is missing. The sandbox is left
 running after the session, so the next run starts warm; ``vigil dev down`` removes it.
+
+Two lanes (``make e2e`` runs them side by side with pytest-xdist, ``-n 2 --dist loadgroup``):
+tests marked ``isolated`` use only their own operator, namespaces and Prometheus and hold no GPU,
+so they run beside the rest, which stays one serial lane (those tests stop the shared Prometheus,
+restart the control plane and count free GPUs). Each lane is its own pytest session with its own
+namespace prefix and operators scoped to it (see :mod:`tests.e2e.operator_fixtures`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import sys
-import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from tests.e2e import operator_fixtures, waiting
+from tests.e2e import own_prometheus as own_prometheus_mod
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
@@ -31,10 +39,41 @@ def sandbox_handle() -> sandbox_mod.Sandbox:
     return sandbox_mod.Sandbox()
 
 
+ISOLATED = "isolated"
+SHARED = "shared"
+# record_property names printed in the terminal summary (chaos and outage results).
+MEASURED = ("chaos", "outage", "apiserver-restart")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{ISOLATED}: an e2e test with its own operator, namespaces and Prometheus and no GPUs; "
+        "runs in the lane beside the others",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put every e2e test in its xdist lane: ``isolated`` ones in one, all others in the serial one."""
+    for item in items:
+        if item.get_closest_marker("e2e") is not None:
+            lane = ISOLATED if item.get_closest_marker(ISOLATED) else SHARED
+            item.add_marker(pytest.mark.xdist_group(lane))
+
+
 @pytest.fixture(scope="session")
 def sandbox(sandbox_handle: sandbox_mod.Sandbox) -> sandbox_mod.SandboxInfo:
     """A running sandbox (4 nodes x 8 nvidia.com/gpu, pods Ready 2s after start, 5s scrapes)."""
-    return sandbox_handle.up(progress=_progress)
+    # Both lanes start at once: one brings the sandbox up, the other then finds it running.
+    lock_file = sandbox_handle.state_dir.parent / "sandbox-up.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return sandbox_handle.up(progress=_progress)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +99,8 @@ def operator(
 
 @pytest.fixture
 def namespace(kube: client.ApiClient) -> Iterator[str]:
-    """A fresh namespace per test, deleted afterwards (its objects go with it)."""
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    """A fresh namespace per test inside this session's operator scope, deleted afterwards (its objects go with it)."""
+    name = operator_fixtures.namespace_name()
     core = client.CoreV1Api(kube)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
@@ -76,3 +115,32 @@ def namespace(kube: client.ApiClient) -> Iterator[str]:
 def sim(sandbox: sandbox_mod.SandboxInfo) -> simclient.ControlClient:
     """The simulator's control API (load and faults)."""
     return simclient.ControlClient(sandbox.simulator_url)
+
+
+@pytest.fixture(scope="session")
+def own_prometheus(
+    sandbox: sandbox_mod.SandboxInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[own_prometheus_mod.OwnPrometheus]:
+    """The isolated lane's own Prometheus (sandbox binary and scrape config, another port, this session's pods)."""
+    prom = own_prometheus_mod.OwnPrometheus(
+        sandbox, tmp_path_factory.mktemp("prometheus"), f"{operator_fixtures.PREFIX}.*"
+    )
+    prom.start()
+    yield prom
+    prom.stop()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Print what the chaos and outage tests measured (their record_property), also from xdist workers."""
+    lines = [
+        f"{report.nodeid}: {name} {value}"
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(report, pytest.TestReport) and report.when == "call"
+        for name, value in report.user_properties
+        if name in MEASURED
+    ]
+    if lines:
+        terminalreporter.section("e2e measurements")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -1,23 +1,53 @@
-"""The real operator (``vigil run``) against the sandbox, as a subprocess (``vigil run``) against the sandbox, as a subprocess.
+"""The real operator (``vigil run``) against the sandbox, as a subprocess, scoped to this test session.
 
 A subprocess rather than kopf's in-thread runner: tests can SIGKILL it and start it again, the
 way a crashing pod would, and its logs land in a file shown on failure.
+
+Every test session (every xdist worker) gets its own namespace prefix, and its operators watch
+only ``<prefix>*`` (``--namespace``, a kopf glob). So a demo's operator, a benchmark's, or the
+other worker's never act on this session's objects, and this session's never act on theirs.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
+import secrets
 import signal
 import subprocess
 import sys
+import uuid
+from collections.abc import Sequence
+
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+# t<4 hex>-[<xdist worker>-]: short, DNS-1123, distinct per session and per worker.
+PREFIX = f"t{secrets.token_hex(2)}-{_WORKER + '-' if _WORKER else ''}"
+SCOPE = f"{PREFIX}*"
+
+
+def namespace_name() -> str:
+    """A fresh namespace name inside this session's scope (what the ``namespace`` fixture creates)."""
+    return f"{PREFIX}{uuid.uuid4().hex[:8]}"
 
 
 class OperatorProcess:
+    """``vigil run`` watching ``namespaces`` (default: this session's scope; ``()``: the whole cluster).
+
+    kopf's cluster peering needs a cluster-wide operator, so a non-standalone one defaults to ``-A``.
+    """
+
     def __init__(
-        self, kubeconfig: str, log_dir: pathlib.Path, prometheus_url: str | None, standalone: bool = True
+        self,
+        kubeconfig: str,
+        log_dir: pathlib.Path,
+        prometheus_url: str | None,
+        standalone: bool = True,
+        namespaces: Sequence[str] | None = None,
     ) -> None:
         self.standalone = standalone
+        if namespaces is None:
+            namespaces = (SCOPE,) if standalone else ()
+        self.namespaces = tuple(namespaces)
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.prometheus_url = prometheus_url
@@ -26,8 +56,8 @@ class OperatorProcess:
 
     def start(self, *extra: str) -> None:
         self.starts += 1
-        log = (self.log_dir / f"operator-{self.starts}.log").open("wb")
-        args = [sys.executable, "-m", "vigil", "run", "-A", "--liveness", "", "--resync", "10"]
+        args = [sys.executable, "-m", "vigil", "run", "--liveness", "", "--resync", "10"]
+        args += [f"--namespace={pattern}" for pattern in self.namespaces] or ["-A"]
         if self.standalone:
             args.append("--standalone")
         # Diagnosis compares a short current rate with a baseline; test deployments live minutes.
@@ -35,7 +65,8 @@ class OperatorProcess:
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
-        self.proc = subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+        with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
+            self.proc = subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -40,12 +40,18 @@ def _operator(box: sandbox_mod.Sandbox) -> procs.Background:
 
 
 def operator_argv(info: sandbox_mod.SandboxInfo) -> list[str]:
+    """The demo's operator: scoped to the demo's namespace, so it never acts on anyone else's objects.
+
+    The demo stays up for exploring; a test run or a benchmark started meanwhile on the same sandbox
+    runs its own operator on its own namespaces, and two operators must never act on one object.
+    """
     return [
         sys.executable,
         "-m",
         "vigil",
         "run",
-        "-A",
+        "--namespace",
+        NAMESPACE,
         "--standalone",
         "--liveness",
         "http://127.0.0.1:8080/healthz",

@@ -28,7 +28,7 @@ from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, healing, kube, peering
+from vigil.reconcile import core, healing, kube, peering, scope
 from vigil.reconcile import queue as workqueue
 
 log = logging.getLogger("vigil.reconcile")
@@ -74,6 +74,20 @@ class Runtime:
     identity: str = ""
     active: bool = True
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    refused: set[workqueue.Key] = dataclasses.field(default_factory=set)
+
+    @property
+    def scope(self) -> scope.Scope:
+        return scope.Scope(self.settings.namespaces)
+
+    def admits(self, key: workqueue.Key) -> bool:
+        """Whether ``key`` is in the namespaces this operator was told to watch (logged once when not)."""
+        if self.scope.admits(key[0]):
+            return True
+        if key not in self.refused:
+            self.refused.add(key)
+            log.warning("ignoring %s/%s: namespace outside --namespace %s", *key, ",".join(self.settings.namespaces))
+        return False
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -125,6 +139,8 @@ async def cleanup(memo: Any, **_: Any) -> None:
 async def modeldeployment_event(event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     key = (namespace or "", name)
+    if not runtime.admits(key):
+        return
     if event.get("type") == "DELETED":
         runtime.known.discard(key)
         runtime.mds.pop(key, None)
@@ -136,12 +152,19 @@ async def modeldeployment_event(event: kopf.RawEvent, namespace: str | None, nam
 
 @kopf.on.event("apps", "v1", "deployments", labels={labels.MODEL_DEPLOYMENT: kopf.PRESENT})
 async def deployment_event(namespace: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _runtime(memo).queue.add((namespace or "", body.metadata.labels[labels.MODEL_DEPLOYMENT]))
+    _enqueue_owner(_runtime(memo), namespace, body)
 
 
 @kopf.on.event("", "v1", "pods", labels={labels.MODEL_DEPLOYMENT: kopf.PRESENT})
 async def pod_event(namespace: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _runtime(memo).queue.add((namespace or "", body.metadata.labels[labels.MODEL_DEPLOYMENT]))
+    _enqueue_owner(_runtime(memo), namespace, body)
+
+
+def _enqueue_owner(runtime: Runtime, namespace: str | None, body: kopf.Body) -> None:
+    """A child changed: its ModelDeployment (named by the label) needs a reconcile, if in scope."""
+    key = (namespace or "", body.metadata.labels[labels.MODEL_DEPLOYMENT])
+    if runtime.admits(key):
+        runtime.queue.add(key)
 
 
 PEERING_CHECK_SECONDS = 5.0
@@ -188,8 +211,9 @@ async def _peering_loop(runtime: Runtime, name: str) -> None:
             if active and not runtime.active:
                 for item in await runtime.kube.list_custom(mdapi.PLURAL, None):
                     key = (item["metadata"]["namespace"], item["metadata"]["name"])
-                    runtime.known.add(key)
-                    runtime.queue.add(key)
+                    if runtime.admits(key):
+                        runtime.known.add(key)
+                        runtime.queue.add(key)
             runtime.active = active
             why = f"peer {blocker[0]} has priority {blocker[1]}" if blocker else "not yet in the record"
             state = f"active (identity {runtime.identity})" if active else f"paused ({why})"
@@ -310,8 +334,8 @@ async def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None
 async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
     """One reconcile of one ModelDeployment; never raises (a failure is retried later)."""
     namespace, name = key
-    if not runtime.active:
-        return  # another replica works; it gets the same events
+    if not runtime.active or not runtime.admits(key):
+        return  # another replica works (it gets the same events), or not ours to touch
     try:
         await _reconcile(runtime, namespace, name)
     except exceptions.ApiException as error:
