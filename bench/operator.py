@@ -61,6 +61,9 @@ class OperatorProcess:
         log_file: pathlib.Path,
         settings: OperatorSettings,
     ) -> None:
+        if not namespaces:
+            # Without --namespace the operator would act cluster-wide, on the demo's or a test's objects.
+            raise ValueError("a benchmark operator must be scoped to its own namespaces")
         self.kubeconfig = kubeconfig
         self.prometheus_url = prometheus_url
         self.namespaces = namespaces
