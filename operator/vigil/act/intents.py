@@ -231,7 +231,9 @@ def override(
     """A copy of ``status`` carrying ``intent``; unchanged (``since`` included) if it already does.
 
     ``generation`` is the ModelDeployment's ``metadata.generation``: a later spec supersedes the
-    override (the reconcile core drops it), which is how GitOps wins over an incident.
+    override (the reconcile core drops it), which is how GitOps wins over an incident. A rollback
+    is superseded only by a spec with a new revision: one that keeps the revision rolled back from
+    (``kubectl scale``) carries it to the new generation (see :mod:`vigil.reconcile.core`).
     """
     result = status.model_copy(deep=True)
     if applied(status, intent, incident):

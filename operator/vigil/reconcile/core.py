@@ -2,8 +2,12 @@
 
 Pure and deterministic, so every rollout rule is unit-tested state-in/state-out. The rules:
 
-* The *target* revision is the spec's, unless a rollback override for this very generation
-  names another one (a new generation supersedes every override: GitOps wins).
+* The *target* revision is the spec's, unless a rollback override names another one. A new
+  generation supersedes the scale-out and traffic overrides (GitOps wins), and the rollback when
+  it brings a new revision. A generation that keeps the revision the incident rolled back *from*
+  (``kubectl scale`` on the scale subresource, new SLOs, a bake time) keeps the rollback, which
+  then runs at the new replica count: re-rolling out the bad revision is never a side effect of
+  an edit that did not touch the pods. A spec vigil cannot honour (InvalidSpec) supersedes nothing.
 * The target runs at the spec's replicas (or a scale override's). Traffic (the stable Service)
   stays on the *current* revision until the target has all its replicas ready, then switches:
   a rollout never drops serving capacity, and a rollback is a switch to warm pods.
@@ -108,18 +112,34 @@ def _seconds_since(stamp: str | None, now: datetime.datetime) -> float:
     return (now - cond.parse_time(stamp)).total_seconds()
 
 
-def _clear_stale_overrides(md: mdapi.ModelDeployment, draft: _Draft) -> None:
+def _clear_stale_overrides(draft: _Draft, spec_revision: str | None) -> None:
+    """Drop the overrides a new spec generation supersedes; see the module docstring for the rules.
+
+    ``spec_revision``: the revision the new spec asks for, None when the spec cannot be honoured.
+    """
     generation = draft.generation
     status = draft.status
-    if status.rollback is not None and status.rollback.generation != generation:
-        draft.events.append(
-            Event(
-                "Normal",
-                "OverrideCleared",
-                f"spec generation {generation} supersedes the rollback to {status.rollback.revision}",
+    if status.rollback is not None and status.rollback.generation != generation and spec_revision is not None:
+        rb = status.rollback
+        if spec_revision == rb.from_revision:
+            rb.generation = generation
+            draft.events.append(
+                Event(
+                    "Normal",
+                    "RollbackKept",
+                    f"spec generation {generation} keeps revision {rb.from_revision} that incident {rb.incident} "
+                    f"rolled back from: still serving {rb.revision}, with the new spec's replicas",
+                )
             )
-        )
-        status.rollback = None
+        else:
+            draft.events.append(
+                Event(
+                    "Normal",
+                    "OverrideCleared",
+                    f"spec generation {generation} (revision {spec_revision}) supersedes the rollback to {rb.revision}",
+                )
+            )
+            status.rollback = None
     if status.scale is not None and status.scale.generation != generation:
         draft.events.append(
             Event("Normal", "OverrideCleared", f"spec generation {generation} supersedes the scale-out")
@@ -208,10 +228,10 @@ def decide(
     draft = _Draft(status=md.status.model_copy(deep=True), events=[], generation=generation, now=now)
     status = draft.status
     status.observed_generation = generation
-    _clear_stale_overrides(md, draft)
-
     problems = workload.spec_problems(spec, name) + route.spec_problems(spec)
     desired = revisions.revision_of(spec)
+    _clear_stale_overrides(draft, None if problems else desired)
+
     if problems:
         draft.condition(DEGRADED, T, "InvalidSpec", "; ".join(problems))
         # Keep serving whatever serves now; never roll out a spec vigil cannot honour.
@@ -398,7 +418,9 @@ def _overrides(draft: _Draft, desired: str) -> None:
             ROLLED_BACK,
             T,
             "IncidentRollback",
-            f"spec asks for revision {desired}, serving last-known-good {rb.revision} because of incident {rb.incident}",
+            f"spec asks for revision {desired}, serving last-known-good {rb.revision} because of incident {rb.incident}; "
+            f"spec changes that keep revision {rb.from_revision} (replicas, SLOs) apply to {rb.revision}, "
+            "a new revision supersedes the rollback",
         )
     elif cond.find(status.conditions, ROLLED_BACK) is not None:
         draft.condition(ROLLED_BACK, F, "SpecRevision", f"serving the spec's revision {desired}")
