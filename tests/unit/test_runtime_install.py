@@ -28,24 +28,31 @@ def uv_binary() -> pathlib.Path:
     return uv
 
 
-@pytest.fixture(scope="module")
-def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
-    context = tmp_path_factory.mktemp("context")
-    target = tmp_path_factory.mktemp("env") / "vigil"
+def stage_env(stage: int) -> dict[str, str]:
+    """The ``ENV`` variables the Dockerfile sets in its ``stage``-th stage (0: build, 1: runtime)."""
+    instructions = dockerfile_instructions()
+    starts = [i for i, (op, _) in enumerate(instructions) if op == "FROM"] + [len(instructions)]
+    found: dict[str, str] = {}
+    for op, args in instructions[starts[stage] : starts[stage + 1]]:
+        if op == "ENV":
+            found.update(item.split("=", 1) for item in shlex.split(args))
+    return found
+
+
+def install_runtime(context: pathlib.Path, target: pathlib.Path, compile_bytecode: bool) -> pathlib.Path:
+    """Copy what the Dockerfile copies into ``context`` and run its ``uv sync`` lines there into ``target``."""
     instructions = dockerfile_instructions()
     first, second = [i for i, (op, _) in enumerate(instructions) if op == "FROM"]
     build_stage = instructions[first:second]
-    environment = dict(os.environ)
     for op, args in build_stage:
-        if op == "ENV":
-            environment.update(item.split("=", 1) for item in shlex.split(args))
-        elif op == "COPY":
+        if op == "COPY":
             *sources, _ = shlex.split(args)
             for source in sources:
                 copy = shutil.copytree if (ROOT / source).is_dir() else shutil.copy
                 copy(ROOT / source, context / source)
-    environment["UV_PROJECT_ENVIRONMENT"] = str(target)
-    environment["UV_COMPILE_BYTECODE"] = "0"  # the image's read-only-root concern, not this test's: saves ~20 s
+    environment = {**os.environ, **stage_env(0), "UV_PROJECT_ENVIRONMENT": str(target)}
+    if not compile_bytecode:
+        environment["UV_COMPILE_BYTECODE"] = "0"  # only the read-only image needs it: saves ~20 s
     environment.pop("VIRTUAL_ENV", None)
     syncs = [shlex.split(args) for op, args in build_stage if op == "RUN" and args.startswith("uv sync")]
     assert len(syncs) == 2, "dependencies first, then the project"
@@ -53,6 +60,12 @@ def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
         argv = [sys.executable if arg == "/usr/local/bin/python3" else arg for arg in argv]
         subprocess.run([str(uv_binary()), *argv[1:]], cwd=context, env=environment, check=True, capture_output=True)
     return target
+
+
+@pytest.fixture(scope="module")
+def runtime_env(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    target = tmp_path_factory.mktemp("env") / "vigil"
+    return install_runtime(tmp_path_factory.mktemp("context"), target, compile_bytecode=False)
 
 
 def vigil(env: pathlib.Path, *args: str) -> subprocess.CompletedProcess[str]:
