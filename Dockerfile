@@ -28,7 +28,8 @@ FROM ${PYTHON_IMAGE}
 # A named user (kopf and getpass look the uid up in /etc/passwd), no home, no shell.
 RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin vigil
 COPY --from=build /opt/vigil /opt/vigil
-# Nothing is written under / at run time: no bytecode, HOME on the /tmp the chart mounts (emptyDir).
+# Nothing is written at run time (bytecode is compiled above; tests/e2e/test_runtime_image.py runs this
+# install on a read-only root). The uid has no home: HOME only needs to name a directory.
 ENV PATH=/opt/vigil/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

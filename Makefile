@@ -45,8 +45,8 @@ lock: $(UV)
 
 lint: install
 	$(UV_ENV) $(UV) lock --check --python $(PYTHON)
-	$(PY) -m ruff check $(SRC) tests bench
-	$(PY) -m ruff format --check $(SRC) tests bench
+	$(PY) -m ruff check $(SRC) tests bench argocd
+	$(PY) -m ruff format --check $(SRC) tests bench argocd
 	$(VENV)/bin/hadolint Dockerfile
 
 typecheck: install

@@ -1,6 +1,6 @@
 """Write argocd/argocd-cm.yaml from the health scripts in argocd/health/ (a unit test keeps it current).
 
-    python argocd/generate.py
+python argocd/generate.py
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
-_Dumper.add_representer(_Literal, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|"))
+_Dumper.add_representer(
+    _Literal, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+)
 
 
 def render() -> str:
