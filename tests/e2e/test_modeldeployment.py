@@ -143,12 +143,14 @@ def test_deleting_the_modeldeployment_garbage_collects_its_children(
 def test_a_spec_the_schema_accepts_but_vigil_cannot_honour_is_degraded_not_fatal(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess
 ) -> None:
-    create(kube, namespace, manifest("clash", replicas=1, triton={"args": ["--http-port=9000"]}))
+    # An SLO period shorter than the operator's --min-window (20s): no schema can know that.
+    slo = {"name": "availability", "kind": "availability", "period": "10s"}
+    create(kube, namespace, manifest("clash", replicas=1, slos=[slo]))
     md = waiting.until(lambda: condition_is(kube, namespace, "clash", "Degraded", "True"), 60, "Degraded")
     degraded = condition(md, "Degraded")
     assert degraded is not None
     assert degraded["reason"] == "InvalidSpec"
-    assert "spec.triton.args[0]" in degraded["message"]
+    assert "spec.slos[0].period" in degraded["message"]
     assert not client.AppsV1Api(kube).list_namespaced_deployment(namespace).items
     assert operator.alive()
 

@@ -72,3 +72,68 @@ def test_exclusive_bounds_are_openapi_v3_booleans() -> None:
 def test_generated_yaml_parses() -> None:
     for text in (crd.render_yaml(c) for c in crd.all_crds().values()):
         assert yaml.safe_load(text)["kind"] == "CustomResourceDefinition"
+
+
+def _schema(name: str) -> dict[str, Any]:
+    schema: dict[str, Any] = crd.all_crds()[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema
+
+
+VIGIL_CRDS = ["modeldeployments.yaml", "runbooks.yaml", "incidents.yaml"]
+
+
+@pytest.mark.parametrize("name", VIGIL_CRDS)
+def test_every_field_has_a_description_for_kubectl_explain(name: str) -> None:
+    schema = _schema(name)
+    missing = [
+        path
+        for path, node in _walk(schema["properties"]["spec"], ".spec")
+        + _walk(schema["properties"].get("status"), ".status")
+        if path and not node.get("description") and not (path.endswith(("[]", "{}")) and node.get("type") != "object")
+    ]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", VIGIL_CRDS)
+def test_every_spec_string_list_and_map_is_bounded_so_cel_cost_is_estimable(name: str) -> None:
+    unbounded = []
+    for path, node in _walk(_schema(name)["properties"]["spec"], ".spec"):
+        kind = node.get("type")
+        if kind == "string" and "maxLength" not in node and "enum" not in node:
+            unbounded.append(path)
+        if kind == "array" and "maxItems" not in node:
+            unbounded.append(path)
+        if kind == "object" and "additionalProperties" in node and "maxProperties" not in node:
+            unbounded.append(path)
+    assert unbounded == []
+
+
+@pytest.mark.parametrize("name", VIGIL_CRDS)
+def test_status_carries_no_cel_rules(name: str) -> None:
+    status = _schema(name)["properties"].get("status")
+    assert all("x-kubernetes-validations" not in node for _, node in _walk(status))
+
+
+@pytest.mark.parametrize("name", ["modeldeployments.yaml", "runbooks.yaml"])
+def test_every_cel_rule_has_a_message(name: str) -> None:
+    schema = _schema(name)
+    rules = [r for _, node in _walk(schema) for r in node.get("x-kubernetes-validations", [])]
+    rules += schema.get("x-kubernetes-validations", [])
+    assert rules
+    assert all(r["message"] and r["rule"] for r in rules)
+
+
+def test_keyed_lists_are_list_type_maps_on_required_keys() -> None:
+    spec = _schema("modeldeployments.yaml")["properties"]["spec"]
+    for node in (spec["properties"]["slos"], spec["properties"]["triton"]["properties"]["env"]):
+        assert node["x-kubernetes-list-type"] == "map"
+        assert node["x-kubernetes-list-map-keys"] == ["name"]
+        assert "name" in node["items"]["required"]
+    steps = _schema("runbooks.yaml")["properties"]["spec"]["properties"]["steps"]
+    assert steps["x-kubernetes-list-type"] == "map"
+
+
+def test_the_name_rules_live_at_the_root_where_cel_sees_metadata_name() -> None:
+    rules = _schema("modeldeployments.yaml")["x-kubernetes-validations"]
+    assert sum("self.metadata.name" in r["rule"] for r in rules) == 3
+    assert all("metadata.name" in r["message"] or "spec.traffic.fallback" in r["message"] for r in rules)

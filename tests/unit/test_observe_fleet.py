@@ -321,3 +321,67 @@ async def test_loop_and_query_durations_are_observed(serve: collections.abc.Call
 def test_observer_refuses_zero_concurrency() -> None:
     with pytest.raises(ValueError, match="concurrency"):
         fleet.FleetObserver("http://127.0.0.1:9090", concurrency=0)
+
+
+# --- one bad target never blinds the fleet ---------------------------------------------------------
+
+WITH_BROKEN: Rates = {**HEALTHY, ("ml", "broken", "r1"): dict(HEALTHY[("ml", "good", "r1")])}
+
+
+def broken(**update: object) -> slo.Target:
+    """A target whose SLO the models would refuse (it got past them): only its fields are changed."""
+    healthy = target("broken")
+    return dataclasses.replace(healthy, slos=(healthy.slos[0].model_copy(update=update),))
+
+
+async def test_a_zero_period_no_longer_divides_by_zero_and_its_neighbour_is_judged(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    result = await observer(serve(vector_reply(WITH_BROKEN)).url).evaluate([broken(period="0s"), target("good")], NOW)
+    assert result.metrics_available
+    assert result.failures == ()
+    good, zero = result.deployment("ml", "good"), result.deployment("ml", "broken")
+    assert good is not None
+    assert zero is not None
+    assert good.slos[0].state is S.MET
+    assert zero.slos[0].budget_remaining is None
+
+
+@pytest.mark.parametrize(
+    ("update", "stage", "error"),
+    [
+        ({"period": "soon"}, "planning its queries", "ValueError"),
+        ({"objective": 100.0}, "judging its SLOs", "ZeroDivisionError"),
+    ],
+    ids=["unreadable-period", "objective-100"],
+)
+async def test_a_target_that_breaks_the_maths_fails_alone_and_the_others_are_judged(
+    serve: collections.abc.Callable[..., FakePrometheus], update: dict[str, object], stage: str, error: str
+) -> None:
+    alone = await observer(serve(vector_reply(WITH_BROKEN)).url).evaluate([target("good"), target("bad")], NOW)
+    result = await observer(serve(vector_reply(WITH_BROKEN)).url).evaluate(
+        [target("good"), broken(**update), target("bad")], NOW
+    )
+    assert result.metrics_available
+    assert result.error is None
+    assert result.deployment("ml", "broken") is None
+    failure = result.failure("ml", "broken")
+    assert failure is not None
+    assert failure.startswith(f"{stage} failed: {error}")
+    assert result.failure("ml", "good") is None
+    assert [d.name for d in result.deployments] == ["good", "bad"]
+    assert [d.slos for d in result.deployments] == [d.slos for d in alone.deployments]
+
+
+async def test_an_unexpected_error_of_the_cycle_is_a_cycle_without_verdicts_not_a_stale_one(
+    serve: collections.abc.Callable[..., FakePrometheus], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def bug(*args: object) -> slo.FleetPlan:
+        raise RuntimeError("a bug in planning")
+
+    monkeypatch.setattr(slo, "plan_fleet", bug)
+    result = await observer(serve(vector_reply(HEALTHY)).url).evaluate([target("good")], NOW)
+    assert not result.metrics_available
+    assert result.deployments == ()
+    assert result.error == "the evaluation failed: RuntimeError: a bug in planning"
+    assert prometheus_client.REGISTRY.get_sample_value("vigil_observe_metrics_available") == 0.0

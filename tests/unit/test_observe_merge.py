@@ -75,3 +75,23 @@ def test_material_change_ignores_refreshed_numbers() -> None:
     same = report(sloapi.SLOState.BREACHED, cond.ConditionStatus.FALSE)
     assert not merge.material_change(status, same)
     assert merge.material_change(status, report(sloapi.SLOState.MET, cond.ConditionStatus.TRUE))
+
+
+def test_a_deployment_that_alone_failed_evaluation_holds_its_verdicts_and_says_why() -> None:
+    before = breached_status()
+    merged = merge.merge(
+        before,
+        metrics_available=True,
+        error=None,
+        report=None,
+        generation=1,
+        now=NOW,
+        failure="judging its SLOs failed: ZeroDivisionError: float division by zero",
+    )
+    assert merged.status.slos == before.slos
+    assert merged.transitions == ()
+    metrics = cond.find(merged.status.conditions, "MetricsAvailable")
+    assert metrics is not None
+    assert (metrics.status, metrics.reason) == (cond.ConditionStatus.FALSE, "EvaluationFailed")
+    assert "ZeroDivisionError" in metrics.message
+    assert cond.find(merged.status.conditions, "SLOMet") == cond.find(before.conditions, "SLOMet")

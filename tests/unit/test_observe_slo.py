@@ -243,7 +243,8 @@ def test_gpu_memory_with_min_request_rate_zero_is_judged_on_an_idle_deployment()
 
 
 def test_threshold_slo_without_its_threshold_is_no_data_with_a_reason() -> None:
-    latency = spec(name="lat", kind="latency")  # the CRD's CEL rule refuses this; the model does not
+    # The CRD and the model refuse this; the maths must still not invent a verdict for it.
+    latency = spec(name="lat", kind="latency", thresholdMs=100).model_copy(update={"threshold_ms": None})
     status = status_of(target(latency), {"r1": {F.SUCCESS: 10.0, F.FAILURE: 0.0, F.DURATION: 1000.0}})
     assert status.state is S.NO_DATA
     assert "no threshold" in status.message

@@ -171,17 +171,19 @@ def test_invalid_spec_is_degraded_and_keeps_serving_the_current_revision() -> No
     md = factories.md(replicas=2)
     old = revision.revision_of(md.spec)
     md = settle(md, core.decide(md, "uid-1", observed(**{old: (2, 2)}), NOW))
-    bad = factories.md(version="2", generation=2, triton={"args": ["--http-port=1"]}, status=md.status)
+    bad = factories.md(version="2", generation=2, status=md.status)
+    bad.spec.traffic.gateway = "a/b/c"  # the models refuse it; a spec that got past them is refused here
     outcome = core.decide(bad, "uid-1", observed(**{old: (2, 2)}), later(5))
     assert replicas_of(outcome) == {old: 2}
     assert outcome.status.current_revision == old
     degraded = status_of(outcome, "Degraded")
     assert degraded.reason == "InvalidSpec"
-    assert "spec.triton.args[0]" in degraded.message
+    assert "spec.traffic.gateway" in degraded.message
 
 
 def test_invalid_first_spec_creates_nothing() -> None:
-    md = factories.md(triton={"args": ["--grpc-port=1"]})
+    md = factories.md()
+    md.spec.traffic.gateway = "-gw"
     outcome = core.decide(md, "uid-1", observed(), NOW)
     assert outcome.deployments == ()
     assert outcome.service is None

@@ -105,7 +105,8 @@ def test_a_configured_gateway_gets_a_route_to_the_stable_service() -> None:
 
 
 def test_an_unparseable_gateway_is_an_invalid_spec() -> None:
-    md, rev = serving_one(traffic={"gateway": "a/b/c"})
+    md, rev = serving_one()
+    md.spec.traffic.gateway = "a/b/c"  # the models refuse it; a spec that got past them is refused here
     outcome = core.decide(md, "uid-1", observed({rev: (2, 2)}), later(5), gateway_api=True)
     degraded = status_of(outcome, core.DEGRADED)
     assert (degraded.status, degraded.reason) == (T, "InvalidSpec")

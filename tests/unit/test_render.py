@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.unit import factories
 from vigil import labels
 from vigil.render import revision, workload
@@ -89,21 +91,106 @@ def test_service_selects_only_the_serving_revision() -> None:
     assert workload.service(OWNER, None)["spec"]["selector"] == {labels.MODEL_DEPLOYMENT: "resnet"}
 
 
-def test_spec_problems_name_the_offending_field() -> None:
-    spec = factories.md(
-        triton={
-            "args": ["--log-verbose=1", "--http-port=9000"],
-            "env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}],
-            "cpu": "0",
+# --- pod security -----------------------------------------------------------------------------------
+
+
+def pod_spec(**triton: object) -> dict[str, Any]:
+    spec: dict[str, Any] = workload.deployment(OWNER, "abc", factories.md(triton=triton).spec, 1)["spec"]["template"][
+        "spec"
+    ]
+    return spec
+
+
+def restricted_violations(pod: dict[str, Any]) -> list[str]:
+    """The checks of the restricted Pod Security Standard that a rendered pod can fail."""
+    found = []
+    pod_ctx = pod.get("securityContext", {})
+    for container in pod["containers"]:
+        ctx = container.get("securityContext", {})
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            found.append("allowPrivilegeEscalation != false")
+        if "ALL" not in ctx.get("capabilities", {}).get("drop", []):
+            found.append("capabilities.drop lacks ALL")
+        if set(ctx.get("capabilities", {}).get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append("capabilities.add beyond NET_BIND_SERVICE")
+        if ctx.get("privileged"):
+            found.append("privileged")
+        if not ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")):
+            found.append("runAsNonRoot != true")
+        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
+            found.append("runAsUser = 0")
+        seccomp = ctx.get("seccompProfile", pod_ctx.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append("seccompProfile not RuntimeDefault/Localhost")
+    return found
+
+
+def test_triton_pods_meet_the_restricted_pod_security_standard_by_default() -> None:
+    pod = pod_spec()
+    assert restricted_violations(pod) == []
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def test_security_overrides_replace_only_the_fields_they_set() -> None:
+    pod = pod_spec(
+        podSecurityContext={"runAsUser": 2000, "supplementalGroups": [44]},
+        securityContext={
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]},
         },
-        traffic={"fallback": "resnet"},
+    )
+    assert pod["securityContext"]["runAsUser"] == 2000
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["supplementalGroups"] == [44]
+    container = pod["containers"][0]["securityContext"]
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    assert restricted_violations(pod) == []
+
+
+def test_an_explicit_root_override_is_rendered_as_asked_and_is_no_longer_restricted() -> None:
+    pod = pod_spec(securityContext={"runAsUser": 0, "runAsNonRoot": False})
+    assert pod["containers"][0]["securityContext"]["runAsUser"] == 0
+    assert "runAsNonRoot != true" in restricted_violations(pod)
+
+
+def test_revision_hashes_of_existing_specs_do_not_change_with_the_new_security_fields() -> None:
+    # Hashes computed before securityContext existed: an upgrade must not mint new revisions.
+    plain = factories.md().spec
+    assert revision.revision_of(plain) == "8467d2f4a1"
+    full = factories.md(
+        version="2",
+        triton={
+            "gpus": 2,
+            "cpu": "4",
+            "memory": "16Gi",
+            "args": ["--log-verbose=1"],
+            "env": [{"name": "A", "value": "b"}],
+            "nodeSelector": {"zone": "a"},
+            "tolerations": [
+                {"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"},
+                {"operator": "Exists"},
+            ],
+            "startupTimeoutSeconds": 120,
+            "modelControlMode": "poll",
+            "image": "nvcr.io/nvidia/tritonserver:24.01-py3",
+        },
     ).spec
-    problems = workload.spec_problems(spec, "resnet")
-    assert any(p.startswith("spec.triton.args[1]: --http-port") for p in problems)
-    assert any(p.startswith("spec.triton.env: variable A") for p in problems)
-    assert any(p.startswith("spec.triton.cpu") for p in problems)
-    assert any(p.startswith("spec.traffic.fallback") for p in problems)
+    assert revision.revision_of(full) == "96f14780e5"
 
 
-def test_valid_spec_has_no_problems() -> None:
-    assert workload.spec_problems(factories.md().spec, "resnet") == []
+def test_setting_a_security_override_is_a_new_revision() -> None:
+    base = revision.revision_of(factories.md().spec)
+    assert revision.revision_of(factories.md(triton={"securityContext": {"readOnlyRootFilesystem": True}}).spec) != base
+    assert revision.revision_of(factories.md(triton={"podSecurityContext": {"runAsUser": 2000}}).spec) != base

@@ -1,11 +1,40 @@
-"""Shared base for API models: camelCase on the wire, snake_case in Python."""
+"""Shared base for API models: camelCase on the wire, snake_case in Python, rules stated once.
+
+A cross-field rule is a :class:`Rule`: its CEL expression goes into the CRD schema
+(``x-kubernetes-validations``, enforced by the API server at admission) and its Python check runs
+when the operator parses an object, so an object that reached the operator another way (stored
+before the CRD was tightened, kept by validation ratcheting) is caught by the same rule, with the
+same message, and reported as ``InvalidSpec`` instead of being acted on.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
 
 import pydantic
 from pydantic.alias_generators import to_camel
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One rule of a model: ``cel`` for the API server, ``check`` (on the parsed model) for vigil."""
+
+    cel: str
+    message: str
+    check: Callable[[Any], bool]
+    field_path: str | None = None
+
+    def entry(self) -> dict[str, str]:
+        return cel(self.cel, self.message, self.field_path)
+
+
+def _schema_rules(schema: dict[str, Any], cls: type[Any]) -> None:
+    """``json_schema_extra`` of every model: its class's :class:`Rule` list as CEL."""
+    rules: tuple[Rule, ...] = getattr(cls, "rules", ())
+    if rules:
+        schema.setdefault("x-kubernetes-validations", []).extend(rule.entry() for rule in rules)
 
 
 class KubeModel(pydantic.BaseModel):
@@ -16,7 +45,17 @@ class KubeModel(pydantic.BaseModel):
         populate_by_name=True,
         extra="ignore",
         validate_default=False,
+        json_schema_extra=_schema_rules,
     )
+
+    rules: ClassVar[tuple[Rule, ...]] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _rules_hold(self) -> Self:
+        broken = [rule.message for rule in type(self).rules if not rule.check(self)]
+        if broken:
+            raise ValueError("; ".join(broken))
+        return self
 
     def wire(self) -> dict[str, Any]:
         """The JSON-compatible dict as the API server stores it (camelCase, no unset optionals)."""

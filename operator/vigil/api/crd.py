@@ -4,7 +4,9 @@ pydantic emits JSON Schema 2020-12; the API server wants a *structural* OpenAPI 
 rewrite (after kube-rs's StructuralSchemaRewriter) inlines ``$ref``, turns ``Optional[X]`` into
 ``X``, gives every node exactly one ``type``, maps 2020-12 numeric exclusives to OpenAPI 3.0 and
 keeps the Kubernetes extensions (CEL rules, list types) that models declare through
-``json_schema_extra``. ``vigil crds`` writes the result to ``crds/``; a test fails when it is stale.
+``json_schema_extra``. Under ``status`` the CEL rules are left out: status is written by vigil
+alone, from specs that already passed them, and rules there (a revision history embeds whole pod
+shapes) would cost the API server's CEL budget for nothing. ``vigil crds`` writes the result to ``crds/``; a test fails when it is stale.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def structural(node: Schema, defs: dict[str, Schema], *, in_status: bool = False
         if key in _DROP or key == "$defs":
             continue
         if key == "default" and (value is None or in_status):
+            continue
+        if key == "x-kubernetes-validations" and in_status:
             continue
         if key == "const":
             out["enum"] = [value]

@@ -42,42 +42,55 @@ class StepState(enum.StrEnum):
 
 
 class Evidence(KubeModel):
+    """One fact behind a diagnosis."""
+
     kind: str = pydantic.Field(description="revisionChange, requestRate, pendingPods, restarts, ...")
-    message: str
-    value: float | None = None
+    message: str = pydantic.Field(description="The fact in words.")
+    value: float | None = pydantic.Field(default=None, description="The fact as a number, when it is one.")
 
 
 class Diagnosis(KubeModel):
-    cause: Cause
-    summary: str
-    evidence: list[Evidence] = pydantic.Field(default_factory=list)
+    """The likely cause of the breach and the evidence for it."""
+
+    cause: Cause = pydantic.Field(description="BadRollout, LoadSurge, Capacity, CrashingPods or Unknown.")
+    summary: str = pydantic.Field(description="The diagnosis in one sentence.")
+    evidence: list[Evidence] = pydantic.Field(default_factory=list, description="The facts it rests on.")
 
 
 class TimelineEntry(KubeModel):
-    time: str
+    """One decision or observation, in order."""
+
+    time: str = pydantic.Field(description="When (RFC 3339).")
     type: str = pydantic.Field(description="Detected, Diagnosed, Intent, Action, Verified, Resolved, ...")
-    message: str
-    step: str | None = None
+    message: str = pydantic.Field(description="What happened.")
+    step: str | None = pydantic.Field(default=None, description="The plan step it concerns, if any.")
 
 
 class StepProgress(KubeModel):
-    name: str
-    action: Action
-    state: StepState = StepState.PENDING
+    """Where one step of the plan stands."""
+
+    name: str = pydantic.Field(description="The step's name in the runbook.")
+    action: Action = pydantic.Field(description="The step's action.")
+    state: StepState = pydantic.Field(
+        default=StepState.PENDING,
+        description="Pending, Intended, Verifying, Succeeded, Failed, Skipped, DryRun or Cancelled.",
+    )
     target: dict[str, str] = pydantic.Field(
         default_factory=dict, description="The absolute target recorded before acting (the intent)."
     )
-    started_at: str | None = None
-    verify_at: str | None = None
-    finished_at: str | None = None
-    result: str | None = None
+    started_at: str | None = pydantic.Field(default=None, description="When the action started.")
+    verify_at: str | None = pydantic.Field(default=None, description="When the SLO is judged again.")
+    finished_at: str | None = pydantic.Field(default=None, description="When the step ended.")
+    result: str | None = pydantic.Field(default=None, description="How it ended, in words.")
 
 
 class Plan(KubeModel):
+    """The runbook being played and its progress."""
+
     runbook: str = pydantic.Field(description="Runbook name, or 'builtin-default'.")
-    mode: Mode
+    mode: Mode = pydantic.Field(description="auto, dryRun or approval, as the plan started.")
     current: int = pydantic.Field(default=0, description="Index of the step in progress.")
-    steps: list[StepProgress] = pydantic.Field(default_factory=list)
+    steps: list[StepProgress] = pydantic.Field(default_factory=list, description="Every step's progress.")
     spec: RunbookSpec | None = pydantic.Field(
         default=None,
         description="The runbook as it was when the plan started: edits to the Runbook do not change a running plan.",
@@ -85,22 +98,34 @@ class Plan(KubeModel):
 
 
 class IncidentSpec(KubeModel):
-    model_deployment: str
-    slo: str
-    revision: str | None = None
-    generation: int = pydantic.Field(description="ModelDeployment generation at detection.")
+    """The breach (written by vigil when it opens the Incident)."""
+
+    model_deployment: str = pydantic.Field(
+        min_length=1, max_length=253, description="The ModelDeployment, in the Incident's namespace."
+    )
+    slo: str = pydantic.Field(min_length=1, max_length=63, description="The breached SLO's name.")
+    revision: str | None = pydantic.Field(
+        default=None, max_length=63, description="The revision the breach was judged on."
+    )
+    generation: int = pydantic.Field(ge=0, description="ModelDeployment generation at detection.")
 
 
 class IncidentStatus(KubeModel):
-    phase: Phase = Phase.OPEN
-    opened_at: str | None = None
-    resolved_at: str | None = None
-    sli: float | None = None
-    burn_rate: float | None = None
-    diagnosis: Diagnosis | None = None
-    plan: Plan | None = None
-    timeline: list[TimelineEntry] = pydantic.Field(default_factory=list, max_length=TIMELINE_LIMIT)
-    conditions: list[Condition] = pydantic.Field(default_factory=list)
+    """The state of the plan and the record of everything done."""
+
+    phase: Phase = pydantic.Field(
+        default=Phase.OPEN, description="Open, Mitigating, AwaitingApproval, Escalated or Resolved."
+    )
+    opened_at: str | None = pydantic.Field(default=None, description="When the breach was detected.")
+    resolved_at: str | None = pydantic.Field(default=None, description="When the SLO was met again.")
+    sli: float | None = pydantic.Field(default=None, description="The SLI at detection.")
+    burn_rate: float | None = pydantic.Field(default=None, description="The burn rate at detection.")
+    diagnosis: Diagnosis | None = pydantic.Field(default=None, description="The likely cause.")
+    plan: Plan | None = pydantic.Field(default=None, description="The runbook being played.")
+    timeline: list[TimelineEntry] = pydantic.Field(
+        default_factory=list, max_length=TIMELINE_LIMIT, description="Every decision, oldest first (bounded)."
+    )
+    conditions: list[Condition] = pydantic.Field(default_factory=list, description="metav1 conditions.")
 
 
 class Incident(KubeModel):
@@ -109,5 +134,7 @@ class Incident(KubeModel):
     api_version: str = "vigil.dev/v1alpha1"
     kind: str = KIND
     metadata: dict[str, object] = pydantic.Field(default_factory=dict)
-    spec: IncidentSpec
-    status: IncidentStatus = pydantic.Field(default_factory=IncidentStatus)
+    spec: IncidentSpec = pydantic.Field(description="The breach.")
+    status: IncidentStatus = pydantic.Field(
+        default_factory=IncidentStatus, description="The plan's state and the record; written by vigil only."
+    )

@@ -7,22 +7,39 @@ a new spec generation supersedes those overrides.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Annotated, Any, Literal
 
 import pydantic
 
-from vigil.api._base import KubeModel, cel, validations
+from vigil.api import formats
+from vigil.api._base import KubeModel, Rule
 from vigil.api.conditions import Condition
-from vigil.api.slo import DURATION_PATTERN, SLOSpec, SLOStatus
+from vigil.api.slo import DURATION_PATTERN as DURATION_PATTERN
+from vigil.api.slo import SLOSpec, SLOStatus
 
 KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 SINGULAR = "modeldeployment"
 SHORT_NAMES = ["md"]
 
-DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-QUANTITY = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
-MODEL_URI = r"^(s3|gs|as|file|https?)://.+|^/.+"
+NAME_MAX_LENGTH = 40
+"""A ModelDeployment's name: its revisions run as ``<name>-<10-hex revision>`` Deployments and
+Services, which must stay DNS-1035 labels (at most 63 characters); 40 leaves room to spare."""
+DNS_LABEL = formats.DNS1123_LABEL
+MODEL_URI = r"^((s3|gs|as|file|https?)://|/)[^\s]+$"
+MANAGED_FLAGS = (
+    "--model-repository",
+    "--model-control-mode",
+    "--strict-readiness",
+    "--http-port",
+    "--grpc-port",
+    "--metrics-port",
+    "--allow-metrics",
+)
+"""tritonserver flags vigil renders: a user arg that set one would silently fight the rendering."""
+_MANAGED_FLAG = "^(" + "|".join(MANAGED_FLAGS) + ")(=.*)?$"
+INT32_MAX = 2_147_483_647
 
 
 class Model(KubeModel):
@@ -31,63 +48,300 @@ class Model(KubeModel):
     name: str = pydantic.Field(
         min_length=1,
         max_length=63,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="Model name in the repository.",
+        pattern=formats.LABEL_VALUE,
+        description="Model name in the repository (also a pod label value: at most 63 alphanumerics, "
+        "'-', '_' or '.', alphanumeric at both ends).",
     )
     repository: str = pydantic.Field(
+        min_length=2,
+        max_length=1024,
         pattern=MODEL_URI,
-        description="Model repository URI: s3://, gs://, as://, file://, http(s):// or an absolute path.",
+        description="Model repository URI without spaces: s3://, gs://, as://, file://, http(s):// or an absolute path.",
     )
     version: str = pydantic.Field(
         min_length=1,
         max_length=63,
         pattern=r"^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$",
-        description="Model version to serve; a change rolls out a new revision.",
+        description="Model version to serve; a change rolls out a new revision. Also a pod label value.",
     )
 
 
+EnvName = Annotated[str, pydantic.Field(min_length=1, max_length=128, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")]
+
+
 class EnvVar(KubeModel):
-    name: str = pydantic.Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-    value: str = ""
+    """One environment variable of the Triton container."""
+
+    name: EnvName = pydantic.Field(description="Variable name (letters, digits, '-', '.', '_'; not a digit first).")
+    value: str = pydantic.Field(default="", max_length=4096, description="Value (at most 4096 characters).")
 
 
 class Toleration(KubeModel):
-    key: str | None = None
-    operator: str | None = pydantic.Field(default=None, pattern=r"^(Exists|Equal)$")
-    value: str | None = None
-    effect: str | None = pydantic.Field(default=None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
-    toleration_seconds: int | None = None
+    """A toleration of the Triton pods, as in a pod spec."""
+
+    rules = (
+        Rule(
+            "!has(self.operator) || self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            "value must be empty when operator is Exists",
+            lambda t: t.operator != "Exists" or not t.value,
+            ".value",
+        ),
+        Rule(
+            "has(self.key) || has(self.operator) && self.operator == 'Exists'",
+            "operator must be Exists when key is empty (a toleration of every taint)",
+            lambda t: t.key is not None or t.operator == "Exists",
+            ".operator",
+        ),
+        Rule(
+            "!has(self.tolerationSeconds) || has(self.effect) && self.effect == 'NoExecute'",
+            "tolerationSeconds applies to effect NoExecute only",
+            lambda t: t.toleration_seconds is None or t.effect == "NoExecute",
+            ".tolerationSeconds",
+        ),
+    )
+
+    key: formats.LabelKey | None = pydantic.Field(
+        default=None, description="Taint key (label-key syntax); empty with operator Exists tolerates every taint."
+    )
+    operator: Literal["Exists", "Equal"] | None = pydantic.Field(
+        default=None, description="Exists or Equal (the default)."
+    )
+    value: formats.LabelValue | None = pydantic.Field(
+        default=None, description="Taint value for operator Equal (label-value syntax); empty for Exists."
+    )
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = pydantic.Field(
+        default=None, description="NoSchedule, PreferNoSchedule or NoExecute; empty matches every effect."
+    )
+    toleration_seconds: int | None = pydantic.Field(
+        default=None,
+        ge=0,
+        le=31_536_000,
+        description="effect NoExecute only: how long the pod stays bound after the taint appears (at most a year).",
+    )
+
+
+Capability = Annotated[str, pydantic.Field(min_length=1, max_length=64, pattern=r"^[A-Z][A-Z0-9_]*$")]
+
+
+class Capabilities(KubeModel):
+    """Linux capabilities added to or dropped from the container's default set."""
+
+    add: Annotated[list[Capability], pydantic.AfterValidator(formats.unique)] | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        json_schema_extra=formats.LIST_SET,
+        description="Capabilities to add (e.g. NET_BIND_SERVICE); restricted Pod Security allows only that one.",
+    )
+    drop: Annotated[list[Capability], pydantic.AfterValidator(formats.unique)] | None = pydantic.Field(
+        default=None,
+        max_length=64,
+        json_schema_extra=formats.LIST_SET,
+        description="Capabilities to drop (default: ALL).",
+    )
+
+
+class SeccompProfile(KubeModel):
+    """The seccomp profile of the pod or container."""
+
+    rules = (
+        Rule(
+            "self.type == 'Localhost' ? has(self.localhostProfile) : !has(self.localhostProfile)",
+            "localhostProfile is required for type Localhost and only for it",
+            lambda p: (p.type == "Localhost") == (p.localhost_profile is not None),
+            ".localhostProfile",
+        ),
+    )
+
+    type: Literal["RuntimeDefault", "Localhost", "Unconfined"] = pydantic.Field(
+        description="RuntimeDefault (the default), Localhost or Unconfined (not allowed by restricted Pod Security)."
+    )
+    localhost_profile: str | None = pydantic.Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\s]+$",
+        description="type Localhost only: profile path relative to the kubelet's seccomp directory.",
+    )
+
+
+def _root_needs_explicit_consent(context: Any) -> bool:
+    return context.run_as_user != 0 or context.run_as_non_root is False
+
+
+_ROOT_RULE = Rule(
+    "!has(self.runAsUser) || self.runAsUser != 0 || has(self.runAsNonRoot) && !self.runAsNonRoot",
+    "runAsUser 0 (root) needs runAsNonRoot: false (vigil sets runAsNonRoot: true by default)",
+    _root_needs_explicit_consent,
+    ".runAsUser",
+)
+UserId = Annotated[int, pydantic.Field(ge=0, le=INT32_MAX)]
+
+
+class ContainerSecurityContext(KubeModel):
+    """Overrides of the Triton container's securityContext; unset fields keep vigil's defaults
+    (allowPrivilegeEscalation: false, capabilities.drop: [ALL], restricted Pod Security)."""
+
+    rules = (
+        _ROOT_RULE,
+        Rule(
+            "!has(self.privileged) || !self.privileged || has(self.allowPrivilegeEscalation) "
+            "&& self.allowPrivilegeEscalation",
+            "privileged: true needs allowPrivilegeEscalation: true (vigil sets it to false by default)",
+            lambda c: not c.privileged or c.allow_privilege_escalation is True,
+            ".privileged",
+        ),
+        Rule(
+            "!has(self.capabilities) || !has(self.capabilities.add) || "
+            "!self.capabilities.add.exists(c, c == 'SYS_ADMIN' || c == 'CAP_SYS_ADMIN') || "
+            "has(self.allowPrivilegeEscalation) && self.allowPrivilegeEscalation",
+            "capabilities.add SYS_ADMIN needs allowPrivilegeEscalation: true (vigil sets it to false by default)",
+            lambda c: (
+                c.capabilities is None
+                or not {"SYS_ADMIN", "CAP_SYS_ADMIN"} & set(c.capabilities.add or ())
+                or c.allow_privilege_escalation is True
+            ),
+            ".capabilities",
+        ),
+    )
+
+    run_as_user: UserId | None = pydantic.Field(default=None, description="UID the container runs as.")
+    run_as_group: UserId | None = pydantic.Field(default=None, description="GID the container runs as.")
+    run_as_non_root: bool | None = pydantic.Field(default=None, description="Refuse to start as UID 0.")
+    allow_privilege_escalation: bool | None = pydantic.Field(
+        default=None, description="Whether a process may gain more privileges than its parent (default false)."
+    )
+    privileged: bool | None = pydantic.Field(default=None, description="Run privileged (never in restricted).")
+    read_only_root_filesystem: bool | None = pydantic.Field(
+        default=None, description="Mount the container's root filesystem read-only."
+    )
+    capabilities: Capabilities | None = pydantic.Field(
+        default=None, description="Capabilities to add or drop (default: drop ALL)."
+    )
+    seccomp_profile: SeccompProfile | None = pydantic.Field(
+        default=None, description="Seccomp profile of the container (default: the pod's, RuntimeDefault)."
+    )
+
+
+class PodSecurityContext(KubeModel):
+    """Overrides of the Triton pods' securityContext; unset fields keep vigil's defaults
+    (runAsNonRoot: true, runAsUser/runAsGroup/fsGroup 1000, seccompProfile RuntimeDefault)."""
+
+    rules = (_ROOT_RULE,)
+
+    run_as_user: UserId | None = pydantic.Field(default=None, description="UID of every container.")
+    run_as_group: UserId | None = pydantic.Field(default=None, description="GID of every container.")
+    run_as_non_root: bool | None = pydantic.Field(default=None, description="Refuse to start as UID 0.")
+    fs_group: UserId | None = pydantic.Field(default=None, description="GID that owns mounted volumes.")
+    supplemental_groups: list[UserId] | None = pydantic.Field(
+        default=None, max_length=32, description="Extra GIDs of every container (at most 32)."
+    )
+    seccomp_profile: SeccompProfile | None = pydantic.Field(
+        default=None, description="Seccomp profile of the pod (default RuntimeDefault)."
+    )
+
+
+def _no_managed_flags(args: list[str]) -> list[str]:
+    for index, arg in enumerate(args):
+        flag = arg.split("=", 1)[0]
+        if flag in MANAGED_FLAGS:
+            raise ValueError(f"args[{index}]: {flag} is set by vigil and cannot be overridden")
+    return args
+
+
+def _label_keys(selector: dict[str, str]) -> dict[str, str]:
+    for key in selector:
+        if not formats.is_label_key(key):
+            raise ValueError(f"{key!r} is not a label key ([prefix/]name, name at most 63 characters)")
+    return selector
+
+
+TritonArg = Annotated[str, pydantic.Field(min_length=1, max_length=512)]
 
 
 class Triton(KubeModel):
     """How each Triton pod runs."""
 
     image: str = pydantic.Field(
-        default="nvcr.io/nvidia/tritonserver:25.01-py3", min_length=1, description="Triton server image."
+        default="nvcr.io/nvidia/tritonserver:25.01-py3",
+        min_length=1,
+        max_length=formats.IMAGE_MAX_LENGTH,
+        pattern=formats.IMAGE_REFERENCE,
+        description="Triton server image: [registry[:port]/]path[:tag][@digest], no spaces.",
     )
-    args: list[str] = pydantic.Field(
-        default_factory=list, max_length=64, description="Extra tritonserver arguments, appended."
+    args: Annotated[list[TritonArg], pydantic.AfterValidator(_no_managed_flags)] = pydantic.Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(a, !a.matches('{_MANAGED_FLAG}'))",
+                    "message": "spec.triton.args must not set a flag vigil renders: " + ", ".join(MANAGED_FLAGS),
+                }
+            ]
+        },
+        description="Extra tritonserver arguments (at most 64), appended; flags vigil renders "
+        "(" + ", ".join(MANAGED_FLAGS) + ") are refused.",
     )
-    model_control_mode: str = pydantic.Field(
-        default="explicit", pattern=r"^(none|poll|explicit)$", description="--model-control-mode."
+    model_control_mode: Literal["none", "poll", "explicit"] = pydantic.Field(
+        default="explicit", description="--model-control-mode: none, poll or explicit."
     )
-    cpu: str = pydantic.Field(default="2", pattern=QUANTITY, description="CPU request and limit per pod.")
-    memory: str = pydantic.Field(default="8Gi", pattern=QUANTITY, description="Memory request and limit per pod.")
-    gpus: int = pydantic.Field(default=1, ge=0, le=16, description="nvidia.com/gpu per replica (whole GPUs).")
-    env: list[EnvVar] = pydantic.Field(default_factory=list, max_length=64, description="Extra environment.")
-    node_selector: dict[str, str] = pydantic.Field(
-        default_factory=dict, description="Extra node labels the pods require (GPU product, zone, ...)."
+    cpu: formats.Cpu = pydantic.Field(
+        default="2", description=f"CPU request and limit per pod: a quantity above 0, at most {formats.CPU_MAX}."
+    )
+    memory: formats.Memory = pydantic.Field(
+        default="8Gi",
+        description=f"Memory request and limit per pod: a quantity above 0, at most {formats.MEMORY_MAX}.",
+    )
+    gpus: int = pydantic.Field(default=1, ge=0, le=16, description="nvidia.com/gpu per replica (whole GPUs, 0-16).")
+    env: Annotated[list[EnvVar], pydantic.AfterValidator(formats.unique_names)] = pydantic.Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra=formats.LIST_MAP,
+        description="Extra environment (at most 64 variables, names unique).",
+    )
+    node_selector: Annotated[dict[str, formats.LabelValue], pydantic.AfterValidator(_label_keys)] = pydantic.Field(
+        default_factory=dict,
+        max_length=32,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self.all(k, {formats.LABEL_KEY_CEL})",
+                    "message": "spec.triton.nodeSelector keys must be label keys ([prefix/]name)",
+                }
+            ]
+        },
+        description="Extra node labels the pods require (GPU product, zone, ...); at most 32, label syntax.",
     )
     tolerations: list[Toleration] = pydantic.Field(
-        default_factory=list, max_length=32, description="Extra tolerations (nvidia.com/gpu is tolerated always)."
+        default_factory=list,
+        max_length=32,
+        description="Extra tolerations (at most 32; nvidia.com/gpu is tolerated always).",
     )
     startup_timeout_seconds: int = pydantic.Field(
-        default=300, ge=10, le=3600, description="How long a pod may take to load its models before restart."
+        default=300, ge=10, le=3600, description="How long a pod may take to load its models before restart (10-3600)."
+    )
+    security_context: ContainerSecurityContext | None = pydantic.Field(
+        default=None,
+        description="Overrides of the container securityContext; vigil's defaults meet restricted Pod Security.",
+    )
+    pod_security_context: PodSecurityContext | None = pydantic.Field(
+        default=None,
+        description="Overrides of the pod securityContext; vigil's defaults meet restricted Pod Security.",
     )
 
 
 class RunbookRef(KubeModel):
-    name: str = pydantic.Field(pattern=DNS_LABEL, max_length=63, description="Runbook in the same namespace.")
+    """A Runbook in the ModelDeployment's namespace."""
+
+    name: str = pydantic.Field(
+        min_length=1,
+        max_length=253,
+        pattern=formats.DNS1123_SUBDOMAIN,
+        description="Runbook in the same namespace (a Kubernetes object name).",
+    )
+
+
+GATEWAY_PATTERN = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class Traffic(KubeModel):
@@ -95,11 +349,16 @@ class Traffic(KubeModel):
 
     fallback: str | None = pydantic.Field(
         default=None,
-        pattern=DNS_LABEL,
-        description="A ModelDeployment in the same namespace that may take this one's traffic.",
+        min_length=1,
+        max_length=NAME_MAX_LENGTH,
+        pattern=formats.DNS1035_LABEL,
+        description="Another ModelDeployment in the same namespace that may take this one's traffic.",
     )
     gateway: str | None = pydantic.Field(
         default=None,
+        min_length=1,
+        max_length=63 + 1 + 253,
+        pattern=GATEWAY_PATTERN,
         description="Parent Gateway (namespace/name or name) of the HTTPRoute that weighted traffic "
         "shifts use; without it the route's parent is the stable Service (mesh style). Clusters "
         "without Gateway API split revisions by replica ratio behind the stable Service.",
@@ -116,49 +375,54 @@ class PodShape(KubeModel):
 class ModelDeploymentSpec(PodShape):
     """What the user wants served."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
-                "spec.minReplicas must be <= spec.maxReplicas",
-                ".minReplicas",
-            ),
-            cel(
-                "!has(self.maxReplicas) || self.replicas <= self.maxReplicas",
-                "spec.replicas must be <= spec.maxReplicas",
-                ".replicas",
-            ),
-            cel(
-                "!has(self.minReplicas) || self.replicas >= self.minReplicas",
-                "spec.replicas must be >= spec.minReplicas",
-                ".replicas",
-            ),
-            cel(
-                "!has(self.slos) || self.slos.all(a, self.slos.exists_one(b, b.name == a.name))",
-                "spec.slos names must be unique",
-                ".slos",
-            ),
-        )
+    rules = (
+        Rule(
+            "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            "spec.minReplicas must be <= spec.maxReplicas",
+            lambda s: s.min_replicas is None or s.max_replicas is None or s.min_replicas <= s.max_replicas,
+            ".minReplicas",
+        ),
+        Rule(
+            "!has(self.maxReplicas) || !has(self.replicas) || self.replicas <= self.maxReplicas",
+            "spec.replicas must be <= spec.maxReplicas",
+            lambda s: s.max_replicas is None or s.replicas <= s.max_replicas,
+            ".replicas",
+        ),
+        Rule(
+            "!has(self.minReplicas) || !has(self.replicas) || self.replicas >= self.minReplicas",
+            "spec.replicas must be >= spec.minReplicas",
+            lambda s: s.min_replicas is None or s.replicas >= s.min_replicas,
+            ".replicas",
+        ),
     )
 
-    replicas: int = pydantic.Field(default=1, ge=0, le=1000, description="Desired serving replicas.")
-    min_replicas: int | None = pydantic.Field(default=None, ge=0, le=1000, description="Lower bound for scaling.")
-    max_replicas: int | None = pydantic.Field(
-        default=None, ge=1, le=1000, description="Upper bound for scale-out (defaults to replicas)."
+    replicas: int = pydantic.Field(default=1, ge=0, le=1000, description="Desired serving replicas (0-1000).")
+    min_replicas: int | None = pydantic.Field(
+        default=None, ge=0, le=1000, description="Lower bound for scaling (0-1000, at most replicas)."
     )
-    slos: list[SLOSpec] = pydantic.Field(default_factory=list, max_length=16, description="Service-level objectives.")
+    max_replicas: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Upper bound for scale-out (1-1000, at least replicas; defaults to replicas).",
+    )
+    slos: Annotated[list[SLOSpec], pydantic.AfterValidator(formats.unique_names)] = pydantic.Field(
+        default_factory=list,
+        max_length=16,
+        json_schema_extra=formats.LIST_MAP,
+        description="Service-level objectives (at most 16, names unique).",
+    )
     runbook_ref: RunbookRef | None = pydantic.Field(
         default=None, description="Runbook to run on a breach; without one the built-in default applies."
     )
     traffic: Traffic = pydantic.Field(default_factory=Traffic, description="Traffic options.")
-    bake_time: str = pydantic.Field(
+    bake_time: formats.Duration = pydantic.Field(
         default="5m",
-        pattern=DURATION_PATTERN,
         description="How long a revision must meet its SLOs to become last-known-good; the previous "
-        "revision stays warm this long after a rollout.",
+        "revision stays warm this long after a rollout. Longer than 0s.",
     )
     revision_history_limit: int = pydantic.Field(
-        default=5, ge=1, le=20, description="Revisions kept (as Deployments scaled to zero) for rollback."
+        default=5, ge=1, le=20, description="Revisions kept (as Deployments scaled to zero) for rollback (1-20)."
     )
     paused: bool = pydantic.Field(default=False, description="Stop automatic actions for this deployment.")
 
@@ -174,10 +438,10 @@ class Revision(KubeModel):
     """
 
     name: str = pydantic.Field(description="Revision hash (label vigil.dev/revision).")
-    model_version: str
+    model_version: str = pydantic.Field(description="spec.model.version of this revision.")
     shape: PodShape = pydantic.Field(description="The model and Triton settings of this revision.")
     generation: int = pydantic.Field(description="Spec generation that introduced it.")
-    created: str
+    created: str = pydantic.Field(description="When vigil first recorded it.")
     ready_since: str | None = pydantic.Field(default=None, description="When it first had all replicas ready.")
     last_known_good: bool = pydantic.Field(
         default=False, description="Met its SLOs for the bake time: a rollback target."
@@ -188,38 +452,44 @@ class Revision(KubeModel):
 class RollbackOverride(KubeModel):
     """Serving a revision other than the spec's, because of an incident."""
 
-    revision: str
-    from_revision: str
-    incident: str
+    revision: str = pydantic.Field(description="The revision served instead of the spec's.")
+    from_revision: str = pydantic.Field(description="The revision rolled back from.")
+    incident: str = pydantic.Field(description="The Incident that decided it.")
     generation: int = pydantic.Field(description="The spec generation this override applies to.")
-    since: str
+    since: str = pydantic.Field(description="When the override was set.")
 
 
 class ScaleOverride(KubeModel):
-    replicas: int
-    incident: str
-    generation: int
-    since: str
+    """Serving more replicas than spec.replicas, because of an incident."""
+
+    replicas: int = pydantic.Field(description="Replicas served instead of spec.replicas.")
+    incident: str = pydantic.Field(description="The Incident that decided it.")
+    generation: int = pydantic.Field(description="The spec generation this override applies to.")
+    since: str = pydantic.Field(description="When the override was set.")
 
 
 class TrafficSplit(KubeModel):
     """Where traffic goes: a revision of this deployment, or a fallback deployment."""
 
     backend: str = pydantic.Field(description="A revision hash, or 'md:<name>' for a fallback deployment.")
-    weight: int = pydantic.Field(ge=0, le=100)
+    weight: int = pydantic.Field(ge=0, le=100, description="Percent of traffic.")
 
 
 class TrafficOverride(KubeModel):
-    splits: list[TrafficSplit]
-    incident: str
-    generation: int
-    since: str
+    """Traffic split away from the serving revision, because of an incident."""
+
+    splits: list[TrafficSplit] = pydantic.Field(description="Backends and their weights.")
+    incident: str = pydantic.Field(description="The Incident that decided it.")
+    generation: int = pydantic.Field(description="The spec generation this override applies to.")
+    since: str = pydantic.Field(description="When the override was set.")
 
 
 class ModelDeploymentStatus(KubeModel):
-    observed_generation: int = 0
+    """What vigil observed and decided; written by vigil only."""
+
+    observed_generation: int = pydantic.Field(default=0, description="The spec generation last reconciled.")
     replicas: int = pydantic.Field(default=0, description="Pods of the serving revision.")
-    ready_replicas: int = 0
+    ready_replicas: int = pydantic.Field(default=0, description="Ready pods of the serving revision.")
     selector: str = pydantic.Field(default="", description="Label selector of serving pods (scale subresource).")
     desired_revision: str | None = pydantic.Field(default=None, description="Revision the spec asks for.")
     current_revision: str | None = pydantic.Field(default=None, description="Revision serving traffic.")
@@ -229,28 +499,50 @@ class ModelDeploymentStatus(KubeModel):
     )
     switched_at: str | None = pydantic.Field(default=None, description="When currentRevision last changed.")
     revisions: list[Revision] = pydantic.Field(default_factory=list, description="Bounded revision history.")
-    rollback: RollbackOverride | None = None
-    scale: ScaleOverride | None = None
-    traffic: TrafficOverride | None = None
-    slos: list[SLOStatus] = pydantic.Field(default_factory=list)
-    active_incident: str | None = None
-    conditions: list[Condition] = pydantic.Field(default_factory=list)
+    rollback: RollbackOverride | None = pydantic.Field(default=None, description="A rollback in force, if any.")
+    scale: ScaleOverride | None = pydantic.Field(default=None, description="A scale-out in force, if any.")
+    traffic: TrafficOverride | None = pydantic.Field(default=None, description="A traffic shift in force, if any.")
+    slos: list[SLOStatus] = pydantic.Field(default_factory=list, description="The state of each SLO.")
+    active_incident: str | None = pydantic.Field(default=None, description="The open Incident, if any.")
+    conditions: list[Condition] = pydantic.Field(
+        default_factory=list,
+        description="Available, Progressing, Degraded (reason InvalidSpec for a spec vigil refuses), SLOMet, "
+        "MetricsAvailable, RolledBack, ScaledOut, TrafficShifted.",
+    )
+
+
+def _name_of(md: Any) -> str:
+    return str(md.metadata.get("name", ""))
 
 
 class ModelDeployment(KubeModel):
     """A Triton model deployment kept inside its SLOs by vigil."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "size(self.metadata.name) <= 40",
-                "metadata.name must be at most 40 characters (revision Deployments append a hash)",
-            ),
-        )
+    rules = (
+        Rule(
+            f"self.metadata.name.matches('{formats.DNS1035_LABEL}')",
+            "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', a letter first): "
+            "revision Deployments and Services are named after it",
+            lambda md: not _name_of(md) or bool(re.match(formats.DNS1035_LABEL, _name_of(md))),
+        ),
+        Rule(
+            f"size(self.metadata.name) <= {NAME_MAX_LENGTH}",
+            f"metadata.name must be at most {NAME_MAX_LENGTH} characters (revision Deployments append a hash)",
+            lambda md: len(_name_of(md)) <= NAME_MAX_LENGTH,
+        ),
+        Rule(
+            "!has(self.spec.traffic) || !has(self.spec.traffic.fallback) "
+            "|| self.spec.traffic.fallback != self.metadata.name",
+            "spec.traffic.fallback must name another ModelDeployment, not this one",
+            lambda md: md.spec.traffic.fallback is None or md.spec.traffic.fallback != _name_of(md),
+            ".spec.traffic.fallback",
+        ),
     )
 
     api_version: str = "vigil.dev/v1alpha1"
     kind: str = KIND
     metadata: dict[str, Any] = pydantic.Field(default_factory=dict)
-    spec: ModelDeploymentSpec
-    status: ModelDeploymentStatus = pydantic.Field(default_factory=ModelDeploymentStatus)
+    spec: ModelDeploymentSpec = pydantic.Field(description="What the user wants served.")
+    status: ModelDeploymentStatus = pydantic.Field(
+        default_factory=ModelDeploymentStatus, description="What vigil observed and decided; written by vigil only."
+    )

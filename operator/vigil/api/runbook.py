@@ -9,11 +9,13 @@ a runbook may act, so a flapping signal cannot make vigil flap the cluster.
 from __future__ import annotations
 
 import enum
+from typing import Annotated, Literal
 
 import pydantic
 
-from vigil.api._base import KubeModel, cel, validations
-from vigil.api.slo import DURATION_PATTERN
+from vigil.api import formats
+from vigil.api._base import KubeModel, Rule
+from vigil.api.formats import LIST_MAP, LIST_SET, Duration, unique, unique_names
 
 KIND = "Runbook"
 PLURAL = "runbooks"
@@ -51,23 +53,40 @@ class OnFailure(enum.StrEnum):
     STOP = "stop"
 
 
+Causes = Annotated[list[Cause], pydantic.AfterValidator(unique)]
+
+
 class Trigger(KubeModel):
     """A breach this runbook answers: an SLO (``*`` for any) and, optionally, diagnosed causes."""
 
-    slo: str = pydantic.Field(default="*", description="SLO name, or * for any SLO of the deployment.")
-    causes: list[Cause] = pydantic.Field(
-        default_factory=list, description="Diagnosed causes that match; empty matches any cause."
+    slo: str = pydantic.Field(
+        default="*",
+        min_length=1,
+        max_length=40,
+        pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$",
+        description="SLO name (as in the ModelDeployment's spec.slos), or * for any SLO of the deployment.",
+    )
+    causes: Causes = pydantic.Field(
+        default_factory=list,
+        max_length=len(Cause),
+        json_schema_extra=LIST_SET,
+        description="Diagnosed causes that match (BadRollout, LoadSurge, Capacity, CrashingPods, Unknown; "
+        "each at most once); empty matches any cause.",
     )
 
 
 class StepWhen(KubeModel):
     """Preconditions; a step whose preconditions do not hold is skipped (and recorded as such)."""
 
-    causes: list[Cause] = pydantic.Field(default_factory=list, description="Run only for these causes.")
-    revision_changed_within: str | None = pydantic.Field(
+    causes: Causes = pydantic.Field(
+        default_factory=list,
+        max_length=len(Cause),
+        json_schema_extra=LIST_SET,
+        description="Run only for these causes (each at most once); empty runs for any cause.",
+    )
+    revision_changed_within: Duration | None = pydantic.Field(
         default=None,
-        pattern=DURATION_PATTERN,
-        description="Run only if the serving revision changed this recently before the breach.",
+        description="Run only if the serving revision changed this recently before the breach (longer than 0s).",
     )
 
 
@@ -102,49 +121,73 @@ class Webhook(KubeModel):
 
 
 class Params(KubeModel):
-    """Action parameters; each action reads the ones it documents."""
+    """Action parameters; each action reads the ones it documents (others are refused)."""
 
     step_replicas: int | None = pydantic.Field(
-        default=None, ge=1, le=100, description="scaleOut: replicas added per step (absolute target recorded)."
+        default=None, ge=1, le=100, description="scaleOut: replicas added per step, 1-100 (absolute target recorded)."
     )
     max_replicas: int | None = pydantic.Field(
-        default=None, ge=1, le=1000, description="scaleOut: ceiling (default spec.maxReplicas)."
+        default=None, ge=1, le=1000, description="scaleOut: ceiling, 1-1000 (default spec.maxReplicas)."
     )
-    target: str | None = pydantic.Field(
+    target: Literal["fallback", "lastKnownGood"] | None = pydantic.Field(
         default=None,
-        pattern=r"^(fallback|lastKnownGood)$",
-        description="shiftTraffic: fallback (spec.traffic.fallback) or lastKnownGood revision.",
+        description="shiftTraffic (required there): fallback (spec.traffic.fallback) or lastKnownGood revision.",
     )
     weight: int | None = pydantic.Field(
-        default=None, ge=0, le=100, description="shiftTraffic: percent of traffic moved to the target."
+        default=None, ge=0, le=100, description="shiftTraffic: percent of traffic moved to the target (0-100)."
     )
     webhook: Webhook | None = pydantic.Field(
         default=None,
         description="notify: the webhook that receives a JSON POST; without one the notification is an Event only.",
     )
-    message: str | None = pydantic.Field(default=None, max_length=1024, description="notify: text.")
+    message: str | None = pydantic.Field(default=None, max_length=1024, description="notify: text (at most 1024).")
+
+
+_PARAMS_OF: dict[str, tuple[str, ...]] = {
+    "stepReplicas": ("scaleOut",),
+    "maxReplicas": ("scaleOut",),
+    "target": ("shiftTraffic",),
+    "weight": ("shiftTraffic",),
+    "webhook": ("notify",),
+    "message": ("notify",),
+}
+
+
+def _param_rule(param: str, actions: tuple[str, ...]) -> Rule:
+    allowed = " || ".join(f"self.action == '{a}'" for a in actions)
+    python_name = next(k for k, f in Params.model_fields.items() if f.alias == param)
+    return Rule(
+        f"!has(self.params) || !has(self.params.{param}) || {allowed}",
+        f"params.{param} applies to {' and '.join(actions)} steps only",
+        lambda step: getattr(step.params, python_name) is None or step.action in actions,
+        f".params.{param}",
+    )
 
 
 class Step(KubeModel):
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "self.action != 'shiftTraffic' || has(self.params) && has(self.params.target)",
-                "params.target is required for shiftTraffic steps",
-                ".params",
-            ),
-        )
+    """One action of the plan, with its verification and what to do when it did not help."""
+
+    rules = (
+        Rule(
+            "self.action != 'shiftTraffic' || has(self.params) && has(self.params.target)",
+            "params.target is required for shiftTraffic steps",
+            lambda step: step.action is not Action.SHIFT_TRAFFIC or step.params.target is not None,
+            ".params",
+        ),
+        *(_param_rule(param, actions) for param, actions in _PARAMS_OF.items()),
     )
 
-    name: str = pydantic.Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
-    action: Action
-    params: Params = pydantic.Field(default_factory=Params)
-    when: StepWhen = pydantic.Field(default_factory=StepWhen)
-    verify_after: str = pydantic.Field(
-        default="60s", pattern=DURATION_PATTERN, description="Wait this long, then judge the SLO again."
+    name: formats.ShortName = pydantic.Field(
+        description="Step name, unique in the runbook (a DNS label of at most 40 characters)."
     )
-    timeout: str = pydantic.Field(
-        default="5m", pattern=DURATION_PATTERN, description="Give up on the action finishing after this long."
+    action: Action = pydantic.Field(description="rollback, scaleOut, shiftTraffic, restartPods or notify.")
+    params: Params = pydantic.Field(default_factory=Params, description="Parameters of the action.")
+    when: StepWhen = pydantic.Field(default_factory=StepWhen, description="Preconditions of the step.")
+    verify_after: Duration = pydantic.Field(
+        default="60s", description="Wait this long, then judge the SLO again (longer than 0s)."
+    )
+    timeout: Duration = pydantic.Field(
+        default="5m", description="Give up on the action finishing after this long (longer than 0s)."
     )
     on_failure: OnFailure = pydantic.Field(
         default=OnFailure.NEXT, description="next step, escalate (notify and stop), or stop."
@@ -152,31 +195,38 @@ class Step(KubeModel):
 
 
 class Guards(KubeModel):
-    cooldown: str = pydantic.Field(
-        default="10m", pattern=DURATION_PATTERN, description="No new plan for a deployment this soon after one ended."
+    """Bounds on how often a runbook may act, so a flapping signal cannot make vigil flap the cluster."""
+
+    cooldown: Duration = pydantic.Field(
+        default="10m", description="No new plan for a deployment this soon after one ended (longer than 0s)."
     )
-    max_actions_per_hour: int = pydantic.Field(default=6, ge=1, le=100)
+    max_actions_per_hour: int = pydantic.Field(
+        default=6, ge=1, le=100, description="Actions per deployment and hour, at most (1-100)."
+    )
 
 
 class RunbookSpec(KubeModel):
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "self.steps.all(a, self.steps.exists_one(b, b.name == a.name))",
-                "spec.steps names must be unique",
-                ".steps",
-            ),
-        )
-    )
+    """Which breaches the runbook answers, and the ordered steps it takes."""
 
     mode: Mode = pydantic.Field(default=Mode.AUTO, description="auto, dryRun (record only) or approval.")
-    approval_annotation: str = pydantic.Field(
+    approval_annotation: formats.LabelKey = pydantic.Field(
         default="vigil.dev/approve",
-        description="approval mode: annotation on the Incident that lets the plan run (value 'true').",
+        description="approval mode: annotation on the Incident that lets the plan run (value 'true'); "
+        "an annotation key ([prefix/]name).",
     )
-    triggers: list[Trigger] = pydantic.Field(default_factory=lambda: [Trigger()], max_length=16)
-    steps: list[Step] = pydantic.Field(min_length=1, max_length=16)
-    guards: Guards = pydantic.Field(default_factory=Guards)
+    triggers: list[Trigger] = pydantic.Field(
+        default_factory=lambda: [Trigger()],
+        min_length=1,
+        max_length=16,
+        description="Breaches this runbook answers (1-16); default: any SLO, any cause.",
+    )
+    steps: Annotated[list[Step], pydantic.AfterValidator(unique_names)] = pydantic.Field(
+        min_length=1,
+        max_length=16,
+        json_schema_extra=LIST_MAP,
+        description="Ordered steps (1-16, names unique).",
+    )
+    guards: Guards = pydantic.Field(default_factory=Guards, description="Rate limits of the runbook's actions.")
 
 
 class Runbook(KubeModel):
@@ -185,4 +235,4 @@ class Runbook(KubeModel):
     api_version: str = "vigil.dev/v1alpha1"
     kind: str = KIND
     metadata: dict[str, object] = pydantic.Field(default_factory=dict)
-    spec: RunbookSpec
+    spec: RunbookSpec = pydantic.Field(description="Triggers, steps and guards.")

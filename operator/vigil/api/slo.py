@@ -16,33 +16,18 @@ missing data is never read as healthy nor as broken (``noDataPolicy``).
 from __future__ import annotations
 
 import enum
-import re
+from typing import Literal
 
 import pydantic
 
-from vigil.api._base import KubeModel, cel, validations
+from vigil.api._base import KubeModel, Rule
+from vigil.api.formats import DURATION_PATTERN as DURATION_PATTERN
+from vigil.api.formats import Duration, ShortName, cel_milliseconds
+from vigil.api.formats import duration_seconds as duration_seconds
+from vigil.api.formats import format_duration as format_duration
 
-_DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w))+$")
-DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w))+$"
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def duration_seconds(text: str) -> float:
-    """Seconds in a Prometheus-style duration such as ``1h30m`` or ``250ms``."""
-    if not _DURATION.match(text):
-        raise ValueError(f"{text!r} is not a duration like 30s, 5m, 1h, 30d")
-    return sum(float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d|w)", text))
-
-
-def format_duration(seconds: float) -> str:
-    """The shortest Prometheus duration for a whole number of seconds (``90`` -> ``1m30s``)."""
-    remaining = max(1, round(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if remaining >= size:
-            parts.append(f"{remaining // size}{unit}")
-            remaining %= size
-    return "".join(parts)
+PERIOD_MAX_SECONDS = 366 * 86400
+THRESHOLD_MS_MAX = 3_600_000.0
 
 
 class SLOKind(enum.StrEnum):
@@ -65,44 +50,90 @@ class NoDataPolicy(enum.StrEnum):
 class BurnWindow(KubeModel):
     """One multi-window alerting pair: breach when both windows burn faster than ``factor``."""
 
-    long: str = pydantic.Field(pattern=DURATION_PATTERN, description="Long window, e.g. 1h.")
-    short: str = pydantic.Field(pattern=DURATION_PATTERN, description="Short window, usually long / 12.")
-    factor: float = pydantic.Field(gt=0, description="Burn-rate factor both windows must exceed, e.g. 14.4.")
-    severity: str = pydantic.Field(
-        default="page", pattern=r"^(page|ticket)$", description="page (acts) or ticket (warns only)."
+    rules = (
+        Rule(
+            f"{cel_milliseconds('self.short')} <= {cel_milliseconds('self.long')}",
+            "short must not be longer than long",
+            lambda w: duration_seconds(w.short) <= duration_seconds(w.long),
+            ".short",
+        ),
     )
+
+    long: Duration = pydantic.Field(description="Long window, e.g. 1h; at most the SLO's period.")
+    short: Duration = pydantic.Field(description="Short window, usually long / 12; at most the long window.")
+    factor: float = pydantic.Field(
+        gt=0, le=1000, description="Burn-rate factor both windows must exceed, e.g. 14.4 (above 0, at most 1000)."
+    )
+    severity: Literal["page", "ticket"] = pydantic.Field(
+        default="page", description="page (a breach: acts) or ticket (a warning only)."
+    )
+
+
+_THRESHOLD_KINDS = (SLOKind.LATENCY, SLOKind.QUEUE_TIME)
 
 
 class SLOSpec(KubeModel):
     """A named objective judged from Triton's Prometheus metrics."""
 
-    model_config = pydantic.ConfigDict(
-        json_schema_extra=validations(
-            cel(
-                "self.kind != 'latency' && self.kind != 'queueTime' || has(self.thresholdMs)",
-                "thresholdMs is required for latency and queueTime SLOs",
-                ".thresholdMs",
-            ),
-            cel(
-                "self.kind != 'gpuMemory' || has(self.maxUtilization)",
-                "maxUtilization is required for gpuMemory SLOs",
-                ".maxUtilization",
-            ),
-        )
+    rules = (
+        Rule(
+            "self.kind != 'latency' && self.kind != 'queueTime' || has(self.thresholdMs)",
+            "thresholdMs is required for latency and queueTime SLOs",
+            lambda s: s.kind not in _THRESHOLD_KINDS or s.threshold_ms is not None,
+            ".thresholdMs",
+        ),
+        Rule(
+            "self.kind == 'latency' || self.kind == 'queueTime' || !has(self.thresholdMs)",
+            "thresholdMs applies to latency and queueTime SLOs only",
+            lambda s: s.kind in _THRESHOLD_KINDS or s.threshold_ms is None,
+            ".thresholdMs",
+        ),
+        Rule(
+            "self.kind != 'gpuMemory' || has(self.maxUtilization)",
+            "maxUtilization is required for gpuMemory SLOs",
+            lambda s: s.kind is not SLOKind.GPU_MEMORY or s.max_utilization is not None,
+            ".maxUtilization",
+        ),
+        Rule(
+            "self.kind == 'gpuMemory' || !has(self.maxUtilization)",
+            "maxUtilization applies to gpuMemory SLOs only",
+            lambda s: s.kind is SLOKind.GPU_MEMORY or s.max_utilization is None,
+            ".maxUtilization",
+        ),
+        Rule(
+            "self.kind == 'latency' || !has(self.method) || self.method == 'average'",
+            "method: histogram applies to latency SLOs only",
+            lambda s: s.kind is SLOKind.LATENCY or s.method is LatencyMethod.AVERAGE,
+            ".method",
+        ),
+        Rule(
+            f"!has(self.period) || {cel_milliseconds('self.period')} <= {PERIOD_MAX_SECONDS * 1000}",
+            "period must be at most 366d",
+            lambda s: duration_seconds(s.period) <= PERIOD_MAX_SECONDS,
+            ".period",
+        ),
+        Rule(
+            f"!has(self.windows) || !has(self.period) || self.windows.all(w, "
+            f"{cel_milliseconds('w.long')} <= {cel_milliseconds('self.period')})",
+            "windows[].long must not be longer than period",
+            lambda s: all(duration_seconds(w.long) <= duration_seconds(s.period) for w in s.windows or ()),
+            ".windows",
+        ),
     )
 
-    name: str = pydantic.Field(
-        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40, description="Name, unique per deployment."
-    )
+    name: ShortName = pydantic.Field(description="Name, unique per deployment (a DNS label of at most 40 characters).")
     kind: SLOKind = pydantic.Field(description="availability, latency, queueTime or gpuMemory.")
     objective: float = pydantic.Field(
         default=99.0,
         gt=0,
         lt=100,
-        description="Target percentage of good requests (ratio SLOs), e.g. 99.9.",
+        description="Target percentage of good requests (ratio SLOs), e.g. 99.9; above 0 and below 100.",
     )
     threshold_ms: float | None = pydantic.Field(
-        default=None, gt=0, description="Latency or queue-time threshold in milliseconds."
+        default=None,
+        gt=0,
+        le=THRESHOLD_MS_MAX,
+        description="latency and queueTime only (and required there): threshold in milliseconds, above 0.",
     )
     method: LatencyMethod = pydantic.Field(
         default=LatencyMethod.AVERAGE,
@@ -110,20 +141,24 @@ class SLOSpec(KubeModel):
         "(ratio of first responses under thresholdMs; thresholdMs must be a bucket boundary).",
     )
     max_utilization: float | None = pydantic.Field(
-        default=None, gt=0, le=1, description="gpuMemory only: highest used/total GPU memory ratio."
+        default=None,
+        gt=0,
+        le=1,
+        description="gpuMemory only (and required there): highest used/total GPU memory ratio, in (0, 1].",
     )
-    period: str = pydantic.Field(
-        default="30d", pattern=DURATION_PATTERN, description="SLO period (error-budget window)."
+    period: Duration = pydantic.Field(
+        default="30d", description="SLO period (error-budget window), longer than 0s and at most 366d."
     )
     windows: list[BurnWindow] | None = pydantic.Field(
         default=None,
         max_length=4,
-        description="Alerting windows; default: the SRE workbook table scaled to the period.",
+        description="Alerting windows (at most 4); default: the SRE workbook table scaled to the period.",
     )
     min_request_rate: float = pydantic.Field(
         default=0.1,
         ge=0,
-        description="Requests/s below which the SLO is not judged (state InsufficientTraffic).",
+        le=1_000_000,
+        description="Requests/s below which the SLO is not judged (state InsufficientTraffic); 0 judges always.",
     )
     no_data_policy: NoDataPolicy = pydantic.Field(
         default=NoDataPolicy.HOLD,
@@ -141,19 +176,23 @@ class SLOState(enum.StrEnum):
 
 
 class WindowBurn(KubeModel):
-    window: str
-    burn_rate: float | None = None
-    sli: float | None = None
+    """One measured window of the decisive revision."""
+
+    window: str = pydantic.Field(description="The window as measured (capped for a young revision).")
+    burn_rate: float | None = pydantic.Field(
+        default=None, description="Burn rate (ratio SLOs) or value / threshold (threshold SLOs)."
+    )
+    sli: float | None = pydantic.Field(default=None, description="The SLI over this window.")
 
 
 class SLOStatus(KubeModel):
     """The observed state of one SLO (written by the fleet evaluation loop)."""
 
-    name: str
-    state: SLOState
+    name: str = pydantic.Field(description="The SLO's name in spec.slos.")
+    state: SLOState = pydantic.Field(description="Met, Warning, Breached, NoData or InsufficientTraffic.")
     sli: float | None = pydantic.Field(default=None, description="Current SLI over the shortest window.")
-    request_rate: float | None = None
-    burn_rates: list[WindowBurn] = pydantic.Field(default_factory=list)
+    request_rate: float | None = pydantic.Field(default=None, description="Requests/s over the shortest window.")
+    burn_rates: list[WindowBurn] = pydantic.Field(default_factory=list, description="Every measured window.")
     budget_remaining: float | None = pydantic.Field(
         default=None, description="Fraction of the error budget left over the longest window observed."
     )
@@ -162,6 +201,6 @@ class SLOStatus(KubeModel):
         default=None,
         description="While the state is NoData: the last state judged on data, which hysteresis resumes from.",
     )
-    message: str = ""
-    last_transition_time: str | None = None
-    last_evaluation_time: str | None = None
+    message: str = pydantic.Field(default="", description="Why the state is what it is, naming the windows.")
+    last_transition_time: str | None = pydantic.Field(default=None, description="When the state last changed.")
+    last_evaluation_time: str | None = pydantic.Field(default=None, description="When the SLO was last judged.")

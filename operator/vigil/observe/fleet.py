@@ -10,6 +10,13 @@ says why, so the caller sets ``MetricsAvailable=False`` and acts on nothing. Par
 not judged, because a family that failed to load would read as "no series", and a missing
 failure counter next to a present success counter would read as "no errors".
 
+One bad object never blinds the fleet. Targets are planned and judged one by one: a target whose
+spec breaks the maths (it got past validation somehow) is set aside with its error in
+``FleetResult.failures`` and only its own deployment hears of it (``MetricsAvailable=False``,
+reason ``EvaluationFailed``); the others are judged as if it did not exist. An unexpected error
+of the cycle itself (not of one target) is a cycle without verdicts, like a Prometheus outage,
+never a stale result that keeps saying the metrics are fine.
+
 Consistency. Every query of a cycle is evaluated at the same instant (``time=now``), so the
 numerator and denominator of a ratio come from the same moment even when queries run in
 parallel.
@@ -29,6 +36,7 @@ import asyncio
 import collections.abc
 import dataclasses
 import datetime
+import logging
 import threading
 import time
 
@@ -38,6 +46,21 @@ import requests
 import urllib3
 
 from vigil.observe import metrics, promql, slo
+
+log = logging.getLogger("vigil.observe")
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetFailure:
+    """A deployment that could not be evaluated this cycle, and why (the others were)."""
+
+    namespace: str
+    name: str
+    error: str
+
+    @classmethod
+    def of(cls, target: slo.Target, stage: str, error: Exception) -> TargetFailure:
+        return cls(target.namespace, target.name, f"{stage} failed: {type(error).__name__}: {error}"[:_DETAIL_LIMIT])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +72,14 @@ class FleetResult:
     deployments: tuple[slo.DeploymentReport, ...]
     queries: int
     duration_seconds: float
+    failures: tuple[TargetFailure, ...] = ()
 
     def deployment(self, namespace: str, name: str) -> slo.DeploymentReport | None:
         return next((d for d in self.deployments if (d.namespace, d.name) == (namespace, name)), None)
+
+    def failure(self, namespace: str, name: str) -> str | None:
+        """Why this deployment alone was not evaluated, if it was not."""
+        return next((f.error for f in self.failures if (f.namespace, f.name) == (namespace, name)), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,22 +134,44 @@ class FleetObserver:
         self.concurrency = concurrency
         self.headers = dict(headers or {})
         self._gauges = metrics.SLOGauges()
+        self._failing: set[tuple[str, str]] = set()
 
     async def evaluate(self, targets: collections.abc.Sequence[slo.Target], now: datetime.datetime) -> FleetResult:
-        """Judge every target at ``now``; never raises for Prometheus trouble."""
+        """Judge every target at ``now``; never raises (see the module docstring)."""
         started = time.perf_counter()
-        queries = slo.query_plan(targets, now, self.settings)
-        results, failure = await self.query(queries, now)
+        try:
+            return self._finish(await self._evaluate(targets, now), started)
+        except Exception as error:  # a bug of the cycle itself: no verdicts at all, said so
+            metrics.METRICS_AVAILABLE.set(0)
+            self._gauges.clear()
+            detail = f"the evaluation failed: {type(error).__name__}: {error}"[:_DETAIL_LIMIT]
+            return self._finish(FleetResult(False, detail, (), 0, 0.0), started)
+
+    async def _evaluate(self, targets: collections.abc.Sequence[slo.Target], now: datetime.datetime) -> FleetResult:
+        plan = slo.plan_fleet(targets, now, self.settings)
+        failures = [TargetFailure.of(target, "planning its queries", error) for target, error in plan.failed]
+        results, failure = await self.query(plan.queries, now)
         if failure is not None:
             metrics.METRICS_AVAILABLE.set(0)
             self._gauges.clear()
-            return self._finish(FleetResult(False, failure.describe(), (), len(queries), 0.0), started)
+            return FleetResult(False, failure.describe(), (), len(plan.queries), 0.0)
         # Pure but not free (about a quarter of a millisecond per SLO and revision): in a thread,
         # so kopf's handlers keep running on the event loop while a large fleet is judged.
-        reports = await asyncio.to_thread(self._judge, targets, results, now)
+        reports, judge_failures = await asyncio.to_thread(self._judge, plan.planned, results, now)
         metrics.METRICS_AVAILABLE.set(1)
         self._gauges.publish(reports)
-        return self._finish(FleetResult(True, None, reports, len(queries), 0.0), started)
+        self._log_failures((*failures, *judge_failures))
+        return FleetResult(True, None, reports, len(plan.queries), 0.0, (*failures, *judge_failures))
+
+    def _log_failures(self, failures: collections.abc.Sequence[TargetFailure]) -> None:
+        """Log a deployment's evaluation failure when it starts and when it ends, not every cycle."""
+        failing = {(f.namespace, f.name) for f in failures}
+        for failure in failures:
+            if (failure.namespace, failure.name) not in self._failing:
+                log.warning("SLOs of %s/%s not evaluated: %s", failure.namespace, failure.name, failure.error)
+        for namespace, name in sorted(self._failing - failing):
+            log.info("SLOs of %s/%s evaluated again", namespace, name)
+        self._failing = failing
 
     @staticmethod
     def _finish(result: FleetResult, started: float) -> FleetResult:
@@ -131,8 +181,16 @@ class FleetObserver:
 
     def _judge(
         self, targets: collections.abc.Sequence[slo.Target], results: promql.Results, now: datetime.datetime
-    ) -> tuple[slo.DeploymentReport, ...]:
-        return tuple(slo.evaluate(t, results, now, self.settings) for t in targets)
+    ) -> tuple[tuple[slo.DeploymentReport, ...], tuple[TargetFailure, ...]]:
+        """Each target judged on its own: one that raises is a failure of that target only."""
+        reports: list[slo.DeploymentReport] = []
+        failures: list[TargetFailure] = []
+        for target in targets:
+            try:
+                reports.append(slo.evaluate(target, results, now, self.settings))
+            except Exception as error:  # isolation: whatever it is, it stays with this target
+                failures.append(TargetFailure.of(target, "judging its SLOs", error))
+        return tuple(reports), tuple(failures)
 
     async def query(
         self, queries: collections.abc.Sequence[promql.Query], now: datetime.datetime

@@ -43,8 +43,13 @@ def merge(
     report: slo.DeploymentReport | None,
     generation: int,
     now: datetime.datetime,
+    failure: str | None = None,
 ) -> Merged:
-    """The status after an evaluation; ``report`` is None when this deployment was not evaluated."""
+    """The status after an evaluation; ``report`` is None when this deployment was not evaluated.
+
+    ``failure`` says why this deployment alone could not be evaluated while the others were: its
+    verdicts are held exactly as in an outage, but the condition names the deployment's own problem.
+    """
     new = status.model_copy(deep=True)
     flips: list[tuple[str, cond.ConditionStatus, str, str]] = []
 
@@ -59,6 +64,14 @@ def merge(
             cond.ConditionStatus.FALSE,
             "PrometheusUnavailable",
             f"holding all SLO verdicts and actions: {error or 'Prometheus could not be queried'}",
+        )
+        return Merged(new, (), tuple(flips))
+    if failure is not None:
+        set_condition(
+            METRICS_AVAILABLE,
+            cond.ConditionStatus.FALSE,
+            "EvaluationFailed",
+            f"holding this deployment's SLO verdicts and actions: {failure}",
         )
         return Merged(new, (), tuple(flips))
     set_condition(METRICS_AVAILABLE, cond.ConditionStatus.TRUE, "PrometheusAnswered", "SLIs were evaluated")

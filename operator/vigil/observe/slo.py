@@ -245,24 +245,57 @@ def age_of(revision: RevisionRef, now: datetime.datetime) -> float:
     return (now - revision.since).total_seconds()
 
 
-def query_plan(
-    targets: collections.abc.Iterable[Target], now: datetime.datetime, settings: Settings
-) -> tuple[promql.Query, ...]:
-    """Every query one cycle needs for all ``targets`` together.
+def target_needs(target: Target, now: datetime.datetime, settings: Settings) -> tuple[set[promql.Need], set[float]]:
+    """The questions and histogram thresholds one target adds to a cycle."""
+    needs: set[promql.Need] = set()
+    thresholds: set[float] = set()
+    for spec in target.slos:
+        if _is_histogram(spec) and spec.threshold_ms is not None:
+            thresholds.add(spec.threshold_ms)
+        for revision in target.revisions:
+            needs.update(needs_of(spec, age_of(revision, now), settings))
+    return needs, thresholds
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetPlan:
+    """One cycle's queries, the targets they cover, and the targets that could not be planned."""
+
+    queries: tuple[promql.Query, ...]
+    planned: tuple[Target, ...]
+    failed: tuple[tuple[Target, Exception], ...]
+
+
+def plan_fleet(targets: collections.abc.Iterable[Target], now: datetime.datetime, settings: Settings) -> FleetPlan:
+    """Every query one cycle needs for all ``targets`` together, planned target by target.
 
     The count depends on the distinct windows in use (SLO periods, explicit windows, the bounded
     ladder of capped windows for young revisions) and on the SLO kinds, never on how many
-    deployments share them.
+    deployments share them. A target whose questions cannot be worked out (a spec that got past
+    validation and breaks the maths) is set aside with its error; the others are planned as if it
+    did not exist, so one bad object cannot blind the fleet.
     """
     needs = base_needs(settings)
     thresholds: set[float] = set()
+    planned: list[Target] = []
+    failed: list[tuple[Target, Exception]] = []
     for target in targets:
-        for spec in target.slos:
-            if _is_histogram(spec) and spec.threshold_ms is not None:
-                thresholds.add(spec.threshold_ms)
-            for revision in target.revisions:
-                needs.update(needs_of(spec, age_of(revision, now), settings))
-    return promql.plan(needs, thresholds)
+        try:
+            its_needs, its_thresholds = target_needs(target, now, settings)
+        except Exception as error:  # isolation: whatever it is, it stays with this target
+            failed.append((target, error))
+            continue
+        needs |= its_needs
+        thresholds |= its_thresholds
+        planned.append(target)
+    return FleetPlan(promql.plan(needs, thresholds), tuple(planned), tuple(failed))
+
+
+def query_plan(
+    targets: collections.abc.Iterable[Target], now: datetime.datetime, settings: Settings
+) -> tuple[promql.Query, ...]:
+    """Every query one cycle needs for all ``targets`` together (see :func:`plan_fleet`)."""
+    return plan_fleet(targets, now, settings).queries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,9 +430,10 @@ def budget_remaining(spec: sloapi.SLOSpec, measurement: Measurement) -> float | 
     if windows.is_threshold(spec) or not measurement.pairs:
         return None
     longest = max((p.long for p in measurement.pairs), key=lambda r: r.seconds)
-    if longest.burn_rate is None:
+    period = sloapi.duration_seconds(spec.period)
+    if longest.burn_rate is None or period <= 0:  # a period of 0s is refused by the schema; never divide by it
         return None
-    return 1.0 - longest.burn_rate * longest.seconds / sloapi.duration_seconds(spec.period)
+    return 1.0 - longest.burn_rate * longest.seconds / period
 
 
 @dataclasses.dataclass(frozen=True)

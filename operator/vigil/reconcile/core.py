@@ -228,7 +228,7 @@ def decide(
     draft = _Draft(status=md.status.model_copy(deep=True), events=[], generation=generation, now=now)
     status = draft.status
     status.observed_generation = generation
-    problems = workload.spec_problems(spec, name) + route.spec_problems(spec)
+    problems = route.spec_problems(spec)
     desired = revisions.revision_of(spec)
     _clear_stale_overrides(draft, None if problems else desired)
 

@@ -25,6 +25,7 @@ from kubernetes.client import exceptions
 
 from vigil import api, labels
 from vigil.api import conditions as cond
+from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
@@ -34,6 +35,7 @@ from vigil.reconcile import queue as workqueue
 log = logging.getLogger("vigil.reconcile")
 WORKERS = 4
 RETRY_SECONDS = 5.0
+INVALID_SPEC = "InvalidSpec"
 
 
 @dataclasses.dataclass
@@ -248,6 +250,25 @@ def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
     return refs
 
 
+def fleet_targets(mds: typing.Iterable[mdapi.ModelDeployment]) -> list[slo.Target]:
+    """The deployments with SLOs, as evaluation targets; one whose status cannot be read is left out
+    (and logged), so it cannot stop the others from being evaluated."""
+    targets = []
+    for md in list(mds):
+        if not md.spec.slos:
+            continue
+        try:
+            targets.append(slo.Target.of(md, serving_revisions(md)))
+        except ValueError as error:
+            log.warning(
+                "SLOs of %s/%s not evaluated: unreadable status: %s",
+                md.metadata.get("namespace"),
+                md.metadata.get("name"),
+                error,
+            )
+    return targets
+
+
 async def _fleet_loop(runtime: Runtime, url: str) -> None:
     """One batched evaluation of every deployment's SLOs per interval (cost independent of N)."""
     min_window = int(sloapi.duration_seconds(runtime.settings.min_window))
@@ -263,7 +284,7 @@ async def _fleet_loop(runtime: Runtime, url: str) -> None:
             continue
         started = time.monotonic()
         now = datetime.datetime.now(datetime.UTC)
-        targets = [slo.Target.of(md, serving_revisions(md)) for md in list(runtime.mds.values()) if md.spec.slos]
+        targets = fleet_targets(runtime.mds.values())
         try:
             result = await observer.evaluate(targets, now)
         except Exception:
@@ -300,6 +321,7 @@ def _observe(
         report=result.deployment(namespace, name),
         generation=int(md.metadata.get("generation") or 0),
         now=now,
+        failure=result.failure(namespace, name),
     )
     events = [
         core.Event(
@@ -361,7 +383,11 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     try:
         md = mdapi.ModelDeployment.model_validate(raw)
     except pydantic.ValidationError as error:
-        await _report_unparseable(runtime, raw, error, now)
+        await _report_invalid_spec(runtime, raw, invalid.describe(error), now)
+        return
+    refused = invalid.beyond_schema(md, min_window_seconds=sloapi.duration_seconds(runtime.settings.min_window))
+    if refused:
+        await _report_invalid_spec(runtime, raw, refused, now)
         return
     observed = await runtime.kube.observe(namespace, name)
     key = (namespace, name)
@@ -375,7 +401,7 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
             md=md,
             observed=observed,
             report=runtime.fleet.deployment(namespace, name),
-            metrics_available=runtime.fleet.metrics_available,
+            metrics_available=runtime.fleet.metrics_available and runtime.fleet.failure(namespace, name) is None,
             now=now,
         )
         status, heal_events = await healing.tend(runtime.kube, ctx, status)
@@ -399,27 +425,38 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         await _event(runtime, raw, ev)
 
 
-async def _report_unparseable(
-    runtime: Runtime, raw: dict[str, Any], error: pydantic.ValidationError, now: datetime.datetime
+async def _report_invalid_spec(
+    runtime: Runtime, raw: dict[str, Any], problems: list[str], now: datetime.datetime
 ) -> None:
-    """A spec the schema let through but the models reject: Degraded with the field named."""
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in issue['loc'])}: {issue['msg']}" for issue in error.errors(include_url=False)
-    )
-    status_raw = raw.get("status") or {}
+    """A spec vigil refuses: Degraded=True, reason InvalidSpec, naming each field, on this object only.
+
+    Nothing else is decided for it: its children are left as they are (no rollout of a spec vigil
+    cannot honour, no teardown either), and it leaves the fleet evaluation, so a bad object can
+    neither act nor disturb another's verdicts. A Warning Event accompanies every new message.
+    """
+    meta = raw["metadata"]
+    key = (meta["namespace"], meta["name"])
+    runtime.mds.pop(key, None)
+    message = "; ".join(problems)
     try:
-        status = mdapi.ModelDeploymentStatus.model_validate(status_raw)
+        status = mdapi.ModelDeploymentStatus.model_validate(raw.get("status") or {})
     except pydantic.ValidationError:
         status = mdapi.ModelDeploymentStatus()
-    generation = int(raw["metadata"].get("generation") or 0)
-    status.conditions, flipped = cond.set_condition(
-        status.conditions, core.DEGRADED, cond.ConditionStatus.TRUE, "InvalidSpec", problems, generation, now
+    before = cond.find(status.conditions, core.DEGRADED)
+    generation = int(meta.get("generation") or 0)
+    status.conditions, _flipped = cond.set_condition(
+        status.conditions, core.DEGRADED, cond.ConditionStatus.TRUE, INVALID_SPEC, message, generation, now
     )
     status.observed_generation = generation
-    meta = raw["metadata"]
-    await runtime.kube.apply_md_status(meta["namespace"], meta["name"], status)
-    if flipped:
-        await _event(runtime, raw, core.Event("Warning", "InvalidSpec", problems))
+    await runtime.kube.apply_md_status(key[0], key[1], status)
+    runtime.status_written[key] = time.monotonic()
+    if before is None or (before.status, before.reason, before.message) != (
+        cond.ConditionStatus.TRUE,
+        INVALID_SPEC,
+        message,
+    ):
+        log.warning("%s/%s: invalid spec: %s", key[0], key[1], message)
+        await _event(runtime, raw, core.Event("Warning", INVALID_SPEC, message))
 
 
 def run(

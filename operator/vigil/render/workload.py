@@ -13,24 +13,29 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.utils import quantity
-
 from vigil import api, labels
 from vigil.api import modeldeployment
 from vigil.render import revision as revisions
 
 Manifest = dict[str, Any]
 
-# Flags vigil owns: a user arg that sets one of these would silently fight the rendering.
-MANAGED_FLAGS = (
-    "--model-repository",
-    "--model-control-mode",
-    "--strict-readiness",
-    "--http-port",
-    "--grpc-port",
-    "--metrics-port",
-    "--allow-metrics",
-)
+MANAGED_FLAGS = modeldeployment.MANAGED_FLAGS
+
+TRITON_UID = 1000
+"""The ``triton-server`` user of NVIDIA's tritonserver images."""
+DEFAULT_POD_SECURITY: Manifest = {
+    "runAsNonRoot": True,
+    "runAsUser": TRITON_UID,
+    "runAsGroup": TRITON_UID,
+    "fsGroup": TRITON_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+DEFAULT_CONTAINER_SECURITY: Manifest = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+}
+"""Defaults that meet the ``restricted`` Pod Security Standard; ``spec.triton.securityContext`` and
+``podSecurityContext`` override them field by field (a field set there replaces vigil's)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +134,13 @@ def _node_selector(triton: modeldeployment.Triton) -> dict[str, str]:
     return selector
 
 
+def security_context(
+    defaults: Manifest, overrides: modeldeployment.ContainerSecurityContext | modeldeployment.PodSecurityContext | None
+) -> Manifest:
+    """vigil's defaults with the fields the user set replacing them (whole values, not merged deeper)."""
+    return {**defaults, **(overrides.wire() if overrides is not None else {})}
+
+
 def pod_template(md_name: str, revision: str, spec: modeldeployment.PodShape) -> Manifest:
     triton = spec.triton
     container: Manifest = {
@@ -148,7 +160,12 @@ def pod_template(md_name: str, revision: str, spec: modeldeployment.PodShape) ->
     }
     if triton.env:
         container["env"] = [e.wire() for e in triton.env]
-    pod_spec: Manifest = {"containers": [container], "terminationGracePeriodSeconds": 30}
+    container["securityContext"] = security_context(DEFAULT_CONTAINER_SECURITY, triton.security_context)
+    pod_spec: Manifest = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": 30,
+        "securityContext": security_context(DEFAULT_POD_SECURITY, triton.pod_security_context),
+    }
     node_selector = _node_selector(triton)
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
@@ -214,29 +231,3 @@ def revision_service(owner: Owner, revision: str) -> Manifest:
     manifest["metadata"]["name"] = revisions.workload_name(owner.name, revision)
     manifest["metadata"]["labels"][labels.REVISION] = revision
     return manifest
-
-
-def spec_problems(spec: modeldeployment.ModelDeploymentSpec, md_name: str) -> list[str]:
-    """What the schema cannot reject but the operator must: each message names the field."""
-    problems: list[str] = []
-    for index, arg in enumerate(spec.triton.args):
-        flag = arg.split("=", 1)[0]
-        if flag in MANAGED_FLAGS:
-            problems.append(f"spec.triton.args[{index}]: {flag} is set by vigil and cannot be overridden")
-    names = [e.name for e in spec.triton.env]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"spec.triton.env: variable {name} is defined more than once")
-    for field in ("cpu", "memory"):
-        value = getattr(spec.triton, field)
-        if not _is_quantity(value):
-            problems.append(f"spec.triton.{field}: {value!r} is not a Kubernetes quantity")
-    if spec.traffic.fallback == md_name:
-        problems.append("spec.traffic.fallback: a deployment cannot be its own fallback")
-    return problems
-
-
-def _is_quantity(text: str) -> bool:
-    try:
-        return bool(quantity.parse_quantity(text) > 0)  # type: ignore[no-untyped-call]
-    except ValueError:
-        return False
