@@ -93,6 +93,7 @@ def test_the_same_refusal_again_posts_no_second_event_but_a_new_problem_does() -
     recorder, _ = reconcile(raw)
     again, _ = reconcile(recorder.raw)
     assert again.events == []
+    assert again.statuses == []  # nothing to write either
     recorder.raw["spec"]["triton"]["memory"] = "1.2.3"
     changed, _ = reconcile(recorder.raw)
     assert [e[1] for e in changed.events] == ["InvalidSpec"]

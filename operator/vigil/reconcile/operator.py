@@ -443,13 +443,15 @@ async def _report_invalid_spec(
     except pydantic.ValidationError:
         status = mdapi.ModelDeploymentStatus()
     before = cond.find(status.conditions, core.DEGRADED)
+    unchanged = status.wire()
     generation = int(meta.get("generation") or 0)
     status.conditions, _flipped = cond.set_condition(
         status.conditions, core.DEGRADED, cond.ConditionStatus.TRUE, INVALID_SPEC, message, generation, now
     )
     status.observed_generation = generation
-    await runtime.kube.apply_md_status(key[0], key[1], status)
-    runtime.status_written[key] = time.monotonic()
+    if status.wire() != unchanged:  # a resync of an unchanged refusal writes nothing
+        await runtime.kube.apply_md_status(key[0], key[1], status)
+        runtime.status_written[key] = time.monotonic()
     if before is None or (before.status, before.reason, before.message) != (
         cond.ConditionStatus.TRUE,
         INVALID_SPEC,
