@@ -101,7 +101,8 @@ def test_going_back_to_the_good_revision_in_git_ends_the_rollback() -> None:
 
 def test_an_invalid_spec_after_a_rollback_supersedes_nothing() -> None:
     md, good, bad = rolled_back()
-    broken = edited(md, 3, triton=md.spec.triton.wire() | {"args": ["--http-port=1"]})
+    broken = edited(md, 3)
+    broken.spec.traffic.gateway = "a/b/c"  # the models refuse it; a spec that got past them must supersede nothing
     outcome = core.decide(broken, "uid-1", observed(**{good: (2, 2), bad: (0, 0)}), later(40))
     assert status_of(outcome, "Degraded").reason == "InvalidSpec"
     assert outcome.status.rollback is not None
