@@ -36,6 +36,8 @@ from vigil.sim import client as simclient
 pytestmark = pytest.mark.e2e
 
 CAPTURE = os.environ.get("VIGIL_CAPTURE_ARGOCD_FIXTURES") == "1"
+# Metadata a GitOps tool compares or owns besides the spec: vigil must add none of it.
+GIT_METADATA = ("labels", "annotations", "finalizers", "ownerReferences")
 
 
 def seen(obj: dict[str, Any], fixture: str) -> argocd_lua.Health:
@@ -118,6 +120,7 @@ def test_heal_leaves_the_spec_alone_and_kubectl_scale_keeps_the_rollback_with_ar
     release_bad_v2(kube, sim, ns, "careful")
     applied = get(kube, ns, "gitops")
     user_spec, user_generation = applied["spec"], applied["metadata"]["generation"]
+    user_metadata = {key: applied["metadata"].get(key) for key in GIT_METADATA}
     assert user_spec["model"]["version"] == "2"
 
     waiting_approval = waiting.until(
@@ -137,6 +140,7 @@ def test_heal_leaves_the_spec_alone_and_kubectl_scale_keeps_the_rollback_with_ar
     healed = get(kube, ns, "gitops")
     assert healed["spec"] == user_spec
     assert healed["metadata"]["generation"] == user_generation
+    assert {key: healed["metadata"].get(key) for key in GIT_METADATA} == user_metadata, "no finalizer, label or note"
     assert healed["status"]["rollback"]["revision"] == good
     assert healed["status"]["currentRevision"] == good
     rolled_back = seen(healed, "modeldeployment-degraded-rolled-back")
@@ -173,6 +177,7 @@ def test_heal_leaves_the_spec_alone_and_kubectl_scale_keeps_the_rollback_with_ar
     assert kept
     assert f"still serving {good}" in kept[0]
     assert seen(md, "modeldeployment-degraded-rolled-back-scaled").status == "Degraded"
+    assert incident_in(kube, ns, "gitops", "Resolved"), "the bad revision never came back, so no new incident"
     assert (
         kubectl(sandbox, "-n", ns, "get", f"modeldeployments.{GROUP}/gitops", "-o", "jsonpath={.spec.replicas}") == "3"
     )
