@@ -26,6 +26,7 @@ all: test
 # uv from PyPI into a private directory (pip --target touches no interpreter); several worktrees may race
 # here, so the install goes to a temporary directory renamed into place in one step.
 $(UV):
+	@$(PYTHON) -m pip --version >/dev/null 2>&1 || { echo "$(PYTHON) has no pip to fetch uv $(UV_VERSION) with: install pip for it (e.g. apt-get install python3-pip), or put uv $(UV_VERSION) at $(UV)" >&2; exit 1; }
 	@mkdir -p $(dir $(UV_HOME))
 	@tmp=$$(mktemp -d $(UV_HOME).XXXXXX) && \
 	  $(PYTHON) -m pip install --disable-pip-version-check --root-user-action=ignore -q --no-deps \
