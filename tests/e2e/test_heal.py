@@ -37,6 +37,12 @@ def patch_spec(kube: client.ApiClient, ns: str, name: str, spec: dict[str, Any])
     custom(kube).patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name, {"spec": spec})
 
 
+def approve(kube: client.ApiClient, ns: str, incident: str) -> None:
+    """What a human does to let an approval runbook act: annotate the Incident."""
+    body = {"metadata": {"annotations": {"vigil.dev/approve": "true"}}}
+    custom(kube).patch_namespaced_custom_object(GROUP, VERSION, ns, "incidents", incident, body)
+
+
 def last_known_good(kube: client.ApiClient, ns: str, name: str) -> str | None:
     revisions = get(kube, ns, name).get("status", {}).get("revisions", [])
     return next((r["name"] for r in revisions if r.get("lastKnownGood")), None)
@@ -212,14 +218,7 @@ def test_approval_mode_waits_and_holds_while_metrics_are_missing_then_acts(
             60,
             "MetricsAvailable=False",
         )
-        custom(kube).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "incidents",
-            incident["metadata"]["name"],
-            {"metadata": {"annotations": {"vigil.dev/approve": "true"}}},
-        )
+        approve(kube, namespace, incident["metadata"]["name"])
         before = failures(sim, namespace, "careful")
         waiting.until(lambda: failures(sim, namespace, "careful") >= before + 200, 60, "bad traffic during the outage")
         assert "rollback" not in get(kube, namespace, "careful")["status"], "acted without metrics"

@@ -58,6 +58,9 @@ def test_stage_set_covers_node_and_pod_life_cycle() -> None:
         "vigil-pod-ready",
         "vigil-pod-complete",
         "vigil-pod-delete",
+        "vigil-chaos-crash",
+        "vigil-chaos-back-off",
+        "vigil-chaos-restart",
     }
     for stage in stages.values():
         assert stage["apiVersion"] == "kwok.x-k8s.io/v1alpha1"
@@ -104,6 +107,30 @@ def test_pod_delete_removes_terminating_pods_without_finalizers() -> None:
         ".metadata.finalizers": ("DoesNotExist", ()),
     }
     assert stage["spec"]["steps"] == [{"delete": True}]  # type: ignore[index]
+
+
+def test_chaos_stages_loop_only_labelled_pods_and_outweigh_the_normal_life_cycle() -> None:
+    stages = _stages()
+    chaos = {name: stage for name, stage in stages.items() if name.startswith("vigil-chaos-")}
+    state = ".status.containerStatuses.[].state"
+    entered_on = {
+        "vigil-chaos-crash": (f"{state}.running", ("Exists", ())),
+        "vigil-chaos-back-off": (f"{state}.terminated", ("Exists", ())),
+        "vigil-chaos-restart": (f"{state}.waiting.reason", ("In", ("CrashLoopBackOff",))),
+    }
+    for name, stage in chaos.items():
+        selector = _selector(stage)
+        assert selector['.metadata.labels["vigil.dev/chaos"]'] == ("In", ("crashloop",))
+        assert selector[".metadata.deletionTimestamp"] == ("DoesNotExist", ())
+        key, wanted = entered_on[name]
+        assert selector[key] == wanted
+        assert stage["spec"]["weight"] > 1  # type: ignore[index]
+    for name, stage in stages.items():
+        if name not in chaos:
+            assert "weight" not in stage["spec"]  # type: ignore[operator]
+    back_off = chaos["vigil-chaos-back-off"]["spec"]["steps"][0]["patch"]["template"]  # type: ignore[index]
+    assert "restartCount: {{ add1 $origin.restartCount }}" in back_off
+    assert "reason: CrashLoopBackOff" in back_off
 
 
 def test_status_patches_target_the_status_subresource() -> None:

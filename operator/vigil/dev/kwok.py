@@ -15,6 +15,12 @@ model is loading) -> Ready after the configured delay (per pod: annotation
 period. Pods that cannot be scheduled are never touched by kwok, so they keep the scheduler's
 ``Unschedulable`` condition and its "Insufficient nvidia.com/gpu" message.
 
+Chaos: a pod labelled ``vigil.dev/chaos=crashloop`` crash-loops the way a kubelet reports it.
+Its containers exit (``terminated``, ``Error``, exit code 1), wait in ``CrashLoopBackOff`` with
+that termination as ``lastState`` and ``restartCount`` one higher, start again, and exit again,
+about every 8 seconds, for as long as the label stays. These Stages outweigh the normal life
+cycle (kwok picks among matching Stages by ``weight``), so the pod never turns Ready meanwhile.
+
 Everything above the :class:`Kwokctl` runner is pure and unit-tested.
 """
 
@@ -281,6 +287,76 @@ containerStatuses:
 {{ end }}
 """
 
+# The crash loop: running -> terminated (Error) -> waiting (CrashLoopBackOff, restartCount + 1)
+# -> running -> ... The container list is replaced as a whole by the status patch, so every
+# template writes every field, carrying lastState along.
+_CRASH_CONDITIONS = """\
+conditions:
+- type: ContainersReady
+  status: "False"
+  reason: ContainersNotReady
+  message: "containers with unready status (crash loop)"
+  lastTransitionTime: {{ $now | Quote }}
+- type: Ready
+  status: "False"
+  reason: ContainersNotReady
+  message: "containers with unready status (crash loop)"
+  lastTransitionTime: {{ $now | Quote }}
+"""
+
+
+def _crash_loop_patch(started: str, restart_count: str, state: str, last_from: str) -> str:
+    """A status patch of the crash loop: every container not ready, in ``state`` (YAML under ``state:``),
+    with ``restart_count``, and as ``lastState`` the termination found in ``$origin.<last_from>``."""
+    return (
+        "{{ $now := Now }}\n{{ $root := . }}\n"
+        + _CRASH_CONDITIONS
+        + "containerStatuses:\n"
+        + "{{ range $index, $item := .spec.containers }}\n"
+        + "{{ $origin := index $root.status.containerStatuses $index }}\n"
+        + "- name: {{ $item.name | Quote }}\n"
+        + "  image: {{ $item.image | Quote }}\n"
+        + '  imageID: ""\n'
+        + "  ready: false\n"
+        + f"  started: {started}\n"
+        + f"  restartCount: {restart_count}\n"
+        + "  state:\n"
+        + state
+        + f"{{{{ with $origin.{last_from} }}}}{{{{ with .terminated }}}}\n"
+        + "  lastState:\n"
+        + "    terminated:\n"
+        + "      exitCode: {{ .exitCode }}\n"
+        + "      reason: {{ .reason | Quote }}\n"
+        + "      startedAt: {{ .startedAt | Quote }}\n"
+        + "      finishedAt: {{ .finishedAt | Quote }}\n"
+        + "{{ end }}{{ end }}\n"
+        + "{{ end }}\n"
+    )
+
+
+_POD_CRASH = _crash_loop_patch(
+    "false",
+    "{{ $origin.restartCount }}",
+    "    terminated:\n"
+    "      exitCode: 1\n"
+    "      reason: Error\n"
+    '      message: "chaos: the container exited"\n'
+    "      startedAt: {{ $now | Quote }}\n"
+    "      finishedAt: {{ $now | Quote }}\n",
+    last_from="lastState",
+)
+_POD_BACK_OFF = _crash_loop_patch(
+    "false",
+    "{{ add1 $origin.restartCount }}",
+    "    waiting:\n"
+    "      reason: CrashLoopBackOff\n"
+    '      message: {{ printf "back-off restarting failed container %s" $item.name | Quote }}\n',
+    last_from="state",
+)
+_POD_RESTART = _crash_loop_patch(
+    "true", "{{ $origin.restartCount }}", "    running:\n      startedAt: {{ $now | Quote }}\n", last_from="lastState"
+)
+
 _POD_COMPLETE = """\
 {{ $now := Now }}
 {{ $started := or .status.startTime $now }}
@@ -339,6 +415,9 @@ def _stage(name: str, kind: str, selector: list[Manifest], steps: list[Manifest]
 
 
 _NOT_DELETING = _expr(".metadata.deletionTimestamp", "DoesNotExist")
+CHAOS_LABEL = "vigil.dev/chaos"
+CRASH_LOOP = "crashloop"
+_CHAOS_WEIGHT = 10_000  # beats the normal life cycle's Stages (weight 0) whenever both match
 _READY = '.status.conditions.[] | select( .type == "Ready" ) | .status'
 
 
@@ -399,6 +478,7 @@ def stage_manifests(ready_delay_ms: int) -> list[Manifest]:
             ],
             [_status_patch(_POD_COMPLETE)],
         ),
+        *_crash_loop_stages(),
         # What the kubelet does once the containers are gone: remove the object for good.
         # Pods holding finalizers wait for them, as they would on a real node.
         _stage(
@@ -406,6 +486,52 @@ def stage_manifests(ready_delay_ms: int) -> list[Manifest]:
             "Pod",
             [_expr(".metadata.deletionTimestamp", "Exists"), _expr(".metadata.finalizers", "DoesNotExist")],
             [{"delete": True}],
+        ),
+    ]
+
+
+def _crash_loop_stages() -> list[Manifest]:
+    """The chaos crash loop of pods labelled ``vigil.dev/chaos=crashloop`` (see the module docstring)."""
+    chosen = [_NOT_DELETING, _expr(f'.metadata.labels["{CHAOS_LABEL}"]', "In", CRASH_LOOP)]
+    state = ".status.containerStatuses.[].state"
+    return [
+        _stage(
+            "vigil-chaos-crash",
+            "Pod",
+            [
+                *chosen,
+                _expr(".status.phase", "In", "Running"),
+                _expr(".status.podIP", "Exists"),
+                _expr(f"{state}.running", "Exists"),
+            ],
+            [_status_patch(_POD_CRASH)],
+            weight=_CHAOS_WEIGHT,
+            delay={"durationMilliseconds": 3000},
+        ),
+        _stage(
+            "vigil-chaos-back-off",
+            "Pod",
+            [*chosen, _expr(f"{state}.terminated", "Exists")],
+            [
+                _status_patch(_POD_BACK_OFF),
+                {
+                    "event": {
+                        "type": "Warning",
+                        "reason": "BackOff",
+                        "message": "Back-off restarting failed container (kwok chaos)",
+                    }
+                },
+            ],
+            weight=_CHAOS_WEIGHT,
+            delay={"durationMilliseconds": 1000},
+        ),
+        _stage(
+            "vigil-chaos-restart",
+            "Pod",
+            [*chosen, _expr(f"{state}.waiting.reason", "In", "CrashLoopBackOff")],
+            [_status_patch(_POD_RESTART)],
+            weight=_CHAOS_WEIGHT,
+            delay={"durationMilliseconds": 4000},
         ),
     ]
 
