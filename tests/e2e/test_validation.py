@@ -20,7 +20,6 @@ import json
 import os
 import pathlib
 import re
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,7 +27,7 @@ import pytest
 from kubernetes import client
 
 from tests import validation_cases as cases
-from tests.e2e import waiting
+from tests.e2e import operator_fixtures, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
 from tests.e2e.test_observe import deploy_and_warm
@@ -71,7 +70,7 @@ def snapshot(md: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def table_namespace(kube: client.ApiClient) -> Iterator[str]:
     """One namespace for the whole table, so the neighbour lives beside every malformed object."""
-    name = f"valid-{uuid.uuid4().hex[:8]}"
+    name = operator_fixtures.namespace_name()  # inside the test operator's scope
     core = client.CoreV1Api(kube)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
     yield name
@@ -215,3 +214,17 @@ def test_a_modeldeployment_in_a_restricted_namespace_gets_its_pods_admitted_and_
         assert container.allow_privilege_escalation is False
         assert container.capabilities.drop == ["ALL"]
     assert operator.alive()
+
+
+def test_kubectl_scale_beyond_max_replicas_is_refused_naming_spec_replicas(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    """The scale subresource writes spec.replicas, and the same CEL rule guards it."""
+    create(kube, namespace, manifest("capped", replicas=1, maxReplicas=2))
+    with pytest.raises(client.exceptions.ApiException) as raised:
+        client.CustomObjectsApi(kube).patch_namespaced_custom_object_scale(
+            GROUP, VERSION, namespace, PLURAL, "capped", {"spec": {"replicas": 5}}
+        )
+    assert raised.value.status == 422, raised.value.body
+    assert "spec.replicas must be <= spec.maxReplicas" in json.loads(raised.value.body)["message"]
+    assert get(kube, namespace, "capped")["spec"]["replicas"] == 1

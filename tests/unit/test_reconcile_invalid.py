@@ -107,3 +107,16 @@ def test_the_period_rule_follows_the_operators_min_window() -> None:
     degraded = cond.find(recorder.statuses[0].conditions, "Degraded")
     assert degraded is not None
     assert "--min-window" in degraded.message
+
+
+def test_a_deployment_whose_status_cannot_be_read_leaves_the_fleet_targets_alone() -> None:
+    slos = [{"name": "a", "kind": "availability"}]
+    good, unreadable = factories.md(name="good", slos=slos), factories.md(name="odd", slos=slos)
+    for md in (good, unreadable):
+        md.status.current_revision = "r1"
+        md.status.revisions = [
+            mdapi.Revision(name="r1", model_version="1", shape=md.spec, generation=1, created="2026-11-29T10:00:00Z")
+        ]
+    unreadable.status.switched_at = "not a time"
+    targets = operator.fleet_targets([unreadable, factories.md(name="no-slos"), good])
+    assert [t.name for t in targets] == ["good"]
