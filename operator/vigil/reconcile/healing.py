@@ -139,6 +139,9 @@ async def open_incident(
     diagnosis = cause.diagnose(symptoms(ctx, status, breach))
     md = ctx.md.model_copy(update={"status": status})
     manifest = record.new_incident(md, str(ctx.raw["metadata"]["uid"]), breach, diagnosis, ctx.now)
+    orphan = await _unrecorded(client, ctx, breach.name)
+    if orphan is not None:
+        manifest["metadata"]["name"] = orphan  # the breach's start was recomputed after a crash: same incident
     name = manifest["metadata"]["name"]
     existing = await load_incident(client, ctx.namespace, name)
     if existing is not None and existing.status.opened_at is not None:
@@ -161,6 +164,25 @@ async def open_incident(
         f"diagnosis {diagnosis.cause}: {diagnosis.summary}",
     )
     return incident, event
+
+
+async def _unrecorded(client: kube.Kube, ctx: Context, slo_name: str) -> str | None:
+    """An unresolved Incident of this deployment and SLO that ``status.activeIncident`` does not name.
+
+    Only a crash leaves one: the Incident was created, then the operator died before the
+    deployment's status (the breach's start, which names the Incident) was written. The next
+    operator computes another start, hence another name; without this it would open a second
+    Incident and run the plan again, leaving the first open forever.
+    """
+    open_ones: list[tuple[str, str]] = []
+    for raw in await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}"):
+        try:
+            found = parse_incident(raw)
+        except UnreadableIncident:
+            continue  # not adoptable; the plan's guards hold on it (see _others)
+        if found.spec.slo == slo_name and found.status.phase is not incapi.Phase.RESOLVED:
+            open_ones.append((found.status.opened_at or "", str(found.metadata["name"])))
+    return max(open_ones)[1] if open_ones else None
 
 
 async def prune_history(client: kube.Kube, namespace: str, md_name: str) -> None:
