@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib
 import pathlib
-import socket
 import types
+import typing
 
 import typer
 
@@ -89,14 +89,16 @@ def run_command(
     liveness: str | None = typer.Option(
         "http://127.0.0.1:8080/healthz", help="Liveness endpoint URL to serve (empty to disable)."
     ),
-    priority: int = typer.Option(0, help="Peering priority; give each replica a distinct one."),
-    priority_from_hostname: bool = typer.Option(
-        False, help="Derive the priority from a StatefulSet ordinal in $HOSTNAME (pod -0 highest)."
-    ),
     metrics_port: int = typer.Option(9102, help="Port of the operator's own /metrics (0 to disable)."),
     metrics_address: str = typer.Option("127.0.0.1", help="Address the /metrics server binds."),
-    peering: str = typer.Option("vigil", help="Peering object name shared by the replicas."),
-    standalone: bool = typer.Option(False, help="Run without peering (a single replica)."),
+    standalone: bool = typer.Option(False, help="A single replica: no leader election, always acts."),
+    lease_name: str = typer.Option("vigil", help="Name of the coordination.k8s.io Lease the replicas share."),
+    lease_namespace: str | None = typer.Option(
+        None, help="Namespace of the Lease (default: $POD_NAMESPACE, the pod's own, else the first watched)."
+    ),
+    lease_duration: float = typer.Option(15.0, help="Seconds a standby waits for an unrenewed lease to expire."),
+    renew_deadline: float = typer.Option(10.0, help="Seconds the leader keeps acting without a successful renewal."),
+    retry_period: float = typer.Option(2.0, help="Seconds between attempts to acquire or renew the lease."),
     prometheus_url: str | None = typer.Option(None, envvar="VIGIL_PROMETHEUS_URL", help="Prometheus base URL."),
     eval_interval: float = typer.Option(5.0, help="Seconds between fleet-wide SLO evaluations."),
     resync: float = typer.Option(30.0, help="Seconds between full re-reconciles of every deployment."),
@@ -104,25 +106,39 @@ def run_command(
     rate_window: str = typer.Option("5m", help="Window of the current request rate used by diagnosis."),
     baseline_window: str = typer.Option("30m", help="Window of the baseline request rate used by diagnosis."),
 ) -> None:
-    """Run the operator."""
-    from vigil.reconcile import operator
+    """Run the operator (several replicas elect one leader through a Lease unless --standalone)."""
+    from vigil.reconcile import leader, operator
+    from vigil.reconcile import settings as config
 
     if namespace and all_namespaces:
-        raise typer.BadParameter("use either --namespace or --all-namespaces", param_hint="--namespace")
-    settings = operator.Settings(
-        kubeconfig=kubeconfig,
+        _fail("use either --namespace or --all-namespaces")
+    settings = config.Settings(
+        kubeconfig=kubeconfig or None,
+        namespaces=tuple(namespace),
+        liveness=liveness or None,
         resync_seconds=resync,
-        prometheus_url=prometheus_url,
+        prometheus_url=prometheus_url or None,
         eval_interval=eval_interval,
-        metrics_port=metrics_port,
-        metrics_address=metrics_address,
         min_window=min_window,
         rate_window=rate_window,
         baseline_window=baseline_window,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        standalone=standalone,
+        lease_name=lease_name,
+        lease_namespace=lease_namespace or None,
+        timing=leader.Timing(lease_duration, renew_deadline, retry_period),
     )
-    if priority_from_hostname:
-        priority = operator.priority_from_hostname(socket.gethostname())
-    operator.run(settings, list(namespace), liveness or None, priority, None if standalone else peering, standalone)
+    try:
+        operator.run(settings)
+    except config.ConfigError as error:
+        _fail(str(error))
+
+
+def _fail(message: str) -> typing.NoReturn:
+    """One line on stderr and exit status 2, like a usage error: no traceback for bad input."""
+    typer.echo(f"vigil run: error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command("demo")

@@ -33,7 +33,7 @@ def namespace_name() -> str:
 class OperatorProcess:
     """``vigil run`` watching ``namespaces`` (default: this session's scope; ``()``: the whole cluster).
 
-    kopf's cluster peering needs a cluster-wide operator, so a non-standalone one defaults to ``-A``.
+    Replicas that are not ``standalone`` elect a leader through a Lease (``--lease-*`` in ``extra``).
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class OperatorProcess:
     ) -> None:
         self.standalone = standalone
         if namespaces is None:
-            namespaces = (SCOPE,) if standalone else ()
+            namespaces = (SCOPE,)
         self.namespaces = tuple(namespaces)
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir

@@ -78,6 +78,9 @@ class FakeKube:
     free: int = 8
     _replacements: int = 0
 
+    def fence(self) -> None:
+        """Like ``Kube.fence`` for a single replica: it always holds the lease."""
+
     # -- fault injection -----------------------------------------------------------------------
 
     def enter(self, name: str, effect: Any) -> Any:

@@ -361,6 +361,7 @@ async def _execute(
 ) -> tuple[mdapi.ModelDeploymentStatus, acts.Result]:
     """Carry out one recorded intent. Overrides go into the md status, written at once, so the
     reconcile core turns them into Deployments and the machine can observe them as done."""
+    client.fence()  # only the lease holder acts; checked right before each side effect
     if isinstance(intent, acts.RestartPod):
         deleter: restart.PodDeleter = typing.cast(restart.PodDeleter, client.core_v1)
         return status, await restart.execute(deleter, intent)
@@ -406,5 +407,10 @@ async def run_plan(
         if not decision.intents:
             break
         for intent in decision.intents:
+            log.info("incident %s: %s", incident.metadata["name"], acts.describe(intent))
             status, done[intent.key] = await _execute(client, ctx, status, incident, intent)
+            outcome = done[intent.key]
+            log.info(
+                "incident %s: %s: %s", incident.metadata["name"], "done" if outcome.ok else "failed", outcome.message
+            )
     return status, events

@@ -8,6 +8,10 @@ makes every write an absolute, idempotent statement of intent.
 Whether the cluster serves the Gateway API decides how traffic is shifted (HTTPRoute weights or
 replica ratios), so :meth:`Kube.has_gateway_api` asks discovery, and remembers the answer for a
 minute: it is asked on every reconcile, and CRDs come and go far more rarely than that.
+
+Every write first calls :attr:`Kube.fence`, which raises when this replica no longer holds the
+leader lease (see :mod:`vigil.reconcile.leader`): the check sits immediately before the side
+effect, so a replica that lost its lease between deciding and writing writes nothing.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import json
 import socket
 import time
 import typing
+from collections.abc import Callable
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client import exceptions
 
@@ -33,6 +39,10 @@ from vigil.render import route
 
 APPLY = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = 20
+# Reconnect a few times at once (a restarted API server), but hand every HTTP answer, 429s included,
+# straight back: urllib3 would otherwise sleep out Retry-After inside one of the few threads all API
+# calls share. The work queue honours Retry-After instead (see ``retry_after``).
+RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2, respect_retry_after_header=False)
 DISCOVERY_CACHE_SECONDS = 60.0
 
 
@@ -40,15 +50,22 @@ class KubeError(RuntimeError):
     """An API call failed in a way the caller should retry later."""
 
 
+def _unfenced() -> None:
+    """The fence of a single replica (``--standalone``): it may always write."""
+
+
 def load(kubeconfig: str | None) -> client.ApiClient:
     """An ApiClient from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster service account."""
+    configuration = client.Configuration()
+    configuration.retries = RETRIES
     if kubeconfig:
-        return typing.cast(client.ApiClient, config.new_client_from_config(config_file=kubeconfig))  # type: ignore[no-untyped-call]
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return client.ApiClient(configuration)
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        return typing.cast(client.ApiClient, config.new_client_from_config())  # type: ignore[no-untyped-call]
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration)
 
 
 @dataclasses.dataclass
@@ -56,6 +73,8 @@ class Kube:
     """The operator's handful of API calls, each async and bounded in time."""
 
     api_client: client.ApiClient
+    fence: Callable[[], None] = _unfenced
+    """Raises unless this replica may write now; called immediately before every write."""
     _gateway_api: tuple[float, bool] | None = dataclasses.field(default=None, init=False, repr=False)
 
     @property
@@ -99,6 +118,7 @@ class Kube:
         return typing.cast(list[dict[str, Any]], typing.cast(dict[str, Any], listed).get("items", []))
 
     async def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> None:
+        self.fence()
         await asyncio.to_thread(
             self.custom.create_namespaced_custom_object,
             api.GROUP,
@@ -111,6 +131,7 @@ class Kube:
         )
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
+        self.fence()
         await _unless_missing(
             self.custom.delete_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
         )
@@ -194,6 +215,7 @@ class Kube:
 
     async def apply(self, manifest: dict[str, Any]) -> None:
         """Server-side apply of a Deployment, Service or HTTPRoute (field manager vigil, forced)."""
+        self.fence()
         meta = manifest["metadata"]
         kind = manifest["kind"]
         if kind == route.KIND and manifest.get("apiVersion") == route.API_VERSION:
@@ -240,6 +262,7 @@ class Kube:
         return base64.b64decode(encoded).decode("utf-8", errors="replace")
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
+        self.fence()
         await _unless_missing(self.apps.delete_namespaced_deployment, name, namespace)
 
     async def apply_status(self, plural: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
@@ -249,6 +272,7 @@ class Kube:
             "metadata": {"name": name, "namespace": namespace},
             "status": status,
         }
+        self.fence()
         await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object_status,
             api.GROUP,
@@ -287,6 +311,7 @@ class Kube:
             reporting_component="vigil.dev/operator",
             reporting_instance=socket.gethostname()[:128],
         )
+        self.fence()
         await asyncio.to_thread(
             self.core_v1.create_namespaced_event, meta["namespace"], event, _request_timeout=REQUEST_TIMEOUT
         )
@@ -313,6 +338,29 @@ def api_message(error: exceptions.ApiException) -> str:
     except ValueError:
         return body[:300]
     return str(status.get("message", body[:300])) if isinstance(status, dict) else body[:300]
+
+
+def retry_after(error: exceptions.ApiException) -> float:
+    """Seconds the API server asked us to wait (a 429's or 503's ``Retry-After``), else 0."""
+    headers = error.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0  # an HTTP date: rare from the API server; our own backoff applies
+
+
+def reason(error: exceptions.ApiException) -> str:
+    """The API server's machine-readable reason (``Forbidden``, ``Invalid``, ``Conflict``...)."""
+    body = error.body.decode(errors="replace") if isinstance(error.body, bytes) else str(error.body or "")
+    try:
+        status = json.loads(body)
+    except ValueError:
+        status = None
+    found = status.get("reason") if isinstance(status, dict) else None
+    if isinstance(found, str) and found.isalnum():
+        return found
+    return "ServerError" if (error.status or 0) >= 500 else "ApiError"
 
 
 def _live(pod: Any) -> bool:

@@ -4,6 +4,14 @@ Handlers stay thin on purpose. kopf's per-object handler progress annotations wo
 user's object (an Argo CD diff for nothing), so vigil uses only ``on.event`` handlers, which never
 patch the watched object, and keeps its own state in ``status``. A fixed pool of workers does the
 reconciling (see :mod:`vigil.reconcile.queue`), so cost grows with events, not with tasks per object.
+
+Replicas: kopf runs standalone on every replica, so each keeps its watches warm, and a
+``coordination.k8s.io`` Lease decides which one acts (:mod:`vigil.reconcile.leader`). The others
+reconcile nothing, evaluate nothing and write nothing; the moment one acquires the lease it
+enqueues the keys its watches already know. Every write re-checks the lease (``Kube.fence``).
+
+Every background task runs supervised (:mod:`vigil.reconcile.supervise`): restarted with backoff
+after any error, and the liveness probe fails when one stops beating.
 """
 
 from __future__ import annotations
@@ -16,67 +24,66 @@ import os
 import socket
 import time
 import typing
+import uuid
 from typing import Any
 
 import kopf
 import prometheus_client
 import pydantic
+import urllib3
 from kubernetes.client import exceptions
 
 from vigil import api, labels
 from vigil.api import conditions as cond
 from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
-from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, healing, kube, peering, scope
+from vigil.reconcile import core, healing, kube, leader, scope, supervise
 from vigil.reconcile import queue as workqueue
+from vigil.reconcile import settings as config
 
 log = logging.getLogger("vigil.reconcile")
 WORKERS = 4
-RETRY_SECONDS = 5.0
 INVALID_SPEC = "InvalidSpec"
-
-
-@dataclasses.dataclass
-class Settings:
-    """Operator settings from the command line."""
-
-    kubeconfig: str | None = None
-    resync_seconds: float = 30.0
-    prometheus_url: str | None = None
-    eval_interval: float = 5.0
-    min_window: str = "20s"
-    metrics_port: int = 9102
-    metrics_address: str = "127.0.0.1"
-    rate_window: str = "5m"
-    peering: str | None = None
-    priority: int = 0
-    namespaces: tuple[str, ...] = ()
-    baseline_window: str = "30m"
-
-
-def priority_from_hostname(hostname: str) -> int:
-    """Distinct peering priorities for StatefulSet pods: ``vigil-0`` -> 100, ``vigil-1`` -> 99, ..."""
-    ordinal = hostname.rsplit("-", 1)[-1]
-    return 100 - int(ordinal) if ordinal.isdigit() else 0
+RECONCILE_ALLOWANCE = 300.0  # one reconcile (a few API calls, 20 s timeout each) never takes this long
+METRICS_CHECK_SECONDS = 10.0
+RECONCILE_ERROR = "ReconcileError"
+NO_PROMETHEUS = (
+    "the operator runs without --prometheus-url: SLOs are not evaluated and no incident is opened or acted on"
+)
+LEADER = prometheus_client.Gauge("vigil_leader", "1 while this replica holds the leader lease and acts.")
+Settings = config.Settings  # the operator's settings live in reconcile/settings.py, validated there
 
 
 @dataclasses.dataclass
 class Runtime:
     """What the handlers share, kept in kopf's memo."""
 
-    settings: Settings
+    settings: config.Settings
     kube: kube.Kube
     queue: workqueue.WorkQueue = dataclasses.field(default_factory=workqueue.WorkQueue)
     known: set[workqueue.Key] = dataclasses.field(default_factory=set)
     mds: dict[workqueue.Key, mdapi.ModelDeployment] = dataclasses.field(default_factory=dict)
     fleet: fleet.FleetResult | None = None
     status_written: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
-    identity: str = ""
-    active: bool = True
-    tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    elector: leader.Elector | None = None
+    """None with ``--standalone``: the only replica always acts."""
+    supervisor: supervise.Supervisor = dataclasses.field(default_factory=supervise.Supervisor)
     refused: set[workqueue.Key] = dataclasses.field(default_factory=set)
+
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading()
+
+    def started_leading(self) -> None:
+        """Act from now on: start from a fresh SLO evaluation, then reconcile what the watches know."""
+        LEADER.set(1)
+        self.fleet = None  # verdicts from before a standby period must not drive actions
+        for key in sorted(self.known):
+            self.queue.add(key)
+
+    def stopped_leading(self) -> None:
+        LEADER.set(0)
+        self.fleet = None
 
     @property
     def scope(self) -> scope.Scope:
@@ -101,20 +108,57 @@ def _runtime(memo: Any) -> Runtime:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
+    start(_runtime(memo))
+
+
+def start(runtime: Runtime) -> None:
+    """Start every background task under supervision (each restarts with backoff if it fails)."""
+    cfg = runtime.settings
+    spawn = runtime.supervisor.spawn
+    if cfg.metrics_port:
+        spawn("metrics", lambda beat: _serve_metrics(cfg, beat), allowance=3 * METRICS_CHECK_SECONDS)
+    for number in range(WORKERS):
+        spawn(
+            f"worker-{number}",
+            lambda beat: runtime.queue.worker(lambda key: reconcile(runtime, key), beat),
+            allowance=RECONCILE_ALLOWANCE,
+        )
+    spawn("resync", lambda beat: _resync(runtime, beat), allowance=3 * cfg.resync_seconds)
+    if cfg.prometheus_url:
+        url = cfg.prometheus_url
+        spawn("fleet", lambda beat: _fleet_loop(runtime, url, beat), allowance=3 * cfg.eval_interval + 60)
+    else:
+        log.warning("%s; deployments with SLOs get MetricsAvailable=False (PrometheusNotConfigured)", NO_PROMETHEUS)
+    elector = runtime.elector
+    if elector is not None:
+        timing = elector.timing
+        allowance = 3 * timing.retry_period * (1 + leader.JITTER) + timing.renew_deadline
+        spawn("leader", lambda beat: elector.run(beat.beat), allowance=allowance)
+    else:
+        LEADER.set(1)
+
+
+@kopf.on.probe(id="tasks")
+def tasks_probe(memo: Any, **_: Any) -> dict[str, Any]:
+    """Feeds ``--liveness``: raising marks the replica unhealthy, so Kubernetes restarts it."""
     runtime = _runtime(memo)
-    if runtime.settings.metrics_port:
-        try:
-            prometheus_client.start_http_server(runtime.settings.metrics_port, addr=runtime.settings.metrics_address)
-        except OSError as error:  # a busy port costs the metrics, never the operator
-            log.warning("operator /metrics not served on port %s: %s", runtime.settings.metrics_port, error)
-    for _worker in range(WORKERS):
-        runtime.tasks.append(asyncio.create_task(runtime.queue.worker(lambda key: reconcile(runtime, key))))
-    runtime.tasks.append(asyncio.create_task(_resync(runtime)))
-    if runtime.settings.prometheus_url:
-        runtime.tasks.append(asyncio.create_task(_fleet_loop(runtime, runtime.settings.prometheus_url)))
-    if runtime.settings.peering:
-        runtime.active = False  # until the peering record says this replica may work
-        runtime.tasks.append(asyncio.create_task(_peering_loop(runtime, runtime.settings.peering)))
+    stuck = runtime.supervisor.stuck()
+    if stuck:
+        raise kopf.PermanentError(f"background tasks stopped beating: {', '.join(stuck)}")
+    return {"tasks": len(runtime.supervisor.heartbeats), "leading": runtime.leading()}
+
+
+async def _serve_metrics(cfg: config.Settings, heartbeat: supervise.Heartbeat) -> None:
+    """Serve the operator's /metrics; a failed bind (busy port) or a dead server thread is retried."""
+    server, thread = prometheus_client.start_http_server(cfg.metrics_port, addr=cfg.metrics_address)
+    try:
+        while thread.is_alive():
+            heartbeat.beat()
+            await asyncio.sleep(METRICS_CHECK_SECONDS)
+        raise RuntimeError("the /metrics server thread stopped")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @kopf.on.login()
@@ -132,9 +176,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
-    for task in runtime.tasks:
-        task.cancel()
-    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    await runtime.supervisor.stop()
+    if runtime.elector is not None:
+        await runtime.elector.release()
 
 
 @kopf.on.event(api.GROUP, api.VERSION, mdapi.PLURAL)
@@ -144,9 +188,7 @@ async def modeldeployment_event(event: kopf.RawEvent, namespace: str | None, nam
     if not runtime.admits(key):
         return
     if event.get("type") == "DELETED":
-        runtime.known.discard(key)
-        runtime.mds.pop(key, None)
-        runtime.status_written.pop(key, None)
+        _forget(runtime, key)
         return
     runtime.known.add(key)
     runtime.queue.add(key)
@@ -169,70 +211,22 @@ def _enqueue_owner(runtime: Runtime, namespace: str | None, body: kopf.Body) -> 
         runtime.queue.add(key)
 
 
-PEERING_CHECK_SECONDS = 5.0
+def _forget(runtime: Runtime, key: workqueue.Key) -> None:
+    """The ModelDeployment is gone: drop everything the operator remembers about it."""
+    runtime.known.discard(key)
+    runtime.mds.pop(key, None)
+    runtime.status_written.pop(key, None)
+    runtime.queue.discard(key)
 
 
-async def _peering_record(runtime: Runtime, name: str) -> dict[str, Any]:
-    custom = runtime.kube.custom
-    try:
-        if runtime.settings.namespaces:
-            found = await asyncio.to_thread(
-                custom.get_namespaced_custom_object,
-                "kopf.dev",
-                "v1",
-                runtime.settings.namespaces[0],
-                "kopfpeerings",
-                name,
-                _request_timeout=kube.REQUEST_TIMEOUT,
-            )
-        else:
-            found = await asyncio.to_thread(
-                custom.get_cluster_custom_object,
-                "kopf.dev",
-                "v1",
-                "clusterkopfpeerings",
-                name,
-                _request_timeout=kube.REQUEST_TIMEOUT,
-            )
-    except exceptions.ApiException as error:
-        if error.status == 404:
-            return {}
-        raise
-    return typing.cast(dict[str, Any], found).get("status") or {}
-
-
-async def _peering_loop(runtime: Runtime, name: str) -> None:
-    """Follow kopf's peering record: only the active replica reconciles, evaluates and acts."""
-    said: str | None = None
-    while True:
-        try:
-            peers = await _peering_record(runtime, name)
-            now = datetime.datetime.now(datetime.UTC)
-            blocker = peering.blocking_peer(peers, runtime.identity, runtime.settings.priority, now)
-            active = blocker is None and runtime.identity in peers
-            if active and not runtime.active:
-                for item in await runtime.kube.list_custom(mdapi.PLURAL, None):
-                    key = (item["metadata"]["namespace"], item["metadata"]["name"])
-                    if runtime.admits(key):
-                        runtime.known.add(key)
-                        runtime.queue.add(key)
-            runtime.active = active
-            why = f"peer {blocker[0]} has priority {blocker[1]}" if blocker else "not yet in the record"
-            state = f"active (identity {runtime.identity})" if active else f"paused ({why})"
-            if state != said:
-                log.info("peering %s: %s", name, state)
-                said = state
-        except exceptions.ApiException as error:
-            log.warning("peering %s: cannot read the peering record: %s", name, error.reason)
-        await asyncio.sleep(PEERING_CHECK_SECONDS)
-
-
-async def _resync(runtime: Runtime) -> None:
+async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
     """Re-reconcile everything now and then: heals drift that produced no watch event."""
     while True:
+        heartbeat.beat()
         await asyncio.sleep(runtime.settings.resync_seconds)
-        for key in list(runtime.known):
-            runtime.queue.add(key)
+        if runtime.leading():
+            for key in list(runtime.known):
+                runtime.queue.add(key)
 
 
 STATUS_REFRESH_SECONDS = 15.0
@@ -269,17 +263,18 @@ def fleet_targets(mds: typing.Iterable[mdapi.ModelDeployment]) -> list[slo.Targe
     return targets
 
 
-async def _fleet_loop(runtime: Runtime, url: str) -> None:
+async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat) -> None:
     """One batched evaluation of every deployment's SLOs per interval (cost independent of N)."""
-    min_window = int(sloapi.duration_seconds(runtime.settings.min_window))
+    cfg = runtime.settings
     settings = slo.Settings(
-        min_window_seconds=min_window,
-        current_rate_window_seconds=int(sloapi.duration_seconds(runtime.settings.rate_window)),
-        baseline_rate_window_seconds=int(sloapi.duration_seconds(runtime.settings.baseline_window)),
+        min_window_seconds=int(cfg.seconds("min_window")),
+        current_rate_window_seconds=int(cfg.seconds("rate_window")),
+        baseline_rate_window_seconds=int(cfg.seconds("baseline_window")),
     )
     observer = fleet.FleetObserver(url, settings=settings)
     while True:
-        if not runtime.active:
+        heartbeat.beat()
+        if not runtime.leading():
             await asyncio.sleep(runtime.settings.eval_interval)
             continue
         started = time.monotonic()
@@ -291,6 +286,8 @@ async def _fleet_loop(runtime: Runtime, url: str) -> None:
             log.exception("fleet evaluation failed")
             await asyncio.sleep(runtime.settings.eval_interval)
             continue
+        if not runtime.leading():
+            continue  # lost the lease while evaluating: this result belongs to nobody
         availability_changed = runtime.fleet is None or runtime.fleet.metrics_available != result.metrics_available
         runtime.fleet = result
         for target in targets:
@@ -311,6 +308,12 @@ def _observe(
 ) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
     """Fold the latest fleet evaluation into the status decided by the reconcile core."""
     result = runtime.fleet
+    if md.spec.slos and runtime.settings.prometheus_url is None:
+        generation = int(md.metadata.get("generation") or 0)
+        flipped = _condition(
+            status, merge.METRICS_AVAILABLE, False, "PrometheusNotConfigured", NO_PROMETHEUS, generation, now
+        )
+        return status, [flipped] if flipped is not None else []
     if not md.spec.slos or result is None:
         return status, []
     namespace, name = str(md.metadata["namespace"]), str(md.metadata["name"])
@@ -353,31 +356,117 @@ async def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None
         log.warning("event %s on %s not posted: %s", ev.reason, body["metadata"].get("name"), kube.api_message(error))
 
 
+def _condition(
+    status: mdapi.ModelDeploymentStatus,
+    type_: str,
+    value: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+    event: tuple[str, str] | None = None,
+) -> core.Event | None:
+    """Set one condition on ``status``; the Event to post when its status, reason or message changed.
+
+    ``event`` is the (type, reason) of that Event; by default a Warning ``<Type><Status>`` when the
+    value is the bad one (False), as the merge of SLO conditions does.
+    """
+    before = cond.find(status.conditions, type_)
+    truth = cond.ConditionStatus.TRUE if value else cond.ConditionStatus.FALSE
+    status.conditions, _ = cond.set_condition(status.conditions, type_, truth, reason, message, generation, now)
+    if before is not None and (before.status, before.reason, before.message) == (truth, reason, message):
+        return None
+    kind, event_reason = event or ("Normal" if value else "Warning", f"{type_}{truth.value}")
+    return core.Event(kind, event_reason, f"{reason}: {message}")
+
+
+def reconcile_error(
+    status: mdapi.ModelDeploymentStatus, failure: ApplyFailed | None, generation: int, now: datetime.datetime
+) -> core.Event | None:
+    """Record on ``status`` whether the children could be written; an Event when that changed.
+
+    True with the API server's own reason and message when a write was refused (a 403 from RBAC,
+    a 422 from admission...), so the user sees why nothing happens; False once writes succeed
+    again. A deployment that never failed carries no such condition.
+    """
+    if failure is not None:
+        warning = ("Warning", RECONCILE_ERROR)
+        return _condition(status, RECONCILE_ERROR, True, failure.reason, failure.message, generation, now, warning)
+    if cond.find(status.conditions, RECONCILE_ERROR) is None:
+        return None
+    done = ("Normal", "Reconciled")
+    return _condition(
+        status, RECONCILE_ERROR, False, "Applied", "every child object was applied", generation, now, done
+    )
+
+
+class ApplyFailed(Exception):
+    """The API server refused a child write; carries what to tell the user."""
+
+    def __init__(self, what: str, error: exceptions.ApiException) -> None:
+        self.error = error
+        self.reason = kube.reason(error)
+        self.message = f"{what}: {error.status} {kube.api_message(error)}"
+        super().__init__(self.message)
+
+
 async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
-    """One reconcile of one ModelDeployment; never raises (a failure is retried later)."""
+    """One reconcile of one ModelDeployment; never raises (a failure is retried with backoff)."""
     namespace, name = key
-    if not runtime.active or not runtime.admits(key):
-        return  # another replica works (it gets the same events), or not ours to touch
+    if not runtime.leading() or not runtime.admits(key):
+        return  # a standby (the leader gets the same events; all keys are enqueued on taking over), or not ours
     try:
         await _reconcile(runtime, namespace, name)
+    except leader.NotLeading as error:
+        log.info("reconcile %s/%s stopped before writing: %s", namespace, name, error)
+        return
+    except ApplyFailed as failure:
+        delay = runtime.queue.add_rate_limited(key, kube.retry_after(failure.error))
+        log.warning("reconcile %s/%s: %s; retrying in %.1fs", namespace, name, failure.message, delay)
     except exceptions.ApiException as error:
+        delay = runtime.queue.add_rate_limited(key, kube.retry_after(error))
         log.warning(
-            "reconcile %s/%s: API error %s %s; retrying: %s",
+            "reconcile %s/%s: API error %s %s; retrying in %.1fs: %s",
             namespace,
             name,
             error.status,
             error.reason,
+            delay,
             kube.api_message(error),
         )
-        asyncio.get_running_loop().call_later(RETRY_SECONDS, runtime.queue.add, key)
+    except (OSError, urllib3.exceptions.HTTPError) as error:  # connection refused, timeouts, resets
+        delay = runtime.queue.add_rate_limited(key)
+        log.warning("reconcile %s/%s: API server unreachable (%s); retrying in %.1fs", namespace, name, error, delay)
     except Exception:
-        log.exception("reconcile %s/%s failed; retrying", namespace, name)
-        asyncio.get_running_loop().call_later(RETRY_SECONDS * 6, runtime.queue.add, key)
+        delay = runtime.queue.add_rate_limited(key)
+        log.exception("reconcile %s/%s failed; retrying in %.1fs", namespace, name, delay)
+    else:
+        runtime.queue.forget(key)
+
+
+async def _apply_children(runtime: Runtime, outcome: core.Outcome, namespace: str) -> None:
+    """Apply the decided children in order; the first refusal stops and is reported as such."""
+    manifests = [*outcome.deployments, *([outcome.service] if outcome.service is not None else [])]
+    manifests += [*outcome.services, *outcome.routes]  # revision Services before the route that uses them
+    for manifest in manifests:
+        try:
+            await runtime.kube.apply(manifest)
+        except exceptions.ApiException as error:
+            raise ApplyFailed(f"apply {manifest['kind']} {manifest['metadata']['name']}", error) from error
+    for deployment_name in outcome.delete:
+        try:
+            await runtime.kube.delete_deployment(namespace, deployment_name)
+        except exceptions.ApiException as error:
+            raise ApplyFailed(f"delete Deployment {deployment_name}", error) from error
 
 
 async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
+    key = (namespace, name)
     raw = await runtime.kube.get_custom(mdapi.PLURAL, namespace, name)
-    if raw is None or raw["metadata"].get("deletionTimestamp"):
+    if raw is None:
+        _forget(runtime, key)  # deleted, perhaps while a watch was down
+        return
+    if raw["metadata"].get("deletionTimestamp"):
         return
     now = datetime.datetime.now(datetime.UTC)
     try:
@@ -385,12 +474,11 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     except pydantic.ValidationError as error:
         await _report_invalid_spec(runtime, raw, invalid.describe(error), now)
         return
-    refused = invalid.beyond_schema(md, min_window_seconds=sloapi.duration_seconds(runtime.settings.min_window))
+    refused = invalid.beyond_schema(md, min_window_seconds=runtime.settings.seconds("min_window"))
     if refused:
         await _report_invalid_spec(runtime, raw, refused, now)
         return
     observed = await runtime.kube.observe(namespace, name)
-    key = (namespace, name)
     gateway_api = await runtime.kube.has_gateway_api()
     outcome = core.decide(md, raw["metadata"]["uid"], observed, now, _slo_met(runtime, key), gateway_api=gateway_api)
     status, slo_events = _observe(runtime, md, outcome.status, now)
@@ -408,21 +496,23 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         overrides = (status.rollback, status.scale, status.traffic)
         if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
             runtime.queue.add(key)  # a runbook action changed what should run: reconcile again now
-    for manifest in outcome.deployments:
-        await runtime.kube.apply(manifest)
-    if outcome.service is not None:
-        await runtime.kube.apply(outcome.service)
-    for manifest in (*outcome.services, *outcome.routes):  # revision Services before the route that uses them
-        await runtime.kube.apply(manifest)
-    for deployment_name in outcome.delete:
-        await runtime.kube.delete_deployment(namespace, deployment_name)
+    failure: ApplyFailed | None = None
+    try:
+        await _apply_children(runtime, outcome, namespace)
+    except ApplyFailed as error:
+        failure = error
+    generation = int(raw["metadata"].get("generation") or 0)
+    apply_event = reconcile_error(status, failure, generation, now)
     if status.wire() != md.status.wire():
         await runtime.kube.apply_md_status(namespace, name, status)
         runtime.status_written[key] = time.monotonic()
     md.status = status
-    runtime.mds[key] = md
-    for ev in (*outcome.events, *slo_events, *heal_events):
+    if key in runtime.known:  # a DELETED event during this reconcile forgot it: keep it forgotten
+        runtime.mds[key] = md
+    for ev in (*outcome.events, *slo_events, *heal_events, *([apply_event] if apply_event else [])):
         await _event(runtime, raw, ev)
+    if failure is not None:
+        raise failure
 
 
 async def _report_invalid_spec(
@@ -461,29 +551,41 @@ async def _report_invalid_spec(
         await _event(runtime, raw, core.Event("Warning", INVALID_SPEC, message))
 
 
-def run(
-    settings: Settings,
-    namespaces: list[str],
-    liveness: str | None,
-    priority: int,
-    peering_name: str | None,
-    standalone: bool,
-) -> None:
-    """Run the operator until it is stopped."""
+def run(cfg: config.Settings) -> None:
+    """Run the operator until it is stopped; bad settings raise :class:`config.ConfigError` first."""
+    found = config.problems(cfg)
+    kubeconfig_problem = config.kubeconfig_problem(cfg.kubeconfig)
+    if kubeconfig_problem is not None:
+        found.insert(0, kubeconfig_problem)
+    if found:
+        raise config.ConfigError("; ".join(found))
+    try:
+        api_client = kube.load(cfg.kubeconfig)
+    except Exception as error:  # no in-cluster token and no ~/.kube/config, or a malformed file
+        raise config.ConfigError(f"cannot load a kubeconfig: {error}") from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter; vigil logs its decisions
-    if settings.kubeconfig:
-        os.environ["KUBECONFIG"] = settings.kubeconfig  # kopf's own login reads the same file
-    # kopf names this replica in the peering record by $POD_ID; knowing it lets our loops follow.
-    os.environ.setdefault("POD_ID", f"{socket.gethostname()}-{os.getpid()}")
-    settings = dataclasses.replace(settings, peering=peering_name, priority=priority, namespaces=tuple(namespaces))
-    runtime = Runtime(settings=settings, kube=kube.Kube(kube.load(settings.kubeconfig)), identity=os.environ["POD_ID"])
+    if cfg.kubeconfig:
+        os.environ["KUBECONFIG"] = cfg.kubeconfig  # kopf's own login reads the same file
+    runtime = Runtime(settings=cfg, kube=kube.Kube(api_client))
+    if not cfg.standalone:
+        identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+        runtime.elector = leader.Elector(
+            leader.KubeLeases(api_client, timeout=cfg.timing.renew_deadline),
+            config.lease_namespace(cfg),
+            cfg.lease_name,
+            identity,
+            cfg.timing,
+            on_started=runtime.started_leading,
+            on_stopped=runtime.stopped_leading,
+        )
+        runtime.kube.fence = runtime.elector.fence
+        log.info("replica %s campaigns for lease %s", identity, runtime.elector.lease)
+    # kopf runs standalone on every replica: its watches stay warm, and the Lease decides who acts.
     kopf.run(
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=liveness,
-        priority=priority,
-        peering_name=peering_name,
-        standalone=standalone,
+        clusterwide=not cfg.namespaces,
+        namespaces=list(cfg.namespaces),
+        liveness_endpoint=cfg.liveness,
+        standalone=True,
         memo=kopf.Memo(runtime=runtime),
     )

@@ -1,26 +1,51 @@
-"""A de-duplicating work queue of ModelDeployment keys, one key in flight at a time.
+"""A de-duplicating, rate-limited work queue of ModelDeployment keys, one key in flight at a time.
 
 Watch events for a ModelDeployment, its Deployments and its pods all just mark the deployment
 dirty. A fixed pool of workers takes keys; a key is never processed by two workers at once, and
 a key marked dirty while in flight is processed once more afterwards. So bursts of pod events
 cost one reconcile, and the number of asyncio tasks does not grow with the fleet (unlike a kopf
 timer or daemon per resource).
+
+Failures are paced like client-go's rate-limited queue: :meth:`WorkQueue.add_rate_limited` waits
+the longest of the key's own exponential backoff (doubling per consecutive failure, with jitter,
+up to a cap), one shared token bucket (so many failing keys cannot storm the API server) and the
+server's ``Retry-After``. :meth:`WorkQueue.forget` after a success resets the key's backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable
+
+from vigil.reconcile import backoff, supervise
 
 Key = tuple[str, str]  # (namespace, name)
 
+RETRY_BACKOFF = backoff.Backoff(base=0.5, cap=300.0)
+RETRY_RATE = 10.0  # retries a second across all keys, once the burst is spent (client-go: 10 qps, 100)
+RETRY_BURST = 100
+
 
 class WorkQueue:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        retry_backoff: backoff.Backoff = RETRY_BACKOFF,
+        bucket: backoff.TokenBucket | None = None,
+        draw: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._queue: asyncio.Queue[Key] = asyncio.Queue()
         self._queued: set[Key] = set()
         self._active: set[Key] = set()
         self._dirty: set[Key] = set()
+        self._later: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
+        self._failures: dict[Key, int] = {}
+        self.backoff = retry_backoff
+        self.bucket = bucket if bucket is not None else backoff.TokenBucket(RETRY_RATE, RETRY_BURST)
+        self.draw = draw
+        self.clock = clock
 
     def add(self, key: Key) -> None:
         if key in self._active:
@@ -29,13 +54,61 @@ class WorkQueue:
             self._queued.add(key)
             self._queue.put_nowait(key)
 
+    def add_after(self, key: Key, delay: float) -> None:
+        """Add ``key`` in ``delay`` seconds; an earlier pending schedule for it wins."""
+        due = self.clock() + delay
+        pending = self._later.get(key)
+        if pending is not None:
+            if pending[0] <= due:
+                return
+            pending[1].cancel()
+        handle = asyncio.get_running_loop().call_later(delay, self._fire, key)
+        self._later[key] = (due, handle)
+
+    def _fire(self, key: Key) -> None:
+        self._later.pop(key, None)
+        self.add(key)
+
+    def add_rate_limited(self, key: Key, at_least: float = 0.0) -> float:
+        """Retry ``key`` after one more failure; returns the delay chosen."""
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = max(self.backoff.delay(failures, self.draw()), self.bucket.reserve(self.clock()), at_least)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Key) -> None:
+        """The key succeeded: its next failure starts the backoff afresh."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: Key) -> int:
+        return self._failures.get(key, 0)
+
+    def scheduled(self, key: Key) -> float | None:
+        """Seconds until ``key``'s scheduled retry, or None when none is pending."""
+        pending = self._later.get(key)
+        return None if pending is None else pending[0] - self.clock()
+
+    def discard(self, key: Key) -> None:
+        """The object is gone: drop its backoff and any scheduled retry (a queued pass still runs)."""
+        self._failures.pop(key, None)
+        pending = self._later.pop(key, None)
+        if pending is not None:
+            pending[1].cancel()
+
     def __len__(self) -> int:
         return len(self._queued)
 
-    async def worker(self, handle: Callable[[Key], Awaitable[None]]) -> None:
-        """Process keys forever; an exception in ``handle`` is the handler's to report."""
+    async def worker(self, handle: Callable[[Key], Awaitable[None]], heartbeat: supervise.Heartbeat) -> None:
+        """Process keys forever; an exception in ``handle`` is the handler's to report.
+
+        ``heartbeat`` is idle while waiting for a key and promises a beat while one is handled, so
+        a reconcile that hangs shows up as a stuck task.
+        """
         while True:
+            heartbeat.idle()
             key = await self._queue.get()
+            heartbeat.beat()
             self._queued.discard(key)
             self._active.add(key)
             try:

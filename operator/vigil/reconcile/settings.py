@@ -1,0 +1,128 @@
+"""The operator's settings, and their validation before anything starts.
+
+A bad value must stop ``vigil run`` at once with one line naming the option, not surface minutes
+later as a dead loop (an unparseable ``--min-window`` used to kill the fleet task silently, and
+``--eval-interval 0`` made it spin). :func:`problems` is pure; :func:`kubeconfig_problem` only
+looks at the file system.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import re
+import urllib.parse
+
+from vigil.api import slo as sloapi
+from vigil.reconcile import leader
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+NAMESPACE_GLOB = re.compile(r"^!?[-a-z0-9*?]{1,63}$")  # kopf's --namespace: globs, ! excludes
+SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class ConfigError(ValueError):
+    """Settings the operator cannot run with; the message names the option."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Operator settings from the command line."""
+
+    kubeconfig: str | None = None
+    namespaces: tuple[str, ...] = ()
+    liveness: str | None = None
+    resync_seconds: float = 30.0
+    prometheus_url: str | None = None
+    eval_interval: float = 5.0
+    min_window: str = "20s"
+    rate_window: str = "5m"
+    baseline_window: str = "30m"
+    metrics_port: int = 9102
+    metrics_address: str = "127.0.0.1"
+    standalone: bool = False
+    lease_name: str = "vigil"
+    lease_namespace: str | None = None
+    timing: leader.Timing = dataclasses.field(default_factory=leader.Timing)
+
+    def seconds(self, option: str) -> float:
+        """A duration option (``min_window``, ``rate_window``, ``baseline_window``) in seconds."""
+        return sloapi.duration_seconds(str(getattr(self, option)))
+
+
+def problems(settings: Settings) -> list[str]:
+    """Everything wrong with ``settings``, each naming its command-line option."""
+    found: list[str] = []
+    for option in ("min_window", "rate_window", "baseline_window"):
+        flag = "--" + option.replace("_", "-")
+        try:
+            if settings.seconds(option) <= 0:
+                found.append(f"{flag} must be longer than zero, got {getattr(settings, option)!r}")
+        except ValueError as error:
+            found.append(f"{flag}: {error}")
+    for flag, value in (("--eval-interval", settings.eval_interval), ("--resync", settings.resync_seconds)):
+        if not (math.isfinite(value) and value > 0):
+            found.append(f"{flag} must be a positive number of seconds, got {value:g}")
+    if not 0 <= settings.metrics_port <= 65535:
+        found.append(f"--metrics-port must be 0 (off) to 65535, got {settings.metrics_port}")
+    if settings.metrics_port and not settings.metrics_address.strip():
+        found.append("--metrics-address must not be empty")
+    if settings.prometheus_url is not None:
+        found += _url_problems("--prometheus-url", settings.prometheus_url, ("http", "https"))
+    if settings.liveness is not None:
+        found += _url_problems("--liveness", settings.liveness, ("http",))
+    found += [
+        f"--namespace {pattern!r} is not a namespace name or pattern (DNS-1123 labels, globs * ?, ! to exclude)"
+        for pattern in settings.namespaces
+        if not all(NAMESPACE_GLOB.match(glob.strip()) for glob in pattern.split(","))
+    ]
+    if not settings.standalone:
+        if not DNS_SUBDOMAIN.match(settings.lease_name):
+            found.append(f"--lease-name {settings.lease_name!r} is not a valid object name (DNS-1123 subdomain)")
+        if settings.lease_namespace is not None and not DNS_LABEL.match(settings.lease_namespace):
+            found.append(f"--lease-namespace {settings.lease_namespace!r} is not a valid namespace name")
+        found += settings.timing.problems()
+    return found
+
+
+def _url_problems(flag: str, url: str, schemes: tuple[str, ...]) -> list[str]:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port raises on a bad one
+    except ValueError as error:
+        return [f"{flag} {url!r} is not a URL: {error}"]
+    if parts.scheme not in schemes or not parts.netloc:
+        return [f"{flag} {url!r} must be an {' or '.join(schemes)} URL with a host, e.g. {schemes[0]}://host:port"]
+    return []
+
+
+def kubeconfig_problem(path: str | None) -> str | None:
+    """Why ``path`` (``--kubeconfig`` / ``$KUBECONFIG``) cannot be read, or None if it can."""
+    if path is None:
+        return None
+    for item in path.split(os.pathsep):
+        if not item:
+            continue
+        file = pathlib.Path(item).expanduser()
+        if not file.is_file():
+            return f"--kubeconfig {item}: no such file"
+        if not os.access(file, os.R_OK):
+            return f"--kubeconfig {item}: not readable"
+    return None
+
+
+def lease_namespace(settings: Settings) -> str:
+    """Where the Lease lives: as given; else the pod's own namespace; else the first namespace watched
+    by name (not by pattern); else ``default``."""
+    if settings.lease_namespace:
+        return settings.lease_namespace
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        named = [ns for ns in settings.namespaces if DNS_LABEL.match(ns)]
+        return named[0] if named else "default"
