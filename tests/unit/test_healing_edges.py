@@ -281,29 +281,31 @@ async def test_faults_at_random_calls_throughout_still_act_exactly_once(
     assert sum(1 for n in kube.faults if n < len(kube.calls)) >= 10, "too few faults hit to prove anything"
 
 
-async def test_run_plan_holds_on_an_unreadable_incident_of_the_deployment_before_acting(
+async def test_an_unreadable_incident_of_the_deployment_holds_opening_and_acting(
     hook: tuple[Receiver, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, url = hook
     kube = cluster(url)
-    kube.objects[("incidents", NS, "resnet-old")] = {
+    unreadable = {
         "metadata": {"name": "resnet-old", "namespace": NS, "labels": {"vigil.dev/modeldeployment": NAME}},
         "spec": {"modelDeployment": NAME, "slo": "availability", "generation": "two"},
     }
-    runtime = op.Runtime(settings=op.Settings(), kube=kube)  # type: ignore[arg-type]
-    runtime.fleet = fleet.FleetResult(True, None, (), 0, 0.0)
-    await op.reconcile(runtime, (NS, NAME))  # opens the incident
-    (opened,) = [i for i in kube.incidents() if i["metadata"]["name"] != "resnet-old"]
-    before = (list(kube.deleted_pods), len(kube.md_status_writes))
-    md = kube.objects[("modeldeployments", NS, NAME)]
-    assert md["status"]["activeIncident"] == opened["metadata"]["name"]
-    await op.reconcile(runtime, (NS, NAME))
-    assert kube.deleted_pods == before[0], "acted despite an unreadable Incident"
-    readable = next(c for c in md["status"]["conditions"] if c["type"] == healing.INCIDENT_READABLE)
+    kube.objects[("incidents", NS, "resnet-old")] = unreadable
+    md = await passes(kube, monkeypatch, 3)
+    assert [i["metadata"]["name"] for i in kube.incidents()] == ["resnet-old"], "opened an incident beside it"
+    assert kube.deleted_pods == []
+    assert "activeIncident" not in md["status"]
+    readable = condition_of(md, healing.INCIDENT_READABLE)
+    assert readable is not None
     assert readable["status"] == "False"
     assert readable["message"].startswith("Incident resnet-old cannot be read: spec.generation: Input should be")
-    assert kube.objects[("incidents", NS, opened["metadata"]["name"])]["status"].get("plan") is None
-    assert any(e[1:3] == ("Warning", "IncidentReadableFalse") for e in kube.events)
+    assert sum(1 for e in kube.events if e[1:3] == ("Warning", "IncidentReadableFalse")) == 1
+
+    del kube.objects[("incidents", NS, "resnet-old")]  # a human deleted it: healing goes on
+    md = await passes(kube, monkeypatch, 2)
+    assert condition_of(md, healing.INCIDENT_READABLE)["status"] == "True"  # type: ignore[index]
+    assert md["status"]["activeIncident"] != "resnet-old"
+    assert kube.deleted_pods == ["p-1"]
 
 
 # --- failing safe on the runbookRef ------------------------------------------------------------

@@ -176,10 +176,7 @@ async def _unrecorded(client: kube.Kube, ctx: Context, slo_name: str) -> str | N
     """
     open_ones: list[tuple[str, str]] = []
     for raw in await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}"):
-        try:
-            found = parse_incident(raw)
-        except UnreadableIncident:
-            continue  # not adoptable; the plan's guards hold on it (see _others)
+        found = parse_incident(raw)  # an unreadable one may be this very incident: hold, open nothing
         if found.spec.slo == slo_name and found.status.phase is not incapi.Phase.RESOLVED:
             open_ones.append((found.status.opened_at or "", str(found.metadata["name"])))
     return max(open_ones)[1] if open_ones else None
