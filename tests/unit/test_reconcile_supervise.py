@@ -10,6 +10,7 @@ import time
 import urllib.request
 from typing import Any
 
+import aiohttp
 import kopf
 import kubernetes.client
 import prometheus_client
@@ -222,3 +223,36 @@ def wait_for_metrics(port: int) -> bytes:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+async def test_the_liveness_endpoint_answers_500_while_a_loop_is_stuck() -> None:
+    # kopf's own health server (what --liveness starts), with vigil's registered probe handlers.
+    from kopf._core.engines import probing
+
+    clock = Clock()
+    supervisor = supervise.Supervisor(clock=clock)
+    supervisor.heartbeats["resync"] = supervise.Heartbeat("resync", 30, clock, deadline=clock.now - 1)
+    runtime = operator.Runtime(
+        settings=config.Settings(standalone=True),
+        kube=kube.Kube(kubernetes.client.ApiClient(kubernetes.client.Configuration(host="http://127.0.0.1:9"))),
+        supervisor=supervisor,
+    )
+    port = free_port()
+    ready = asyncio.Event()
+    server = asyncio.create_task(
+        probing.health_reporter(
+            f"http://127.0.0.1:{port}/healthz",
+            memo=kopf.Memo(runtime=runtime),
+            indices={},
+            registry=kopf.get_default_registry(),
+            settings=kopf.OperatorSettings(),
+            ready_flag=ready,
+        )
+    )
+    try:
+        await asyncio.wait_for(ready.wait(), 5)
+        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as answer:
+            assert answer.status == 500
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
