@@ -4,7 +4,8 @@
 (seconds on a warm machine) and builds or starts whatever is missing. The sandbox is left
 running after the session, so the next run starts warm; ``vigil dev down`` removes it.
 
-Two lanes (``make e2e`` runs them side by side with pytest-xdist, ``-n 2 --dist loadgroup``):
+Two lanes (``make e2e`` runs them side by side with pytest-xdist, ``-n 2 --dist loadgroup``, which
+:mod:`tests.e2e.lanes` turns into one scope per lane):
 tests marked ``isolated`` use only their own operator, namespaces and Prometheus and hold no GPU,
 so they run beside the rest, which stays one serial lane (those tests stop the shared Prometheus,
 restart the control plane and count free GPUs). Each lane is its own pytest session with its own
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import operator_fixtures, waiting
+from tests.e2e import lanes, operator_fixtures, waiting
 from tests.e2e import own_prometheus as own_prometheus_mod
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
@@ -39,8 +40,7 @@ def sandbox_handle() -> sandbox_mod.Sandbox:
     return sandbox_mod.Sandbox()
 
 
-ISOLATED = "isolated"
-SHARED = "shared"
+ISOLATED = lanes.ISOLATED
 # record_property names printed in the terminal summary (chaos and outage results).
 MEASURED = ("chaos", "outage", "apiserver-restart")
 
@@ -53,13 +53,16 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put every e2e test in its xdist lane: ``isolated`` ones in one, all others in the serial one."""
+    """An ``isolated`` test must live in a module of :data:`tests.e2e.lanes.ISOLATED_MODULES`, and only there."""
     for item in items:
-        if item.get_closest_marker("e2e") is not None:
-            lane = ISOLATED if item.get_closest_marker(ISOLATED) else SHARED
-            item.add_marker(pytest.mark.xdist_group(lane))
+        if item.get_closest_marker("e2e") is None:
+            continue
+        marked = item.get_closest_marker(ISOLATED) is not None
+        if marked != (lanes.lane(item.nodeid) == lanes.ISOLATED):
+            raise pytest.UsageError(
+                f"{item.nodeid}: mark a test isolated exactly when its module is in tests/e2e/lanes.py ISOLATED_MODULES"
+            )
 
 
 @pytest.fixture(scope="session")

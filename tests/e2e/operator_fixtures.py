@@ -64,7 +64,8 @@ class OperatorProcess:
         args += ["--rate-window", "30s", "--baseline-window", "10m", "--metrics-port", "0"]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        # Unbuffered: a SIGKILLed operator must not take its last lines with it.
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
         with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
             self.proc = subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
 

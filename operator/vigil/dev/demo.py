@@ -23,7 +23,7 @@ from rich import console as rich_console
 from vigil import api
 from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
-from vigil.dev import procs
+from vigil.dev import kwok, procs
 from vigil.dev import sandbox as sandbox_mod
 from vigil.record import views
 from vigil.sim import client as simclient
@@ -66,14 +66,18 @@ def operator_argv(info: sandbox_mod.SandboxInfo) -> list[str]:
     ]
 
 
-def sample(version: str = "1") -> dict[str, Any]:
+def sample(version: str = "1", node: str | None = None) -> dict[str, Any]:
+    """The demo's ModelDeployment; ``node`` pins its pods to one node (see :func:`demo_node`)."""
+    triton: dict[str, Any] = {"gpus": 1}
+    if node:
+        triton["nodeSelector"] = {"kubernetes.io/hostname": node}
     return {
         "apiVersion": api.API_VERSION,
         "kind": mdapi.KIND,
         "metadata": {"name": NAME, "namespace": NAMESPACE},
         "spec": {
             "model": {"name": "resnet50", "repository": "s3://models/resnet50", "version": version},
-            "triton": {"gpus": 1},
+            "triton": triton,
             "replicas": 2,
             "maxReplicas": 4,
             "bakeTime": "20s",
@@ -114,6 +118,16 @@ def _slo(md: dict[str, Any]) -> str | None:
     return str(slos[0]["state"]) if slos else None
 
 
+def demo_node(info: sandbox_mod.SandboxInfo) -> str:
+    """The sandbox's last GPU node, where the demo keeps its pods.
+
+    The demo stays up while ``make test`` may run beside it, and the capacity tests place 8-GPU
+    replicas on whole nodes (the first node holds their fallback). Left to the scheduler, the
+    demo's two 1-GPU pods could take a GPU on two of the nodes those replicas need.
+    """
+    return kwok.node_name(info.nodes - 1)
+
+
 def up() -> None:
     box = sandbox_mod.Sandbox()
     out.rule("vigil demo: sandbox")
@@ -138,7 +152,7 @@ def up() -> None:
         NAMESPACE,
         mdapi.PLURAL,
         NAME,
-        sample(),
+        sample(node=demo_node(info)),
         field_manager="demo-user",
         force=True,
         _content_type="application/apply-patch+yaml",
@@ -162,7 +176,7 @@ def up() -> None:
         NAMESPACE,
         mdapi.PLURAL,
         NAME,
-        sample("2"),
+        sample("2", node=demo_node(info)),
         field_manager="demo-user",
         force=True,
         _content_type="application/apply-patch+yaml",
