@@ -1,0 +1,148 @@
+"""Two replicas elect one leader through a Lease: only the holder acts, the standby takes over.
+
+Both replicas run the real operator (``vigil run``) as subprocesses with the default timings
+(lease 15 s, renew deadline 10 s, retry 2 s), sharing a Lease in the test's namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e import waiting
+from tests.e2e.apiproxy import ApiProxy
+from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition_is, create, get, manifest
+from vigil.dev import sandbox as sandbox_mod
+
+pytestmark = pytest.mark.e2e
+CAMPAIGN = re.compile(r"replica (\S+) campaigns for lease")
+FAILOVER_RUNS = 3
+
+
+def replica(
+    sandbox: sandbox_mod.SandboxInfo, log_dir: pathlib.Path, lease: str, namespace: str, kubeconfig: pathlib.Path
+) -> OperatorProcess:
+    log_dir.mkdir(exist_ok=True)
+    proc = OperatorProcess(str(kubeconfig), log_dir, sandbox.prometheus_url, standalone=False)
+    proc.start("--lease-name", lease, "--lease-namespace", namespace)
+    return proc
+
+
+def full_log(proc: OperatorProcess) -> str:
+    return (proc.log_dir / f"operator-{proc.starts}.log").read_text(errors="replace")
+
+
+def identity(proc: OperatorProcess) -> str:
+    """The identity this run of ``proc`` campaigns with (it logs it before anything else)."""
+    found = waiting.until(lambda: CAMPAIGN.search(full_log(proc)), 60, f"{proc.log_dir.name} to campaign")
+    return found.group(1)
+
+
+def holder(kube: client.ApiClient, namespace: str, lease: str) -> str:
+    try:
+        found = client.CoordinationV1Api(kube).read_namespaced_lease(lease, namespace)
+    except client.exceptions.ApiException:
+        return ""
+    return str(found.spec.holder_identity or "")
+
+
+def touch(kube: client.ApiClient, namespace: str, name: str, bake: str) -> int:
+    """Change the spec without changing pods (bake time); the new generation to wait for."""
+    patched: dict[str, Any] = client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name, {"spec": {"bakeTime": bake}}
+    )
+    return int(patched["metadata"]["generation"])
+
+
+def observed(kube: client.ApiClient, namespace: str, name: str, generation: int) -> bool:
+    return int(get(kube, namespace, name).get("status", {}).get("observedGeneration") or 0) >= generation
+
+
+def test_the_standby_takes_over_when_the_leader_is_killed(
+    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo, tmp_path: pathlib.Path
+) -> None:
+    lease = f"vigil-{uuid.uuid4().hex[:6]}"
+    kubeconfig = pathlib.Path(sandbox.kubeconfig)
+    replicas = [replica(sandbox, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
+    try:
+        ids = [identity(proc) for proc in replicas]
+        first = waiting.until(
+            lambda: holder(kube, namespace, lease) in ids and holder(kube, namespace, lease), 60, "a leader"
+        )
+        create(kube, namespace, manifest("m", replicas=1))
+        waiting.until(lambda: condition_is(kube, namespace, "m", "Available", "True"), 120, "the leader to reconcile")
+
+        failovers: list[float] = []
+        leader_id = first
+        for run in range(FAILOVER_RUNS):
+            active = replicas[ids.index(leader_id)]
+            standby_id = ids[1 - ids.index(leader_id)]
+            killed_at = time.monotonic()
+            active.kill()
+            generation = touch(kube, namespace, "m", f"{30 + run}s")
+            waiting.until(lambda g=generation: observed(kube, namespace, "m", g), 90, "the standby to reconcile")
+            failovers.append(time.monotonic() - killed_at)
+            assert holder(kube, namespace, lease) == standby_id
+            active.start("--lease-name", lease, "--lease-namespace", namespace)  # back as the new standby
+            ids[replicas.index(active)] = identity(active)
+            leader_id = standby_id
+
+        print(f"failover after SIGKILL (kill -> standby's first status write), seconds: {failovers}")
+        (tmp_path / "failover.json").write_text(json.dumps(failovers))
+        # The standby waits out the lease (15 s after it last saw a renewal, at most 2 s before the
+        # kill), then acquires within a retry period and reconciles at once.
+        assert all(11 <= seconds <= 30 for seconds in failovers), failovers
+    finally:
+        for proc in replicas:
+            proc.stop()
+
+
+def test_a_partitioned_leader_stops_acting_and_the_standby_takes_over(
+    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo, tmp_path: pathlib.Path
+) -> None:
+    lease = f"vigil-{uuid.uuid4().hex[:6]}"
+    with ApiProxy(pathlib.Path(sandbox.kubeconfig)) as network_of_a:
+        a = replica(sandbox, tmp_path / "a", lease, namespace, network_of_a.kubeconfig(tmp_path / "a.kubeconfig"))
+        b: OperatorProcess | None = None
+        try:
+            a_id = identity(a)
+            waiting.until(lambda: holder(kube, namespace, lease) == a_id, 60, "a to lead")
+            b = replica(sandbox, tmp_path / "b", lease, namespace, pathlib.Path(sandbox.kubeconfig))
+            b_id = identity(b)
+            create(kube, namespace, manifest("first", replicas=1))
+            waiting.until(lambda: condition_is(kube, namespace, "first", "Available", "True"), 120, "a to reconcile")
+            assert network_of_a.writes_since(0.0), "a wrote through its proxy while it led"
+
+            cut = network_of_a.cut()
+            waiting.until(lambda: holder(kube, namespace, lease) == b_id, 60, "b to acquire the lease")
+            took_over = time.monotonic() - cut
+            waiting.until(lambda: "this replica stops acting" in full_log(a), 30, "a to stop acting")
+            create(kube, namespace, manifest("second", replicas=1))
+            waiting.until(lambda: condition_is(kube, namespace, "second", "Available", "True"), 120, "b to reconcile")
+
+            network_of_a.restore()
+            restored = time.monotonic()
+            generation = touch(kube, namespace, "first", "45s")  # work for both: only b may do it
+            waiting.until(lambda: observed(kube, namespace, "first", generation), 60, "b to reconcile the change")
+            waiting.until(lambda: f"now held by {b_id}" in full_log(a), 60, "a to see b holding the lease")
+            waiting.until(
+                lambda: [f for f in network_of_a.forwarded if f.at > restored and "watch=" in f.path],
+                90,
+                "a's watches to reconnect through its network",
+            )
+            print(f"partition: b held the lease {took_over:.1f}s after a lost its network")
+            assert network_of_a.writes_since(cut) == []  # not one write from a after the cut
+            assert a.alive()
+            assert holder(kube, namespace, lease) == b_id
+        finally:
+            a.stop()
+            if b is not None:
+                b.stop()
