@@ -100,6 +100,11 @@ def run_command(
     renew_deadline: float = typer.Option(10.0, help="Seconds the leader keeps acting without a successful renewal."),
     retry_period: float = typer.Option(2.0, help="Seconds between attempts to acquire or renew the lease."),
     prometheus_url: str | None = typer.Option(None, envvar="VIGIL_PROMETHEUS_URL", help="Prometheus base URL."),
+    prometheus_bearer_token_file: str | None = typer.Option(
+        None, help="File with a bearer token sent to Prometheus (re-read every cycle)."
+    ),
+    prometheus_ca_file: str | None = typer.Option(None, help="CA bundle that verifies Prometheus's certificate."),
+    prometheus_insecure_skip_verify: bool = typer.Option(False, help="Do not verify Prometheus's certificate."),
     eval_interval: float = typer.Option(5.0, help="Seconds between fleet-wide SLO evaluations."),
     resync: float = typer.Option(30.0, help="Seconds between full re-reconciles of every deployment."),
     min_window: str = typer.Option("20s", help="Shortest SLO window (at least 4 scrape intervals)."),
@@ -112,6 +117,8 @@ def run_command(
 
     if namespace and all_namespaces:
         _fail("use either --namespace or --all-namespaces")
+    if prometheus_ca_file and prometheus_insecure_skip_verify:
+        _fail("use either --prometheus-ca-file or --prometheus-insecure-skip-verify")
     settings = config.Settings(
         kubeconfig=kubeconfig or None,
         namespaces=tuple(namespace),
@@ -128,6 +135,8 @@ def run_command(
         lease_name=lease_name,
         lease_namespace=lease_namespace or None,
         timing=leader.Timing(lease_duration, renew_deadline, retry_period),
+        prometheus_bearer_token_file=prometheus_bearer_token_file or None,
+        prometheus_verify=False if prometheus_insecure_skip_verify else (prometheus_ca_file or True),
     )
     try:
         operator.run(settings)

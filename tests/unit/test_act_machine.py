@@ -263,16 +263,31 @@ def test_scale_out_blocked_by_gpu_capacity_fails_fast_and_shifts_traffic_to_fall
     assert decision.status.phase is incapi.Phase.MITIGATING
 
 
-def test_unschedulable_pods_or_unknown_free_gpus_block_a_scale_out() -> None:
+def test_unschedulable_pods_block_a_scale_out() -> None:
     md = actkit.deployment(replicas=2, maxReplicas=8)
     _, decision = first_advance(Cause.LOAD_SURGE, md, unschedulable=1)
     assert actkit.step(decision.status, "scale-out").result == (
         "blocked by GPU capacity: 1 pod(s) of this deployment unschedulable"
     )
+    _, decision = first_advance(Cause.LOAD_SURGE, md, free_gpus=None, unschedulable=1)
+    assert actkit.step(decision.status, "scale-out").state is S.FAILED
+
+
+def test_unknown_free_gpus_leave_a_scale_out_to_the_scheduler_whose_unschedulable_verdict_fails_it() -> None:
+    # A namespace-scoped operator cannot count other namespaces' pods: it scales and lets the
+    # scheduler judge; pods it cannot place fail the step, and the plan moves on to the fallback.
+    md = actkit.deployment(replicas=2, maxReplicas=8, traffic={"fallback": "resnet-big"})
     _, decision = first_advance(Cause.LOAD_SURGE, md, free_gpus=None)
-    assert "free GPUs unknown" in (actkit.step(decision.status, "scale-out").result or "")
-    _, decision = first_advance(Cause.LOAD_SURGE, md, free_gpus=None, gpus=0)
-    assert isinstance(decision.intents[0], intents.Scale)  # CPU-only replicas need no GPUs
+    assert decision.intents == (intents.Scale(4, key=f"{INCIDENT}/3-scale-out/1"),)
+    status = machine.advance(
+        decision.status,
+        actkit.context(md, cause=Cause.LOAD_SURGE, free_gpus=None, done=actkit.ok(*decision.intents)),
+    ).status
+    stuck = machine.advance(
+        status, actkit.context(md, cause=Cause.LOAD_SURGE, free_gpus=None, now=at(30), unschedulable=2)
+    )
+    assert actkit.step(stuck.status, "scale-out").result == "blocked by GPU capacity: 2 pod(s) unschedulable"
+    assert isinstance(stuck.intents[0], intents.ShiftTraffic)
 
 
 def test_pods_turning_unschedulable_during_a_scale_out_fail_it_at_once() -> None:

@@ -52,3 +52,21 @@ def test_patterns_admit_only_matching_namespaces(patterns: tuple[str, ...], name
 @pytest.mark.parametrize(("pattern", "namespace"), list(itertools.product(PATTERNS, NAMESPACES)))
 def test_scope_agrees_with_kopfs_own_namespace_matcher(pattern: str, namespace: str) -> None:
     assert scope.Scope((pattern,)).admits(namespace) is references.match_namespace(namespace, pattern)
+
+
+@pytest.mark.parametrize(
+    ("patterns", "names"),
+    [
+        ((), None),
+        (("ml",), ("ml",)),
+        (("ml", "ml-canary"), ("ml", "ml-canary")),
+        (("t1a2-*",), None),
+        (("ml", "team-?"), None),
+        (("ml,ml-canary",), None),
+        (("!kube-system",), None),
+    ],
+)
+def test_only_plain_namespace_names_make_the_namespace_mode_that_reads_nothing_cluster_wide(
+    patterns: tuple[str, ...], names: tuple[str, ...] | None
+) -> None:
+    assert scope.Scope(patterns).exact_names == names

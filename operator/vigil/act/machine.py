@@ -60,7 +60,8 @@ Safety, in the order it is checked
   3. ``when`` preconditions, then the action's own: rollback needs a last-known-good revision
      other than the breached one; shiftTraffic to fallback needs ``spec.traffic.fallback``
      (else Skipped); scaleOut needs free ``nvidia.com/gpu`` for its new replicas and no
-     unschedulable pods, else it fails at once ("blocked by GPU capacity") so the plan moves to
+     unschedulable pods (when free GPUs are known; see :class:`Capacity`), else it fails at once
+     ("blocked by GPU capacity") so the plan moves to
      the next step (e.g. shiftTraffic) instead of waiting for capacity that is not coming.
   4. dryRun (and a paused md) records what would be done as DryRun and returns no intents.
   5. Guards (cooldown, maxActionsPerHour; :mod:`vigil.act.guards`) hold new actions.
@@ -122,7 +123,13 @@ _MAX_TRANSITIONS = 4 * (16 + 1) + 4  # every transition that continues the loop 
 
 @dataclasses.dataclass(frozen=True)
 class Capacity:
-    """GPU facts for capacity decisions. ``free_gpus`` None means unknown, which blocks scaling."""
+    """GPU facts for capacity decisions.
+
+    ``free_gpus`` None means unknown: a namespace-scoped operator cannot see the other namespaces'
+    pods, so it cannot count free GPUs. Then no free-GPU check blocks an action; the scheduler is
+    the judge, and pods it marks Unschedulable fail the step (``unschedulable_pods``), as they
+    would after a count that raced with someone else's pods.
+    """
 
     free_gpus: int | None
     gpus_per_replica: int
@@ -815,9 +822,7 @@ def _gpu_shortfall(ctx: Context, needed: int) -> str | None:
     if needed <= 0:
         return None
     free = ctx.capacity.free_gpus
-    if free is None:
-        return f"blocked by GPU capacity: {needed} nvidia.com/gpu needed, free GPUs unknown"
-    if free < needed:
+    if free is not None and free < needed:
         return f"blocked by GPU capacity: {needed} nvidia.com/gpu needed, {free} free"
     return None
 

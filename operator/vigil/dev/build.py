@@ -11,7 +11,10 @@ the network; only :func:`ensure_binaries` and :func:`gateway_api_crds` run the G
 
 The Gateway API CRDs come from the same place as everything else, the Go module proxy: the
 ``sigs.k8s.io/gateway-api`` module ships its CRDs under ``config/crd``, so ``go mod download``
-pins, verifies (go.sum database) and caches them like any other dependency.
+pins, verifies (go.sum database) and caches them like any other dependency. prometheus-operator's
+monitoring CRDs (PodMonitor, ServiceMonitor, PrometheusRule) come the same way, from
+``example/prometheus-operator-crd`` of its module, so the chart's monitoring objects pass the
+sandbox's server-side validation.
 """
 
 from __future__ import annotations
@@ -335,14 +338,40 @@ GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 GATEWAY_API_CHANNEL = "standard"
 
 
+PROMETHEUS_OPERATOR_MODULE = "github.com/prometheus-operator/prometheus-operator"
+# Only the kinds the chart ships; the module's other CRDs (Prometheus, Alertmanager, ...) describe
+# a prometheus-operator installation, which the sandbox does not run.
+PROMETHEUS_OPERATOR_CRDS = ("podmonitors", "servicemonitors", "prometheusrules")
+
+
+def module_crds(
+    module: str, version: str, directory: str, pattern: str = "*.yaml", progress: Progress = print
+) -> list[pathlib.Path]:
+    """CRD files shipped inside a Go module, fetched (and checksum-verified) through the module proxy."""
+    found = Builder(progress=progress).module_dir(module, version) / directory
+    files = sorted(found.glob(pattern))
+    if not files:
+        raise BuildError(f"{module}@{version} has no CRDs matching {pattern} under {found}")
+    return files
+
+
 def gateway_api_crds(progress: Progress = print, version: str = versions.GATEWAY_API) -> list[pathlib.Path]:
     """The Gateway API's standard-channel CRD files (GatewayClass, Gateway, HTTPRoute, ...)."""
-    module = Builder(progress=progress).module_dir(GATEWAY_API_MODULE, version)
-    directory = module / "config" / "crd" / GATEWAY_API_CHANNEL
-    files = sorted(directory.glob("*.yaml"))
-    if not files:
-        raise BuildError(f"{GATEWAY_API_MODULE}@{version} has no CRDs under {directory}")
-    return files
+    return module_crds(GATEWAY_API_MODULE, version, f"config/crd/{GATEWAY_API_CHANNEL}", progress=progress)
+
+
+def prometheus_operator_crds(
+    progress: Progress = print, version: str = versions.PROMETHEUS_OPERATOR
+) -> list[pathlib.Path]:
+    """prometheus-operator's PodMonitor, ServiceMonitor and PrometheusRule CRDs (monitoring.coreos.com)."""
+    files = module_crds(
+        PROMETHEUS_OPERATOR_MODULE, version, "example/prometheus-operator-crd", "monitoring.coreos.com_*.yaml", progress
+    )
+    wanted = {f"monitoring.coreos.com_{plural}.yaml" for plural in PROMETHEUS_OPERATOR_CRDS}
+    chosen = [path for path in files if path.name in wanted]
+    if len(chosen) != len(wanted):
+        raise BuildError(f"{PROMETHEUS_OPERATOR_MODULE}@{version} lacks some of {sorted(wanted)}")
+    return chosen
 
 
 def ensure_binaries(progress: Progress = print, components: Sequence[Component] = ALL) -> dict[str, pathlib.Path]:

@@ -16,8 +16,8 @@ import rich.status
 import rich.table
 import typer
 
+from vigil.dev import build, chart, prometheus, versions
 from vigil.dev import sandbox as sandbox_mod
-from vigil.dev import versions
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -150,3 +150,17 @@ def env_command(
         raise _fail(sandbox_mod.SandboxError("the sandbox is not up; run `vigil dev up`"))
     for key, value in info.env().items():
         typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@app.command("chart")
+def chart_command(
+    deploy_dir: pathlib.Path = typer.Option(chart.DEPLOY_DIR, help="Where the plain manifests go."),
+) -> None:
+    """Regenerate what derives from the chart: its PrometheusRule (from the SLO maths), then deploy/."""
+    try:
+        helm = chart.Helm.from_toolchain(progress=lambda message: _errors.print(message, highlight=False))
+        written = chart.write_generated(helm, prometheus.podmonitor_scrape_configs, deploy_dir)
+    except (chart.ChartError, build.BuildError) as error:
+        raise _fail(error) from error
+    for path in written:
+        typer.echo(f"wrote {path}")

@@ -2,12 +2,14 @@
 
 One :class:`Sandbox` is a real control plane (etcd, kube-apiserver, kube-controller-manager,
 kube-scheduler; kwokctl's binary runtime over the binaries :mod:`vigil.dev.build` compiles),
-kwok playing the kubelets of fake GPU nodes, Debian's Prometheus discovering pods from that API
-server, and the Triton simulator (``vigil sim serve``) answering for the pods. All of it listens
+kwok playing the kubelets of fake GPU nodes, upstream Prometheus discovering pods from that API
+server with the chart's own Triton PodMonitor (see :mod:`vigil.dev.prometheus`), and the Triton simulator (``vigil sim serve``) answering for the pods. All of it listens
 on 127.0.0.1 and keeps its files under one state directory.
 
 The Gateway API CRDs (standard channel) are installed too, so HTTPRoutes can be written as in a
-production cluster. No gateway controller runs (there is no container runtime): the simulator
+production cluster, and so are prometheus-operator's PodMonitor, ServiceMonitor and PrometheusRule
+CRDs, so the chart's monitoring objects pass server-side validation (no prometheus-operator runs:
+the sandbox's Prometheus is configured from the chart's PodMonitor directly). No gateway controller runs (there is no container runtime): the simulator
 plays the data plane by reading each deployment's HTTPRoute and splitting requests by its weights.
 
 :meth:`Sandbox.up` is idempotent and repairing: every step first looks at what runs and only
@@ -40,7 +42,7 @@ from kubernetes import client, config
 from kubernetes.client import exceptions
 
 from vigil import labels
-from vigil.dev import build, durations, kwok, procs, prometheus, versions
+from vigil.dev import build, chart, durations, kwok, procs, prometheus, versions
 
 Progress = Callable[[str], None]
 APPLY = "application/apply-patch+yaml"
@@ -373,13 +375,14 @@ class Sandbox:
     def _apply_crds(self, api: client.ApiClient, progress: Progress) -> None:
         extensions = client.ApiextensionsV1Api(api)
         try:
-            gateway_files = build.gateway_api_crds(progress=progress)
+            module_files = build.gateway_api_crds(progress=progress) + build.prometheus_operator_crds(progress)
         except build.BuildError as error:
             raise SandboxError(str(error)) from error
-        docs = self._crd_documents(gateway_files)
+        docs = self._crd_documents(module_files)
         progress(
             f"applying {len(docs)} CRDs (kwok Stage, kopf peering, Gateway API {versions.GATEWAY_API} "
-            f"{build.GATEWAY_API_CHANNEL}, vigil from {self.crds_dir or 'nowhere'})"
+            f"{build.GATEWAY_API_CHANNEL}, prometheus-operator {versions.PROMETHEUS_OPERATOR} monitoring, "
+            f"vigil from {self.crds_dir or 'nowhere'})"
         )
         for doc in docs:
             extensions.patch_custom_resource_definition(
@@ -495,8 +498,15 @@ class Sandbox:
 
     # -- Prometheus and the simulator -------------------------------------------------------------
 
-    def prometheus_config(self, info: SandboxInfo) -> dict[str, Any]:
+    def prometheus_config(self, info: SandboxInfo, progress: Progress = _quiet) -> dict[str, Any]:
+        """prometheus.yml, its Triton job translated from the chart's PodMonitor (rendered by helm)."""
+        try:
+            helm = chart.Helm.from_toolchain(progress=progress)
+            podmonitor = chart.pod_monitor(helm, {"podMonitor": {"enabled": True, "interval": info.scrape_interval}})
+        except (chart.ChartError, build.BuildError) as error:
+            raise SandboxError(f"cannot render the chart's Triton PodMonitor: {error}") from error
         return prometheus.render_config(
+            podmonitor=podmonitor,
             kubeconfig=info.kubeconfig,
             sim_port=info.sim_port,
             scrape_interval=info.scrape_interval,
@@ -512,7 +522,8 @@ class Sandbox:
             raise SandboxError(str(error)) from error
         config_path = self.prometheus_dir / "prometheus.yml"
         (self.prometheus_dir / "rules").mkdir(parents=True, exist_ok=True)
-        changed = _write_if_changed(config_path, yaml.safe_dump(self.prometheus_config(info), sort_keys=False))
+        config_text = yaml.safe_dump(self.prometheus_config(info, progress), sort_keys=False)
+        changed = _write_if_changed(config_path, config_text)
         argv = prometheus.command(binary, config_path, self.prometheus_dir / "data", info.prometheus_port)
         process = self.prometheus_process
         ready_url = f"{info.prometheus_url}/-/ready"

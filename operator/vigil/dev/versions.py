@@ -20,6 +20,9 @@ PROMETHEUS = "v0.309.1"
 # Gateway API CRDs (standard channel), read from the sigs.k8s.io/gateway-api Go module. v1.4.0 is
 # missing from the module proxy's version list; its patch release v1.4.1 is listed.
 GATEWAY_API = "v1.4.1"
+# prometheus-operator's monitoring CRDs (PodMonitor, ServiceMonitor, PrometheusRule), read from its
+# Go module; v0.85.0 is the newest the module proxy lists.
+PROMETHEUS_OPERATOR = "v0.85.0"
 # helm 4 (cmd/helm of helm.sh/helm/v4): renders, lints and installs the chart in the tests.
 HELM = "v4.2.4"
 

@@ -84,7 +84,7 @@ class FleetResult:
 
 @dataclasses.dataclass(frozen=True)
 class QueryFailure:
-    """Why a query failed: ``reason`` is one of connection, timeout, http, bad_response, deadline."""
+    """Why a query failed: ``reason`` is one of connection, timeout, http, bad_response, deadline, credentials."""
 
     reason: str
     query: str
@@ -123,6 +123,8 @@ class FleetObserver:
         cycle_timeout: float = 30.0,
         concurrency: int = 4,
         headers: collections.abc.Mapping[str, str] | None = None,
+        bearer_token_file: str | None = None,
+        verify: bool | str = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -133,6 +135,8 @@ class FleetObserver:
         self.cycle_timeout = cycle_timeout
         self.concurrency = concurrency
         self.headers = dict(headers or {})
+        self.bearer_token_file = bearer_token_file
+        self.verify = verify
         self._gauges = metrics.SLOGauges()
         self._failing: set[tuple[str, str]] = set()
 
@@ -213,14 +217,29 @@ class FleetObserver:
             results.update(answered)
         return results, None
 
+    def _headers(self) -> dict[str, str]:
+        """The configured headers, plus the bearer token read afresh (mounted tokens rotate)."""
+        headers = dict(self.headers)
+        if self.bearer_token_file:
+            with open(self.bearer_token_file, encoding="utf-8") as handle:
+                headers["Authorization"] = f"Bearer {handle.read().strip()}"
+        return headers
+
     def _run_lane(
         self, queries: list[promql.Query], at: float, abort: threading.Event
     ) -> tuple[dict[promql.Need, promql.Vector], QueryFailure | None]:
         """Run queries one after another in a worker thread, with a session of its own."""
+        try:
+            headers = self._headers()
+        except OSError as error:
+            metrics.QUERY_ERRORS.labels("credentials").inc()
+            return {}, QueryFailure("credentials", f"{len(queries)} queries", f"bearer token unreadable: {error}")
         session = requests.Session()
+        # A CA bundle path, or False to skip verification (--prometheus-ca-file / --prometheus-insecure-skip-verify).
+        session.verify = self.verify
         client = prometheus_api_client.PrometheusConnect(
             url=self.url,
-            headers=self.headers or None,
+            headers=headers or None,
             # read=False lets a read timeout surface as requests.ReadTimeout, not a ConnectionError.
             retry=urllib3.util.Retry(total=0, read=False),
             session=session,

@@ -75,6 +75,9 @@ class Kube:
     api_client: client.ApiClient
     fence: Callable[[], None] = _unfenced
     """Raises unless this replica may write now; called immediately before every write."""
+    # False for a namespace-scoped operator: it reads nothing outside its namespaces (its RBAC
+    # grants nothing cluster-wide), so cluster-wide facts such as free GPUs are unknown to it.
+    cluster_scope: bool = True
     _gateway_api: tuple[float, bool] | None = dataclasses.field(default=None, init=False, repr=False)
 
     @property
@@ -196,8 +199,15 @@ class Kube:
             raise
         return True
 
-    async def free_gpus(self) -> int:
-        """Allocatable nvidia.com/gpu on schedulable nodes minus what placed, live pods hold."""
+    async def free_gpus(self) -> int | None:
+        """Allocatable nvidia.com/gpu on schedulable nodes minus what placed, live pods hold.
+
+        None (unknown) for a namespace-scoped operator: other namespaces' pods hold GPUs it cannot
+        see, and a count without them would promise capacity that is not there. The act machine
+        then leaves placement to the scheduler (:class:`vigil.act.machine.Capacity`).
+        """
+        if not self.cluster_scope:
+            return None
         nodes = await asyncio.to_thread(self.core_v1.list_node, _request_timeout=REQUEST_TIMEOUT)
         pods = await asyncio.to_thread(
             self.core_v1.list_pod_for_all_namespaces,

@@ -108,7 +108,11 @@ def _runtime(memo: Any) -> Runtime:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
-    start(_runtime(memo))
+    runtime = _runtime(memo)
+    # Namespace mode (plain names) lists nothing cluster-wide: no namespace or CRD scanning (no RBAC
+    # for it). Globs need kopf's namespace scanning to be resolved.
+    settings.scanning.disabled = runtime.scope.exact_names is not None
+    start(runtime)
 
 
 def start(runtime: Runtime) -> None:
@@ -271,7 +275,12 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
         current_rate_window_seconds=int(cfg.seconds("rate_window")),
         baseline_rate_window_seconds=int(cfg.seconds("baseline_window")),
     )
-    observer = fleet.FleetObserver(url, settings=settings)
+    observer = fleet.FleetObserver(
+        url,
+        settings=settings,
+        bearer_token_file=cfg.prometheus_bearer_token_file,
+        verify=cfg.prometheus_verify,
+    )
     while True:
         heartbeat.beat()
         if not runtime.leading():
@@ -567,7 +576,8 @@ def run(cfg: config.Settings) -> None:
     logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter; vigil logs its decisions
     if cfg.kubeconfig:
         os.environ["KUBECONFIG"] = cfg.kubeconfig  # kopf's own login reads the same file
-    runtime = Runtime(settings=cfg, kube=kube.Kube(api_client))
+    cluster_scope = scope.Scope(cfg.namespaces).exact_names is None
+    runtime = Runtime(settings=cfg, kube=kube.Kube(api_client, cluster_scope=cluster_scope))
     if not cfg.standalone:
         identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         runtime.elector = leader.Elector(

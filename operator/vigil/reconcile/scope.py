@@ -44,6 +44,17 @@ class Scope:
     def clusterwide(self) -> bool:
         return not self.patterns
 
+    @property
+    def exact_names(self) -> tuple[str, ...] | None:
+        """The namespaces, if every pattern is one plain name (the chart's namespace mode), else None.
+
+        Only then may the operator read nothing cluster-wide: resolving a glob (or watching the whole
+        cluster) already means listing namespaces cluster-wide, so those modes read the cluster.
+        """
+        if not self.patterns or any(any(ch in p for ch in "*?,![") for p in self.patterns):
+            return None
+        return tuple(p.strip() for p in self.patterns)
+
     def admits(self, namespace: str) -> bool:
         """Whether objects in ``namespace`` are this operator's to reconcile and act on."""
         return self.clusterwide or any(_matches(namespace, pattern) for pattern in self.patterns)

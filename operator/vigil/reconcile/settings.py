@@ -47,6 +47,8 @@ class Settings:
     lease_name: str = "vigil"
     lease_namespace: str | None = None
     timing: leader.Timing = dataclasses.field(default_factory=leader.Timing)
+    prometheus_bearer_token_file: str | None = None
+    prometheus_verify: bool | str = True  # a CA bundle path, or False (insecure)
 
     def seconds(self, option: str) -> float:
         """A duration option (``min_window``, ``rate_window``, ``baseline_window``) in seconds."""
@@ -72,6 +74,12 @@ def problems(settings: Settings) -> list[str]:
         found.append("--metrics-address must not be empty")
     if settings.prometheus_url is not None:
         found += _url_problems("--prometheus-url", settings.prometheus_url, ("http", "https"))
+    for flag, path in (
+        ("--prometheus-bearer-token-file", settings.prometheus_bearer_token_file),
+        ("--prometheus-ca-file", settings.prometheus_verify if isinstance(settings.prometheus_verify, str) else None),
+    ):
+        if path is not None and not pathlib.Path(path).is_file():
+            found.append(f"{flag} {path}: no such file")
     if settings.liveness is not None:
         found += _url_problems("--liveness", settings.liveness, ("http",))
     found += [
