@@ -13,7 +13,6 @@ import pathlib
 import socket
 import urllib.error
 import urllib.request
-from typing import Any
 
 import yaml
 
@@ -44,13 +43,8 @@ class OwnPrometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         self.directory = directory
         self.process = procs.Background("prometheus", directory)
-        config: dict[str, Any] = prometheus.render_config(
-            kubeconfig=info.kubeconfig,
-            sim_port=info.sim_port,
-            scrape_interval=info.scrape_interval,
-            rules_dir=directory / "rules",
-            operator_metrics=None,
-        )
+        # The sandbox's own configuration (the chart's PodMonitor translated), minus the operator job.
+        config = sandbox_mod.Sandbox().prometheus_config(info, rules_dir=directory / "rules", operator_metrics=None)
         for job in config["scrape_configs"]:
             job["relabel_configs"] = [
                 {"source_labels": ["__meta_kubernetes_namespace"], "regex": namespace_regex, "action": "keep"},

@@ -498,8 +498,18 @@ class Sandbox:
 
     # -- Prometheus and the simulator -------------------------------------------------------------
 
-    def prometheus_config(self, info: SandboxInfo, progress: Progress = _quiet) -> dict[str, Any]:
-        """prometheus.yml, its Triton job translated from the chart's PodMonitor (rendered by helm)."""
+    def prometheus_config(
+        self,
+        info: SandboxInfo,
+        progress: Progress = _quiet,
+        *,
+        rules_dir: pathlib.Path | None = None,
+        operator_metrics: str | None = prometheus.OPERATOR_METRICS,
+    ) -> dict[str, Any]:
+        """prometheus.yml, its Triton job translated from the chart's PodMonitor (rendered by helm).
+
+        Tests that run a Prometheus of their own pass their own rules directory and no operator job.
+        """
         try:
             helm = chart.Helm.from_toolchain(progress=progress)
             podmonitor = chart.pod_monitor(helm, {"podMonitor": {"enabled": True, "interval": info.scrape_interval}})
@@ -510,7 +520,8 @@ class Sandbox:
             kubeconfig=info.kubeconfig,
             sim_port=info.sim_port,
             scrape_interval=info.scrape_interval,
-            rules_dir=self.prometheus_dir / "rules",
+            rules_dir=rules_dir or self.prometheus_dir / "rules",
+            operator_metrics=operator_metrics,
         )
 
     def start_prometheus(self, progress: Progress = _quiet) -> None:
