@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import lanes, operator_fixtures, waiting
+from tests.e2e import lanes, operator_fixtures
 from tests.e2e import own_prometheus as own_prometheus_mod
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
@@ -103,15 +103,8 @@ def operator(
 @pytest.fixture
 def namespace(kube: client.ApiClient) -> Iterator[str]:
     """A fresh namespace per test inside this session's operator scope, deleted afterwards (its objects go with it)."""
-    name = operator_fixtures.namespace_name()
-    core = client.CoreV1Api(kube)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    with contextlib.suppress(client.exceptions.ApiException):
-        core.delete_namespace(name)
-    # Wait for the namespace to go, so its pods' GPUs are free for the next test.
-    with contextlib.suppress(waiting.Timeout):
-        waiting.until(lambda: not core.list_namespaced_pod(name).items or None, 120, f"namespace {name} emptied")
+    with operator_fixtures.scoped_namespace(kube) as name:
+        yield name
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ other worker's never act on this session's objects, and this session's never act
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import secrets
@@ -17,7 +18,11 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+
+from kubernetes import client
+
+from tests.e2e import waiting
 
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 # t<4 hex>-[<xdist worker>-]: short, DNS-1123, distinct per session and per worker.
@@ -28,6 +33,22 @@ SCOPE = f"{PREFIX}*"
 def namespace_name() -> str:
     """A fresh namespace name inside this session's scope (what the ``namespace`` fixture creates)."""
     return f"{PREFIX}{uuid.uuid4().hex[:8]}"
+
+
+@contextlib.contextmanager
+def scoped_namespace(kube: client.ApiClient) -> Iterator[str]:
+    """Create a namespace inside this session's scope; delete it afterwards and wait until its pods
+    are gone, so their GPUs are free for the next test."""
+    name = namespace_name()
+    core = client.CoreV1Api(kube)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(client.exceptions.ApiException):
+            core.delete_namespace(name)
+        with contextlib.suppress(waiting.Timeout):
+            waiting.until(lambda: not core.list_namespaced_pod(name).items or None, 120, f"namespace {name} emptied")
 
 
 class OperatorProcess:

@@ -15,7 +15,6 @@ A second test: Triton pods that vigil renders are admitted in a namespace that e
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pathlib
@@ -70,14 +69,8 @@ def snapshot(md: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def table_namespace(kube: client.ApiClient) -> Iterator[str]:
     """One namespace for the whole table, so the neighbour lives beside every malformed object."""
-    name = operator_fixtures.namespace_name()  # inside the test operator's scope
-    core = client.CoreV1Api(kube)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    with contextlib.suppress(client.exceptions.ApiException):
-        core.delete_namespace(name)
-    with contextlib.suppress(waiting.Timeout):
-        waiting.until(lambda: not core.list_namespaced_pod(name).items or None, 120, f"namespace {name} emptied")
+    with operator_fixtures.scoped_namespace(kube) as name:  # inside the test operator's scope
+        yield name
 
 
 @pytest.fixture(scope="module")
