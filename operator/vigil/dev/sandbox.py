@@ -48,8 +48,10 @@ Progress = Callable[[str], None]
 APPLY = "application/apply-patch+yaml"
 REQUEST_TIMEOUT = 10
 DEFAULT_NAME = "vigil"
-DEFAULT_PROMETHEUS_PORT = 9090
-DEFAULT_SIM_PORT = 9400
+# A second sandbox on the same machine (its own $VIGIL_STATE) needs its own ports; the environment
+# names them so that the tests, the demo and the benchmarks all find that sandbox without options.
+DEFAULT_PROMETHEUS_PORT = int(os.environ.get("VIGIL_PROMETHEUS_PORT", "9090"))
+DEFAULT_SIM_PORT = int(os.environ.get("VIGIL_SIM_PORT", "9400"))
 # Leader leases are renewed every 2 s and last 15 s; one older than this has no live holder.
 LEADER_FRESH_SECONDS = 10.0
 KWOK_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
