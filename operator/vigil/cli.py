@@ -106,7 +106,13 @@ def run_command(
     prometheus_ca_file: str | None = typer.Option(None, help="CA bundle that verifies Prometheus's certificate."),
     prometheus_insecure_skip_verify: bool = typer.Option(False, help="Do not verify Prometheus's certificate."),
     eval_interval: float = typer.Option(5.0, help="Seconds between fleet-wide SLO evaluations."),
-    resync: float = typer.Option(30.0, help="Seconds between full re-reconciles of every deployment."),
+    resync: float = typer.Option(
+        300.0, help="Seconds over which every deployment is re-reconciled once (spread, from the watch caches)."
+    ),
+    status_refresh: float = typer.Option(
+        120.0,
+        help="Most often a status is rewritten only because its SLI numbers changed (state changes are written at once).",
+    ),
     min_window: str = typer.Option("20s", help="Shortest SLO window (at least 4 scrape intervals)."),
     rate_window: str = typer.Option("5m", help="Window of the current request rate used by diagnosis."),
     baseline_window: str = typer.Option("30m", help="Window of the baseline request rate used by diagnosis."),
@@ -124,6 +130,7 @@ def run_command(
         namespaces=tuple(namespace),
         liveness=liveness or None,
         resync_seconds=resync,
+        status_refresh_seconds=status_refresh,
         prometheus_url=prometheus_url or None,
         eval_interval=eval_interval,
         min_window=min_window,

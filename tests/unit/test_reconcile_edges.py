@@ -303,3 +303,28 @@ async def test_without_prometheus_slos_are_reported_as_not_evaluated(
     assert (available["status"], available["reason"]) == ("False", "PrometheusNotConfigured")
     assert "--prometheus-url" in available["message"]
     assert any(e["reason"] == "MetricsAvailableFalse" for e in events(kmock))
+
+
+async def test_the_watch_echo_of_vigils_own_status_write_queues_nothing(
+    kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient, runtime: operator.Runtime
+) -> None:
+    patch = {"metadata": {"resourceVersion": "7"}}  # kmock keeps the version it is given
+    await asyncio.to_thread(
+        custom(api).patch_namespaced_custom_object, "vigil.dev", "v1alpha1", NS, "modeldeployments", NAME, patch
+    )
+    await operator.reconcile(runtime, KEY)
+    stored = await asyncio.to_thread(
+        custom(api).get_namespaced_custom_object, "vigil.dev", "v1alpha1", NS, "modeldeployments", NAME
+    )
+    assert "status" in stored
+    version = str(stored["metadata"]["resourceVersion"])
+    assert runtime.kube.wrote_status("modeldeployments", KEY, version)
+    memo = type("Memo", (), {"runtime": runtime})()
+    echo = {"type": "MODIFIED", "object": stored}
+    await operator.modeldeployment_event(event=echo, namespace=NS, name=NAME, memo=memo)
+    assert len(runtime.queue) == 0
+    edited = {**stored, "metadata": {**stored["metadata"], "resourceVersion": f"{version}-user-edit"}}
+    await operator.modeldeployment_event(
+        event={"type": "MODIFIED", "object": edited}, namespace=NS, name=NAME, memo=memo
+    )
+    assert len(runtime.queue) == 1

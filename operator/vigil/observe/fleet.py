@@ -36,6 +36,7 @@ import asyncio
 import collections.abc
 import dataclasses
 import datetime
+import functools
 import logging
 import threading
 import time
@@ -75,11 +76,26 @@ class FleetResult:
     failures: tuple[TargetFailure, ...] = ()
 
     def deployment(self, namespace: str, name: str) -> slo.DeploymentReport | None:
-        return next((d for d in self.deployments if (d.namespace, d.name) == (namespace, name)), None)
+        return self._reports.get((namespace, name))
 
     def failure(self, namespace: str, name: str) -> str | None:
         """Why this deployment alone was not evaluated, if it was not."""
-        return next((f.error for f in self.failures if (f.namespace, f.name) == (namespace, name)), None)
+        return self._failures.get((namespace, name))
+
+    # Looked up once per deployment per cycle: a scan would make every cycle quadratic in N.
+    @functools.cached_property
+    def _reports(self) -> dict[tuple[str, str], slo.DeploymentReport]:
+        found: dict[tuple[str, str], slo.DeploymentReport] = {}
+        for d in self.deployments:
+            found.setdefault((d.namespace, d.name), d)  # the first, as a scan would find it
+        return found
+
+    @functools.cached_property
+    def _failures(self) -> dict[tuple[str, str], str]:
+        found: dict[tuple[str, str], str] = {}
+        for f in self.failures:
+            found.setdefault((f.namespace, f.name), f.error)
+        return found
 
 
 @dataclasses.dataclass(frozen=True)

@@ -94,3 +94,23 @@ def material_change(old: mdapi.ModelDeploymentStatus, new_report: slo.Deployment
     before = {(s.name, s.state, s.revision) for s in old.slos}
     after = {(s.name, s.state, s.revision) for s in new_report.slos}
     return before != after
+
+
+# What every evaluation refreshes without changing any verdict: the numbers behind an SLO state,
+# the wording that quotes them, and when they were read. A status that differs only in these is
+# not worth a write on its own (see ``material``).
+VOLATILE_SLO_FIELDS = ("sli", "requestRate", "burnRates", "budgetRemaining", "message", "lastEvaluationTime")
+
+
+def material(status: mdapi.ModelDeploymentStatus) -> dict[str, object]:
+    """``status`` on the wire without the fields each evaluation refreshes (``VOLATILE_SLO_FIELDS``
+    and the ``SLOMet`` message, which quotes the SLO messages): two statuses with equal material
+    parts say the same thing about states, verdicts, revisions and conditions."""
+    wire = status.wire()
+    for entry in wire.get("slos", []):
+        for field in VOLATILE_SLO_FIELDS:
+            entry.pop(field, None)
+    for condition in wire.get("conditions", []):
+        if condition.get("type") == SLO_MET:
+            condition.pop("message", None)
+    return wire

@@ -79,6 +79,16 @@ class Kube:
     # grants nothing cluster-wide), so cluster-wide facts such as free GPUs are unknown to it.
     cluster_scope: bool = True
     _gateway_api: tuple[float, bool] | None = dataclasses.field(default=None, init=False, repr=False)
+    _status_versions: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict, init=False, repr=False)
+    """(plural, namespace, name) -> the resourceVersion vigil's last status write of it produced."""
+
+    def wrote_status(self, plural: str, key: tuple[str, str], version: str) -> bool:
+        """Whether ``version`` of the object is the one vigil's own last status write produced
+        (its watch event is an echo, not news)."""
+        return self._status_versions.get((plural, *key)) == version
+
+    def forget_status(self, plural: str, key: tuple[str, str]) -> None:
+        self._status_versions.pop((plural, *key), None)
 
     @property
     def apps(self) -> client.AppsV1Api:
@@ -283,7 +293,7 @@ class Kube:
             "status": status,
         }
         self.fence()
-        await asyncio.to_thread(
+        written = await asyncio.to_thread(
             self.custom.patch_namespaced_custom_object_status,
             api.GROUP,
             api.VERSION,
@@ -296,6 +306,11 @@ class Kube:
             _content_type=APPLY,
             _request_timeout=REQUEST_TIMEOUT,
         )
+        version = ((written or {}).get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None
+        if version is not None:
+            self._status_versions[(plural, namespace, name)] = str(version)
+        else:
+            self._status_versions.pop((plural, namespace, name), None)
 
     async def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about one of vigil's objects (kopf's poster only works inside its handlers)."""

@@ -21,6 +21,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import random
 import socket
 import time
 import typing
@@ -65,7 +66,8 @@ class Runtime:
     known: set[workqueue.Key] = dataclasses.field(default_factory=set)
     mds: dict[workqueue.Key, mdapi.ModelDeployment] = dataclasses.field(default_factory=dict)
     fleet: fleet.FleetResult | None = None
-    status_written: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
+    refresh_at: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
+    """When a status that differs only in its SLI numbers may next be written (monotonic), per key."""
     elector: leader.Elector | None = None
     """None with ``--standalone``: the only replica always acts."""
     supervisor: supervise.Supervisor = dataclasses.field(default_factory=supervise.Supervisor)
@@ -73,6 +75,14 @@ class Runtime:
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.leading()
+
+    def refresh_due(self, key: workqueue.Key) -> bool:
+        return time.monotonic() >= self.refresh_at.get(key, 0.0)
+
+    def refreshed(self, key: workqueue.Key) -> None:
+        """The stored status of ``key`` is as fresh as it needs to be: its numbers next in a jittered interval."""
+        interval = self.settings.status_refresh_seconds
+        self.refresh_at[key] = time.monotonic() + interval * random.uniform(1.0 - REFRESH_JITTER, 1.0)
 
     def started_leading(self) -> None:
         """Act from now on: start from a fresh SLO evaluation, then reconcile what the watches know."""
@@ -108,6 +118,9 @@ def _runtime(memo: Any) -> Runtime:
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 60
+    # Children are selected by the API server: an operator never streams the cluster's other pods.
+    for resource in (("apps", "deployments"), ("", "pods")):
+        settings.watching.label_selectors[resource] = labels.MODEL_DEPLOYMENT
     runtime = _runtime(memo)
     # Namespace mode (plain names) lists nothing cluster-wide: no namespace or CRD scanning (no RBAC
     # for it). Globs need kopf's namespace scanning to be resolved.
@@ -195,6 +208,9 @@ async def modeldeployment_event(event: kopf.RawEvent, namespace: str | None, nam
         _forget(runtime, key)
         return
     runtime.known.add(key)
+    version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
+    if version is not None and runtime.kube.wrote_status(mdapi.PLURAL, key, str(version)):
+        return  # the echo of vigil's own status write: nothing in it is news to the operator
     runtime.queue.add(key)
 
 
@@ -219,21 +235,34 @@ def _forget(runtime: Runtime, key: workqueue.Key) -> None:
     """The ModelDeployment is gone: drop everything the operator remembers about it."""
     runtime.known.discard(key)
     runtime.mds.pop(key, None)
-    runtime.status_written.pop(key, None)
+    runtime.refresh_at.pop(key, None)
+    runtime.kube.forget_status(mdapi.PLURAL, key)
     runtime.queue.discard(key)
 
 
 async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
-    """Re-reconcile everything now and then: heals drift that produced no watch event."""
+    """Re-reconcile every deployment once per period (jittered), spread evenly over it.
+
+    A safety net for drift that produced no watch event; enqueueing the whole fleet at once would
+    put a burst of N no-op reconciles in front of real work every period.
+    """
     while True:
         heartbeat.beat()
-        await asyncio.sleep(runtime.settings.resync_seconds)
-        if runtime.leading():
-            for key in list(runtime.known):
+        period = runtime.settings.resync_seconds * random.uniform(1.0 - RESYNC_JITTER, 1.0 + RESYNC_JITTER)
+        keys = sorted(runtime.known)
+        if not keys or not runtime.leading():
+            await asyncio.sleep(period)
+            continue
+        step = period / len(keys)
+        for key in keys:
+            await asyncio.sleep(step)
+            heartbeat.beat()
+            if key in runtime.known and runtime.leading():
                 runtime.queue.add(key)
 
 
-STATUS_REFRESH_SECONDS = 15.0
+RESYNC_JITTER = 0.1
+REFRESH_JITTER = 0.2
 
 
 def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
@@ -303,9 +332,9 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
             key = (target.namespace, target.name)
             md = runtime.mds.get(key)
             report = result.deployment(*key)
-            stale = time.monotonic() - runtime.status_written.get(key, 0.0) > STATUS_REFRESH_SECONDS
             if md is None:
                 continue
+            stale = runtime.refresh_due(key)
             if availability_changed or stale or (report is not None and merge.material_change(md.status, report)):
                 runtime.queue.add(key)
         elapsed = time.monotonic() - started
@@ -512,9 +541,11 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         failure = error
     generation = int(raw["metadata"].get("generation") or 0)
     apply_event = reconcile_error(status, failure, generation, now)
-    if status.wire() != md.status.wire():
+    if _worth_writing(runtime, key, md.status, status):
         await runtime.kube.apply_md_status(namespace, name, status)
-        runtime.status_written[key] = time.monotonic()
+        runtime.refreshed(key)
+    elif status.wire() == md.status.wire():
+        runtime.refreshed(key)
     md.status = status
     if key in runtime.known:  # a DELETED event during this reconcile forgot it: keep it forgotten
         runtime.mds[key] = md
@@ -522,6 +553,17 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         await _event(runtime, raw, ev)
     if failure is not None:
         raise failure
+
+
+def _worth_writing(
+    runtime: Runtime, key: workqueue.Key, stored: mdapi.ModelDeploymentStatus, status: mdapi.ModelDeploymentStatus
+) -> bool:
+    """Whether ``status`` must be written over ``stored``: at once when it says something new (a state,
+    a condition, a revision, an override); when only SLI numbers moved, once the refresh is due
+    (``--status-refresh``), so a fleet's steady state does not cost one write per deployment per cycle."""
+    if merge.material(status) != merge.material(stored):
+        return True
+    return status.wire() != stored.wire() and runtime.refresh_due(key)
 
 
 async def _report_invalid_spec(
@@ -550,7 +592,6 @@ async def _report_invalid_spec(
     status.observed_generation = generation
     if status.wire() != unchanged:  # a resync of an unchanged refusal writes nothing
         await runtime.kube.apply_md_status(key[0], key[1], status)
-        runtime.status_written[key] = time.monotonic()
     if before is None or (before.status, before.reason, before.message) != (
         cond.ConditionStatus.TRUE,
         INVALID_SPEC,

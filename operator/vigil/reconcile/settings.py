@@ -35,7 +35,8 @@ class Settings:
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()
     liveness: str | None = None
-    resync_seconds: float = 30.0
+    resync_seconds: float = 300.0
+    status_refresh_seconds: float = 120.0
     prometheus_url: str | None = None
     eval_interval: float = 5.0
     min_window: str = "20s"
@@ -65,7 +66,11 @@ def problems(settings: Settings) -> list[str]:
                 found.append(f"{flag} must be longer than zero, got {getattr(settings, option)!r}")
         except ValueError as error:
             found.append(f"{flag}: {error}")
-    for flag, value in (("--eval-interval", settings.eval_interval), ("--resync", settings.resync_seconds)):
+    for flag, value in (
+        ("--eval-interval", settings.eval_interval),
+        ("--resync", settings.resync_seconds),
+        ("--status-refresh", settings.status_refresh_seconds),
+    ):
         if not (math.isfinite(value) and value > 0):
             found.append(f"{flag} must be a positive number of seconds, got {value:g}")
     if not 0 <= settings.metrics_port <= 65535:

@@ -1,0 +1,141 @@
+"""What a steady fleet costs the API server: writes only on material change, a spread resync, O(1) lookups.
+
+The reconcile under test is the real one (``operator.reconcile``) against
+:class:`tests.unit.fakekube.FakeKube`, fed fleet evaluations whose numbers move while the verdicts stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from tests.unit import factories, fakekube
+from vigil.api import conditions as cond
+from vigil.api import slo as sloapi
+from vigil.observe import fleet, merge, slo
+from vigil.reconcile import operator as op
+from vigil.reconcile import supervise
+
+NS, NAME = "ml", "resnet"
+KEY = (NS, NAME)
+PROMETHEUS = "http://127.0.0.1:9"  # never queried: the tests hand the reconcile its evaluations
+SLOS = [{"name": "availability", "kind": "availability", "objective": 99.0, "period": "1h"}]
+
+
+def cluster() -> fakekube.FakeKube:
+    kube = fakekube.FakeKube()
+    body = factories.md(slos=SLOS).model_dump(by_alias=True, exclude_none=True, mode="json")
+    body.update(apiVersion="vigil.dev/v1alpha1", kind="ModelDeployment")
+    kube.objects[("modeldeployments", NS, NAME)] = body
+    return kube
+
+
+def report(state: str, sli: float, revision: str) -> slo.DeploymentReport:
+    status = sloapi.SLOStatus.model_validate(
+        {
+            "name": "availability",
+            "state": state,
+            "sli": sli,
+            "revision": revision,
+            "message": f"sli {sli} over 20s",
+            "lastEvaluationTime": f"2026-12-02T18:00:{int(sli) % 60:02d}Z",
+        }
+    )
+    verdict = slo.Verdict(cond.ConditionStatus.TRUE if state == "Met" else cond.ConditionStatus.FALSE, state, "")
+    return slo.DeploymentReport(NS, NAME, 1, (status,), verdict, ())
+
+
+def evaluated(runtime: op.Runtime, kube: fakekube.FakeKube, state: str, sli: float) -> None:
+    revision = kube.objects[("modeldeployments", NS, NAME)]["status"]["currentRevision"]
+    runtime.fleet = fleet.FleetResult(True, None, (report(state, sli, revision),), 12, 0.1)
+
+
+async def test_numbers_alone_are_written_once_the_refresh_is_due_and_a_new_state_at_once() -> None:
+    kube = cluster()
+    runtime = op.Runtime(settings=op.Settings(status_refresh_seconds=3600.0, prometheus_url=PROMETHEUS), kube=kube)  # type: ignore[arg-type]
+    await op.reconcile(runtime, KEY)  # the first pass: revisions, conditions
+    evaluated(runtime, kube, "Met", 99.9)
+    await op.reconcile(runtime, KEY)
+    writes = len(kube.md_status_writes)
+    assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["sli"] == 99.9
+
+    for sli in (99.8, 99.7, 99.95):  # every evaluation moves the numbers, never the verdict
+        evaluated(runtime, kube, "Met", sli)
+        await op.reconcile(runtime, KEY)
+    assert len(kube.md_status_writes) == writes
+    assert not runtime.refresh_due(KEY)
+
+    runtime.refresh_at[KEY] = time.monotonic()  # the refresh interval has passed
+    await op.reconcile(runtime, KEY)
+    assert len(kube.md_status_writes) == writes + 1
+    assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["sli"] == 99.95
+
+    evaluated(runtime, kube, "Breached", 80.0)  # a verdict: written at once, refresh or not
+    await op.reconcile(runtime, KEY)
+    assert len(kube.md_status_writes) == writes + 2
+    assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["state"] == "Breached"
+
+
+def test_material_parts_ignore_the_refreshed_numbers_and_keep_states_and_conditions() -> None:
+    base = factories.md(slos=SLOS).status
+    base.slos = [sloapi.SLOStatus(name="availability", state=sloapi.SLOState.MET, sli=99.9, message="a")]
+    moved = base.model_copy(deep=True)
+    moved.slos[0].sli = 99.1
+    moved.slos[0].message = "b"
+    moved.slos[0].last_evaluation_time = "2026-12-02T18:00:00Z"
+    assert merge.material(moved) == merge.material(base)
+    assert moved.wire() != base.wire()
+    breached = moved.model_copy(deep=True)
+    breached.slos[0].state = sloapi.SLOState.BREACHED
+    assert merge.material(breached) != merge.material(base)
+
+
+async def test_a_fresh_status_is_not_requeued_by_the_fleet_loop_every_cycle() -> None:
+    """Nothing to write still counts as refreshed: the fleet loop does not requeue it each cycle."""
+    kube = cluster()
+    runtime = op.Runtime(settings=op.Settings(status_refresh_seconds=3600.0, prometheus_url=PROMETHEUS), kube=kube)  # type: ignore[arg-type]
+    await op.reconcile(runtime, KEY)
+    evaluated(runtime, kube, "Met", 99.9)
+    await op.reconcile(runtime, KEY)
+    await op.reconcile(runtime, KEY)  # equal status: nothing written, and refreshed
+    assert not runtime.refresh_due(KEY)
+
+
+async def test_the_resync_spreads_the_fleet_over_its_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = op.Runtime(settings=op.Settings(resync_seconds=100.0, standalone=True), kube=cluster())  # type: ignore[arg-type]
+    runtime.known = {(NS, f"md-{i}") for i in range(10)}
+    added: list[tuple[float, tuple[str, str]]] = []
+    clock = [0.0]
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+        if len(added) >= 10:
+            raise asyncio.CancelledError
+        await real_sleep(0)
+
+    monkeypatch.setattr(op.asyncio, "sleep", sleep)
+    monkeypatch.setattr(runtime.queue, "add", lambda key: added.append((clock[0], key)))
+    with pytest.raises(asyncio.CancelledError):
+        await op._resync(runtime, supervise.Heartbeat("resync", 300.0))
+    times = [t for t, _ in added]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert sorted(k for _, k in added) == sorted(runtime.known)  # every key once
+    assert all(9.0 <= gap <= 11.0 for gap in gaps), gaps  # one every period/N (jittered by 10%)
+    assert 9.0 <= times[0] <= 11.0
+
+
+def test_fleet_lookups_find_each_deployment_and_failure_by_key() -> None:
+    reports = tuple(
+        slo.DeploymentReport(NS, f"md-{i}", 1, (), slo.Verdict(cond.ConditionStatus.TRUE, "Met", ""), ())
+        for i in range(1000)
+    )
+    failures = (fleet.TargetFailure(NS, "md-7", "first"), fleet.TargetFailure(NS, "md-7", "second"))
+    result = fleet.FleetResult(True, None, reports, 12, 0.1, failures)
+    assert result.deployment(NS, "md-999") is reports[999]
+    assert result.deployment(NS, "absent") is None
+    assert result.failure(NS, "md-7") == "first"
+    assert result.failure(NS, "md-8") is None
