@@ -116,8 +116,10 @@ def context(
     gpus: int = 1,
     unschedulable: int = 0,
     generation: int = 1,
+    data_seconds: float | None = 0.0,
     **fields: Any,
 ) -> machine.Context:
+    """``data_seconds``: the verdict rests on the data of that many seconds before ``now`` (None: unknown)."""
     return machine.Context(
         now=now,
         incident=INCIDENT,
@@ -127,8 +129,14 @@ def context(
         metrics_available=metrics,
         cause=cause,
         capacity=machine.Capacity(free_gpus=free_gpus, gpus_per_replica=gpus, unschedulable_pods=unschedulable),
+        judged=None if data_seconds is None else judged(now, data_seconds),
         **fields,
     )
+
+
+def judged(now: datetime.datetime, seconds: float) -> machine.Judged:
+    """A verdict on the ``seconds`` of data before ``now``."""
+    return machine.Judged(since=now - datetime.timedelta(seconds=seconds), until=now)
 
 
 def states(status: incapi.IncidentStatus) -> list[tuple[str, incapi.StepState]]:
@@ -174,6 +182,7 @@ class World:
         dataclasses.field(default_factory=list)
     )
     replacements: int = 0
+    data_seconds: float = 0.0
 
     def context(self, done: dict[str, intents.Result] | None = None) -> machine.Context:
         unschedulable = sum(1 for p in self.pods if p.name.startswith("pending-"))
@@ -190,6 +199,7 @@ class World:
             pods=tuple(self.pods),
             actions_last_hour=0,
             done=done or {},
+            judged=judged(self.now, self.data_seconds),
         )
 
     def write(self, decision: machine.Decision) -> None:

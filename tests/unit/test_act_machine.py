@@ -247,7 +247,10 @@ def test_scale_out_goes_in_rounds_until_max_replicas_then_moves_on() -> None:
     assert scales == [4, 6]
     scale = actkit.step(world.status, "scale-out")
     assert scale.state is S.FAILED
-    assert scale.result == "SLO Breached at verification; already at maxReplicas 6 (6 replicas)"
+    assert scale.result == (
+        f"SLO Breached at verification ({actkit.judged(cond.parse_time(scale.finished_at or ''), 0)}); "
+        "already at maxReplicas 6 (6 replicas)"
+    )
     assert any(isinstance(i, intents.ShiftTraffic) for i in world.issued)
 
 
@@ -332,7 +335,7 @@ def test_capacity_with_fallback_shifts_all_traffic_and_escalates_when_the_slo_ca
     no_traffic = sloapi.SLOState.INSUFFICIENT_TRAFFIC
     judged = machine.advance(status, actkit.context(md, cause=Cause.CAPACITY, now=at(60), slo=no_traffic))
     assert actkit.step(judged.status, "shift-to-fallback").result == (
-        "all traffic moved away: the SLO cannot be met without traffic"
+        f"all traffic moved away: the SLO cannot be met without traffic ({actkit.judged(at(60), 0)})"
     )
     assert judged.status.phase is incapi.Phase.ESCALATED
     assert [type(i) for i in judged.intents] == [intents.Notify]

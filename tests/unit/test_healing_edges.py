@@ -170,9 +170,11 @@ def cluster(url: str, runbook: dict[str, Any] | None = RUNBOOK, runbook_ref: str
 
 
 def physics(kube: fakekube.FakeKube, now: datetime.datetime) -> None:
-    """What the fleet loop would report: the SLO is Met once the good revision serves."""
+    """What the fleet loop would report: the SLO is Met once the good revision serves (judged
+    every pass, over a window of one pass, so on data from after any earlier pass's action)."""
     md = kube.objects[("modeldeployments", NS, NAME)]
     slo = md["status"]["slos"][0]
+    slo.update(lastEvaluationTime=cond.rfc3339(now), burnRates=[{"window": f"{STEP_SECONDS}s"}])
     if md["status"].get("currentRevision") == GOOD and slo["state"] != "Met":
         slo.update(state="Met", sli=100.0, revision=GOOD, lastTransitionTime=cond.rfc3339(now))
 

@@ -33,7 +33,12 @@ States of one step (``StepProgress.state``)::
     Intended --executed (done or observed)---------------------------> Verifying (notify: Succeeded)
     Intended --not executed, before timeout--------------------------> Intended  => same intent
     Intended --timeout-----------------------------------------------> Failed -> onFailure
-    Verifying --until the action took effect (timeout)---------------> Verifying, then verifyAt set
+    Verifying --until the action took effect (timeout)---------------> Verifying, then verifyAt and
+                                                                         judgedFrom set
+    Verifying --metrics missing--------------------------------------> Verifying (metricsMissingSince)
+    Verifying --metrics back after a gap-----------------------------> Verifying, judgedFrom and
+                                                                         verifyAt restarted
+    Verifying --at verifyAt, verdict on data older than judgedFrom---> Verifying (waits)
     Verifying --at verifyAt: SLO Met---------------------------------> Succeeded (plan done)
     Verifying --at verifyAt: Breached (or inconclusive one more
                 verifyAfter): another round (scaleOut, restartPods)--> Intended  => next intent
@@ -71,8 +76,18 @@ Safety, in the order it is checked
 
 Hysteresis: a step counts as succeeded only when the SLO is Met at its verification time, which
 starts ``verifyAfter`` after the action took effect (rollback: traffic switched; scale-out:
-replicas ready). A Warning at verification gets one more ``verifyAfter``; a Breached verdict is
-final. A shift of all traffic to a fallback leaves the SLO without traffic (InsufficientTraffic),
+replicas ready; a restart or a shift: once carried out). A Warning at verification gets one more
+``verifyAfter``; a Breached verdict is final.
+
+Fresh data: a verdict counts only if every window behind it starts at or after the step's
+``judgedFrom``, the moment the action took effect (``Context.judged`` says which data a verdict
+rests on). The worker copies ``judgedFrom`` into the md's ``status.freshData`` and the fleet
+caps the deployment's windows to it, as it does for a young revision, so a 5-minute average
+still full of the surge that a scale-out answered cannot order another round. Metrics missing
+during verification hold it (recorded in ``metricsMissingSince``, which survives restarts);
+when they return, ``judgedFrom`` moves to that moment and ``verifyAt`` to a full ``verifyAfter``
+later: windows reaching into the gap read low rates, and the wall clock that ran through the
+gap must not turn the first inconclusive verdict into a failure. A shift of all traffic to a fallback leaves the SLO without traffic (InsufficientTraffic),
 which is final too: the shift stays in place and the plan moves on (usually to escalate).
 """
 
@@ -106,6 +121,7 @@ NOTIFY = "Notify"
 APPLIED = "Applied"
 RETRY = "Retry"
 EFFECTIVE = "Effective"
+RESUMED = "Resumed"
 VERIFIED = "Verified"
 FAILED = "Failed"
 HOLD = "Hold"
@@ -147,6 +163,26 @@ class Pod:
 
 
 @dataclasses.dataclass(frozen=True)
+class Judged:
+    """The data an SLO verdict rests on: from the start of its longest window to its evaluation."""
+
+    since: datetime.datetime
+    until: datetime.datetime
+
+    @classmethod
+    def of(cls, status: sloapi.SLOStatus | None) -> Judged | None:
+        """The span behind ``status`` (None if it was never evaluated)."""
+        if status is None or status.last_evaluation_time is None:
+            return None
+        until = cond.parse_time(status.last_evaluation_time)
+        longest = max((sloapi.duration_seconds(b.window) for b in status.burn_rates), default=0.0)
+        return cls(since=until - datetime.timedelta(seconds=longest), until=until)
+
+    def __str__(self) -> str:
+        return f"judged on data from {cond.rfc3339(self.since)} to {cond.rfc3339(self.until)}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Context:
     """Everything true now that a decision may depend on; the worker gathers it each cycle.
 
@@ -154,6 +190,8 @@ class Context:
     ``done`` holds the results of the intents the worker executed since the last ``advance``,
     by intent key. ``actions_last_hour`` and ``last_plan_ended_at`` come from the deployment's
     Incidents via :func:`vigil.act.guards.actions_within` and :func:`vigil.act.guards.last_plan_end`.
+    ``judged`` is the data ``slo_state`` rests on (:meth:`Judged.of` the SLO's status); a verdict
+    whose data starts before the step's ``judgedFrom`` is not taken (None: not known, not taken).
     """
 
     now: datetime.datetime
@@ -169,6 +207,7 @@ class Context:
     actions_last_hour: int = 0
     last_plan_ended_at: datetime.datetime | None = None
     done: Mapping[str, acts.Result] = dataclasses.field(default_factory=dict)
+    judged: Judged | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +342,18 @@ def advance(state: PlanState, ctx: Context) -> Decision:
     return Decision(status=status, intents=tuple(draft.intents), events=tuple(draft.events))
 
 
+def judged_from(state: PlanState) -> tuple[str, str] | None:
+    """The plan's latest ``judgedFrom`` and its step: verification reads data from then on only."""
+    plan = state.plan
+    marks = (
+        [(cond.parse_time(s.judged_from), s.judged_from, s.name) for s in plan.steps if s.judged_from] if plan else []
+    )
+    if not marks:
+        return None
+    _, stamp, name = max(marks)
+    return stamp, name
+
+
 # --- the loop -------------------------------------------------------------------------------
 
 
@@ -404,9 +455,10 @@ def _confirm(d: _Draft, index: int) -> bool:
             d.record(APPLIED, f"{what}: {detail}; waiting for it to take effect", progress.name, reason="ActionApplied")
         else:
             progress.verify_at = cond.rfc3339(ctx.now + _seconds(step.verify_after))
+            progress.judged_from = d.stamp
             d.record(
                 APPLIED,
-                f"{what}: {detail}; judging the SLO at {progress.verify_at}",
+                f"{what}: {detail}; judging the SLO on data from {d.stamp} on, at {progress.verify_at}",
                 progress.name,
                 reason="ActionApplied",
             )
@@ -431,7 +483,12 @@ def _verify(d: _Draft, index: int) -> bool:
     intent = _intent(d, index)
     what = acts.describe(intent)
     if _no_metrics(ctx):
+        if progress.verify_at is not None and progress.metrics_missing_since is None:
+            progress.metrics_missing_since = d.stamp  # durable: a restarted operator knows of the gap
         d.record(HOLD, HOLD_NO_METRICS, reason="Holding", warning=True, once=True)
+        return False
+    if progress.metrics_missing_since is not None:
+        _restart_verification(d, index, step)
         return False
     if progress.verify_at is None:
         if isinstance(intent, acts.Scale) and ctx.capacity.unschedulable_pods > 0:
@@ -440,7 +497,12 @@ def _verify(d: _Draft, index: int) -> bool:
         if _effective(d, intent):
             verify_at = ctx.now + _seconds(step.verify_after)
             progress.verify_at = cond.rfc3339(verify_at)
-            d.record(EFFECTIVE, f"{what} took effect; judging the SLO at {progress.verify_at}", progress.name)
+            progress.judged_from = d.stamp
+            d.record(
+                EFFECTIVE,
+                f"{what} took effect; judging the SLO on data from {d.stamp} on, at {progress.verify_at}",
+                progress.name,
+            )
             return True
         if ctx.now >= _intended_at(progress) + _seconds(step.timeout):
             if ctx.slo_state is sloapi.SLOState.MET:
@@ -452,9 +514,15 @@ def _verify(d: _Draft, index: int) -> bool:
     verify_at = cond.parse_time(progress.verify_at)
     if ctx.now < verify_at:
         return False
+    if not _fresh(ctx, progress):
+        # The verdict still reads series from before the action (or the gap): a lagging window
+        # must not decide; the fleet's next evaluation caps the windows to the fresh data.
+        d.record(HOLD, f"waiting for an SLO verdict on data from {progress.judged_from} on", progress.name, once=True)
+        return False
+    judged = f" ({ctx.judged})" if ctx.judged is not None else ""
     slo_state = ctx.slo_state
     if slo_state is sloapi.SLOState.MET:
-        _succeed(d, index, f"SLO Met at verification after {what}")
+        _succeed(d, index, f"SLO Met at verification after {what}{judged}")
         return False
     away = isinstance(intent, acts.ShiftTraffic) and acts.moves_all_traffic_away(intent.splits)
     last_chance = verify_at + _seconds(step.verify_after)
@@ -470,29 +538,65 @@ def _verify(d: _Draft, index: int) -> bool:
             once=True,
         )
         return False
-    return _another_round(d, index, step, verdict)
+    return _another_round(d, index, step, verdict, judged)
 
 
-def _another_round(d: _Draft, index: int, step: rbapi.Step, verdict: str) -> bool:
-    """scaleOut and restartPods act in rounds: a failed verification tries the next one."""
+def _fresh(ctx: Context, progress: incapi.StepProgress) -> bool:
+    """Whether the verdict rests only on data from the step's ``judgedFrom`` on (steps recorded
+    before ``judgedFrom`` existed take any verdict)."""
+    if progress.judged_from is None:
+        return True
+    return ctx.judged is not None and ctx.judged.since >= cond.parse_time(progress.judged_from)
+
+
+def _restart_verification(d: _Draft, index: int, step: rbapi.Step) -> None:
+    """Metrics are back after a gap: judge again from scratch, on data from now on only.
+
+    Windows reaching into the gap read low request rates (InsufficientTraffic) and hold stale
+    series; and the verification clock kept running through the gap, so judging at once would
+    fail a step on the first inconclusive verdict. Hence a full ``verifyAfter`` from now.
+    """
+    progress = d.plan.steps[index]
+    ctx = d.ctx
+    missing = cond.parse_time(progress.metrics_missing_since or d.stamp)
+    progress.metrics_missing_since = None
+    progress.judged_from = d.stamp
+    verify_at = max(cond.parse_time(progress.verify_at or d.stamp), ctx.now + _seconds(step.verify_after))
+    progress.verify_at = cond.rfc3339(verify_at)
+    gap = sloapi.format_duration(max((ctx.now - missing).total_seconds(), 1.0))
+    d.record(
+        RESUMED,
+        f"metrics back after {gap} without: judging the SLO again on data from {d.stamp} on, at {progress.verify_at}",
+        progress.name,
+        reason="VerificationRestarted",
+    )
+
+
+def _another_round(d: _Draft, index: int, step: rbapi.Step, verdict: str, judged: str) -> bool:
+    """scaleOut and restartPods act in rounds: a failed verification tries the next one.
+
+    ``judged`` (which data the verdict rests on) goes into the step's record, not into the
+    escalation, whose message must not depend on when a cycle happened to run.
+    """
     if step.action not in (rbapi.Action.SCALE_OUT, rbapi.Action.RESTART_PODS):
-        _fail(d, index, verdict)
+        _fail(d, index, verdict, f"{verdict}{judged}")
         return True
     progress = d.plan.steps[index]
     proposal = _propose(d, index, step, int(progress.target.get(acts.ROUND, "1")) + 1)
     if not isinstance(proposal, _Proposal):
-        _fail(d, index, f"{verdict}; {proposal.reason}")
+        _fail(d, index, f"{verdict}; {proposal.reason}", f"{verdict}{judged}; {proposal.reason}")
         return True
     if proposal.wait is not None:
         verify_at = cond.parse_time(progress.verify_at or d.stamp)
         if d.ctx.now >= verify_at + _seconds(step.timeout):
-            _fail(d, index, f"{verdict}; {proposal.wait} for longer than {step.timeout}")
+            tail = f"{proposal.wait} for longer than {step.timeout}"
+            _fail(d, index, f"{verdict}; {tail}", f"{verdict}{judged}; {tail}")
             return True
         d.record(HOLD, proposal.wait, progress.name, once=True)
         return False
     if not _gate(d, index, proposal):
         return False
-    d.record(VERIFIED, f"{verdict}: next round", progress.name)
+    d.record(VERIFIED, f"{verdict}{judged}: next round", progress.name)
     _intend(d, index, proposal)
     return False
 
@@ -506,6 +610,8 @@ def _intend(d: _Draft, index: int, proposal: _Proposal) -> None:
     progress.state = _S.INTENDED
     progress.started_at = progress.started_at or d.stamp
     progress.verify_at = None
+    progress.judged_from = None
+    progress.metrics_missing_since = None
     progress.result = None
     intent = _intent(d, index)
     d.intents.append(intent)
@@ -528,12 +634,13 @@ def _succeed(d: _Draft, index: int, message: str) -> None:
     d.plan.current = len(d.plan.steps)
 
 
-def _fail(d: _Draft, index: int, reason: str) -> None:
+def _fail(d: _Draft, index: int, reason: str, shown: str | None = None) -> None:
+    """``shown``: the step's record, when it says more than ``reason`` (see :func:`_another_round`)."""
     progress = d.plan.steps[index]
     progress.state = _S.FAILED
     progress.finished_at = d.stamp
-    progress.result = reason
-    d.record(FAILED, reason, progress.name, reason="StepFailed", warning=True)
+    progress.result = shown or reason
+    d.record(FAILED, progress.result, progress.name, reason="StepFailed", warning=True)
     d.plan.current = index + 1
     if index >= len(d.spec.steps):
         return

@@ -80,6 +80,16 @@ class StepProgress(KubeModel):
     )
     started_at: str | None = pydantic.Field(default=None, description="When the action started.")
     verify_at: str | None = pydantic.Field(default=None, description="When the SLO is judged again.")
+    judged_from: str | None = pydantic.Field(
+        default=None,
+        description="Verification judges only data from this moment on: when the action took effect, "
+        "or when metrics came back after a gap during verification.",
+    )
+    metrics_missing_since: str | None = pydantic.Field(
+        default=None,
+        description="Set while verification holds for missing metrics (since when); once they are back, "
+        "verification starts again on data from then.",
+    )
     finished_at: str | None = pydantic.Field(default=None, description="When the step ended.")
     result: str | None = pydantic.Field(default=None, description="How it ended, in words.")
 

@@ -484,6 +484,14 @@ class TrafficOverride(KubeModel):
     since: str = pydantic.Field(description="When the override was set.")
 
 
+class FreshData(KubeModel):
+    """SLO windows start no earlier than ``since``: older series describe the deployment before an action."""
+
+    since: str = pydantic.Field(description="When the incident's action took effect (or metrics came back).")
+    incident: str = pydantic.Field(description="The Incident whose step is, or was, verified on this data.")
+    step: str = pydantic.Field(description="That step's name.")
+
+
 class ModelDeploymentStatus(KubeModel):
     """What vigil observed and decided; written by vigil only."""
 
@@ -503,6 +511,12 @@ class ModelDeploymentStatus(KubeModel):
     scale: ScaleOverride | None = pydantic.Field(default=None, description="A scale-out in force, if any.")
     traffic: TrafficOverride | None = pydantic.Field(default=None, description="A traffic shift in force, if any.")
     slos: list[SLOStatus] = pydantic.Field(default_factory=list, description="The state of each SLO.")
+    fresh_data: FreshData | None = pydantic.Field(
+        default=None,
+        description="SLOs are judged only on data from freshData.since (windows capped as for a young revision), "
+        "so an action's verification never reads the series from before it took effect; no effect once older "
+        "than the longest window.",
+    )
     active_incident: str | None = pydantic.Field(default=None, description="The open Incident, if any.")
     conditions: list[Condition] = pydantic.Field(
         default_factory=list,

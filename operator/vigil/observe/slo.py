@@ -86,10 +86,16 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class RevisionRef:
-    """A revision currently receiving traffic, and when it started (its series are no older)."""
+    """A revision currently receiving traffic, and when it started (its series are no older).
+
+    ``origin`` says why its data starts at ``since`` when that is not when the revision started
+    serving: an incident's action took effect then (``status.freshData``), and what came before
+    describes the deployment before it. Its windows are capped to ``since`` all the same.
+    """
 
     name: str
     since: datetime.datetime
+    origin: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -502,7 +508,12 @@ def _short_text(spec: sloapi.SLOSpec, pair: PairReading, how: str) -> str:
 
 
 def describe(
-    spec: sloapi.SLOSpec, state: sloapi.SLOState, measurement: Measurement, revision: str, age_seconds: float
+    spec: sloapi.SLOSpec,
+    state: sloapi.SLOState,
+    measurement: Measurement,
+    revision: str,
+    age_seconds: float,
+    origin: str | None = None,
 ) -> str:
     """The human reason for ``state``, naming the windows that decided it."""
     where = f"on revision {revision}"
@@ -510,7 +521,7 @@ def describe(
         (p.pair.long_seconds, p.pair.short_seconds) != (p.long.nominal_seconds, p.short.nominal_seconds)
         for p in measurement.pairs
     ):
-        where += f" (windows capped to its age, {sloapi.format_duration(max(age_seconds, 1.0))})"
+        where += f" (windows capped to {origin or 'its age'}, {sloapi.format_duration(max(age_seconds, 1.0))})"
     pages = [p for p in measurement.pairs if p.is_page]
     hot = next((p for p in pages if p.short_hot), None)
     if state is sloapi.SLOState.INSUFFICIENT_TRAFFIC:
@@ -558,7 +569,7 @@ def judge(
         state=state,
         measurement=measurement,
         budget_remaining=budget_remaining(spec, measurement),
-        message=describe(spec, state, measurement, revision.name, age),
+        message=describe(spec, state, measurement, revision.name, age, revision.origin),
     )
 
 

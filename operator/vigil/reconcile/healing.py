@@ -200,8 +200,12 @@ def breached(status: mdapi.ModelDeploymentStatus) -> sloapi.SLOStatus | None:
     return next((s for s in status.slos if s.state is sloapi.SLOState.BREACHED), None)
 
 
+def slo_status(status: mdapi.ModelDeploymentStatus, name: str) -> sloapi.SLOStatus | None:
+    return next((s for s in status.slos if s.name == name), None)
+
+
 def slo_state(status: mdapi.ModelDeploymentStatus, name: str) -> sloapi.SLOState | None:
-    found = next((s for s in status.slos if s.name == name), None)
+    found = slo_status(status, name)
     return found.state if found is not None else None
 
 
@@ -346,6 +350,7 @@ async def _plan_context(
         actions_last_hour=guards.actions_within([*others, incident.status], ctx.now),
         last_plan_ended_at=guards.last_plan_end(others),
         done=done,
+        judged=machine.Judged.of(slo_status(status, incident.spec.slo)),
     )
 
 
@@ -410,4 +415,23 @@ async def run_plan(
             log.info(
                 "incident %s: %s: %s", incident.metadata["name"], "done" if outcome.ok else "failed", outcome.message
             )
-    return status, events
+    return fresh_data(status, incident), events
+
+
+def fresh_data(status: mdapi.ModelDeploymentStatus, incident: incapi.Incident) -> mdapi.ModelDeploymentStatus:
+    """``status`` with ``freshData`` moved to the incident's latest ``judgedFrom``, if that is newer.
+
+    The fleet caps the deployment's SLO windows to it (see :func:`vigil.reconcile.operator.serving_revisions`),
+    so the verdict the step waits for reads only data from after its action took effect.
+    It only moves forward, and stays after the incident: windows outgrow it by themselves.
+    """
+    latest = machine.judged_from(incident.status)
+    if latest is None:
+        return status
+    since, step = latest
+    current = status.fresh_data
+    if current is not None and cond.parse_time(current.since) >= cond.parse_time(since):
+        return status
+    updated = status.model_copy(deep=True)
+    updated.fresh_data = mdapi.FreshData(since=since, incident=str(incident.metadata["name"]), step=step)
+    return updated

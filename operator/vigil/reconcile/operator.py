@@ -266,14 +266,20 @@ REFRESH_JITTER = 0.2
 
 
 def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
-    """Revisions receiving traffic, each with the time it started to (its SLIs are judged from then)."""
+    """Revisions receiving traffic, each with the time its SLIs are judged from: when it started
+    to, or ``status.freshData`` if later (an incident's action took effect then)."""
     status = md.status
+    fresh = status.fresh_data
     refs: list[slo.RevisionRef] = []
     for rev in status.revisions:
         if rev.name != status.current_revision:
             continue
-        since = status.switched_at or rev.created
-        refs.append(slo.RevisionRef(name=rev.name, since=cond.parse_time(since)))
+        since = cond.parse_time(status.switched_at or rev.created)
+        origin = None
+        if fresh is not None and cond.parse_time(fresh.since) > since:
+            since = cond.parse_time(fresh.since)
+            origin = f"the data since {fresh.since} (incident {fresh.incident}, step {fresh.step})"
+        refs.append(slo.RevisionRef(name=rev.name, since=since, origin=origin))
     return refs
 
 
