@@ -14,6 +14,7 @@ import pytest
 
 from tests.unit import factories, fakekube
 from vigil.api import conditions as cond
+from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
 from vigil.reconcile import operator as op
@@ -93,13 +94,19 @@ def test_material_parts_ignore_the_refreshed_numbers_and_keep_states_and_conditi
     assert merge.material(breached) != merge.material(base)
 
 
-async def test_a_fresh_status_is_not_requeued_by_the_fleet_loop_every_cycle() -> None:
-    """Nothing to write still counts as refreshed: the fleet loop does not requeue it each cycle."""
+async def steady() -> tuple[fakekube.FakeKube, op.Runtime]:
+    """A deployment reconciled once, then again with a Met evaluation (its numbers refreshed)."""
     kube = cluster()
     runtime = op.Runtime(settings=op.Settings(status_refresh_seconds=3600.0, prometheus_url=PROMETHEUS), kube=kube)  # type: ignore[arg-type]
     await op.reconcile(runtime, KEY)
     evaluated(runtime, kube, "Met", 99.9)
     await op.reconcile(runtime, KEY)
+    return kube, runtime
+
+
+async def test_a_fresh_status_is_not_requeued_by_the_fleet_loop_every_cycle() -> None:
+    """Nothing to write still counts as refreshed: the fleet loop does not requeue it each cycle."""
+    _, runtime = await steady()
     await op.reconcile(runtime, KEY)  # equal status: nothing written, and refreshed
     assert not runtime.refresh_due(KEY)
 
@@ -139,3 +146,16 @@ def test_fleet_lookups_find_each_deployment_and_failure_by_key() -> None:
     assert result.deployment(NS, "absent") is None
     assert result.failure(NS, "md-7") == "first"
     assert result.failure(NS, "md-8") is None
+
+
+async def test_an_open_incident_is_reconciled_after_every_evaluation() -> None:
+    """Its plan's clock (verifyAt, timeouts) must not wait for the next numbers refresh."""
+    kube, runtime = await steady()
+    status = mdapi.ModelDeploymentStatus.model_validate(kube.objects[("modeldeployments", NS, NAME)]["status"])
+    assert runtime.fleet is not None
+    same = runtime.fleet.deployment(*KEY)
+    assert not op.needs_pass(runtime, KEY, status, same, availability_changed=False)
+    assert op.needs_pass(runtime, KEY, status, same, availability_changed=True)
+    acting = status.model_copy(update={"active_incident": "resnet-availability-20261202180000"})
+    assert op.needs_pass(runtime, KEY, acting, same, availability_changed=False)
+    assert op.needs_pass(runtime, KEY, status, report("Breached", 80.0, str(status.current_revision)), False)

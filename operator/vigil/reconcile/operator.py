@@ -340,11 +340,29 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
             report = result.deployment(*key)
             if md is None:
                 continue
-            stale = runtime.refresh_due(key)
-            if availability_changed or stale or (report is not None and merge.material_change(md.status, report)):
+            if needs_pass(runtime, key, md.status, report, availability_changed):
                 runtime.queue.add(key)
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(0.0, runtime.settings.eval_interval - elapsed))
+
+
+def needs_pass(
+    runtime: Runtime,
+    key: workqueue.Key,
+    status: mdapi.ModelDeploymentStatus,
+    report: slo.DeploymentReport | None,
+    availability_changed: bool,
+) -> bool:
+    """Whether an evaluation gives the worker something to do for this deployment.
+
+    A flipped state, metrics that came or went, a due refresh of the numbers; and an open
+    incident, whose plan moves with time and with every verdict (verifyAt, timeouts, a
+    verification waiting for data from after its action), so it is reconciled after every
+    evaluation rather than at the next refresh. Few deployments have one.
+    """
+    if availability_changed or runtime.refresh_due(key) or status.active_incident is not None:
+        return True
+    return report is not None and merge.material_change(status, report)
 
 
 def _observe(
