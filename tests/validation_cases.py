@@ -83,6 +83,10 @@ def _slo(**fields: Any) -> dict[str, Any]:
     return {"spec": {"slos": [{"name": "availability", "kind": "availability", **fields}]}}
 
 
+def _validation(**fields: Any) -> dict[str, Any]:
+    return {"spec": {"validation": {"goldenSet": {"configMapRef": {"name": "golden"}}, **fields}}}
+
+
 def _step(**fields: Any) -> dict[str, Any]:
     return {"spec": {"steps": [{"name": "a", "action": "rollback", **fields}]}}
 
@@ -193,6 +197,34 @@ CASES: list[Case] = [
     Case("gateway-three-parts", {"spec": {"traffic": {"gateway": "a/b/c"}}}, "spec.traffic.gateway", "openapi"),
     Case("fallback-is-itself", {"spec": {"traffic": {"fallback": "bad"}}}, "spec.traffic.fallback", "cel"),
     Case("fallback-not-a-name", {"spec": {"traffic": {"fallback": "1x"}}}, "spec.traffic.fallback", "openapi"),
+    # -- golden-request gate ----------------------------------------------------------------------
+    Case("validation-without-golden-set", _validation(goldenSet=None), "spec.validation.goldenSet", "openapi"),
+    Case(
+        "validation-config-map-not-a-name",
+        _validation(goldenSet={"configMapRef": {"name": "Golden_Set"}}),
+        "spec.validation.goldenSet.configMapRef.name",
+        "openapi",
+    ),
+    Case(
+        "validation-config-map-key-with-a-slash",
+        _validation(goldenSet={"configMapRef": {"name": "golden", "key": "a/b.json"}}),
+        "spec.validation.goldenSet.configMapRef.key",
+        "openapi",
+    ),
+    Case(
+        "validation-atol-negative", _validation(tolerance={"atol": -0.1}), "spec.validation.tolerance.atol", "openapi"
+    ),
+    Case("validation-top-k-0", _validation(tolerance={"topK": 0}), "spec.validation.tolerance.topK", "openapi"),
+    Case(
+        "validation-output-tolerance-twice",
+        _validation(tolerance={"outputs": [{"name": "OUT", "atol": 1}, {"name": "OUT", "rtol": 1}]}),
+        "spec.validation.tolerance.outputs[1]",
+        "list",
+    ),
+    Case("validation-requests-0", _validation(requests=0), "spec.validation.requests", "openapi"),
+    Case("validation-timeout-10m", _validation(timeout="10m"), "spec.validation.timeout", "cel"),
+    Case("validation-timeout-0s", _validation(timeout="0s"), "spec.validation.timeout", "cel"),
+    Case("validation-on-failure-unknown", _validation(onFailure="rollback"), "spec.validation.onFailure", "openapi"),
     # -- SLOs -------------------------------------------------------------------------------------
     Case("slo-unknown-kind", _slo(kind="bogus"), "spec.slos[0].kind", "openapi"),
     Case("slo-latency-without-threshold", _slo(kind="latency"), "spec.slos[0].thresholdMs", "cel"),

@@ -116,6 +116,12 @@ def run_command(
     min_window: str = typer.Option("20s", help="Shortest SLO window (at least 4 scrape intervals)."),
     rate_window: str = typer.Option("5m", help="Window of the current request rate used by diagnosis."),
     baseline_window: str = typer.Option("30m", help="Window of the baseline request rate used by diagnosis."),
+    inference_url: str = typer.Option(
+        "{ip}:8000",
+        envvar="VIGIL_INFERENCE_URL",
+        help="Where the golden-request gate reaches a pod's Triton HTTP API, without a scheme; "
+        "{ip}, {pod} and {namespace} are filled in.",
+    ),
 ) -> None:
     """Run the operator (several replicas elect one leader through a Lease unless --standalone)."""
     from vigil.reconcile import leader, operator
@@ -144,6 +150,7 @@ def run_command(
         timing=leader.Timing(lease_duration, renew_deadline, retry_period),
         prometheus_bearer_token_file=prometheus_bearer_token_file or None,
         prometheus_verify=False if prometheus_insecure_skip_verify else (prometheus_ca_file or True),
+        inference_url=inference_url,
     )
     try:
         operator.run(settings)

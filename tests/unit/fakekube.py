@@ -67,6 +67,8 @@ class _Pods:
 class FakeKube:
     objects: dict[Key, dict[str, Any]] = dataclasses.field(default_factory=dict)
     secrets: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict)
+    config_maps: dict[tuple[str, str], dict[str, str]] = dataclasses.field(default_factory=dict)
+    """(namespace, name) -> data."""
     pods: list[podfacts.PodFacts] = dataclasses.field(default_factory=list)
     deployments: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     events: list[tuple[str, str, str, str]] = dataclasses.field(default_factory=list)
@@ -205,3 +207,6 @@ class FakeKube:
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         return self.enter("secret_value", lambda: self.secrets.get((namespace, name, key)))  # type: ignore[no-any-return]
+
+    async def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        return self.enter("config_map_data", lambda: copy.deepcopy(self.config_maps.get((namespace, name))))  # type: ignore[no-any-return]

@@ -52,7 +52,7 @@ class Evidence(KubeModel):
 class Diagnosis(KubeModel):
     """The likely cause of the breach and the evidence for it."""
 
-    cause: Cause = pydantic.Field(description="BadRollout, LoadSurge, Capacity, CrashingPods or Unknown.")
+    cause: Cause = pydantic.Field(description="BadRollout, LoadSurge, Capacity, CrashingPods, BadModel or Unknown.")
     summary: str = pydantic.Field(description="The diagnosis in one sentence.")
     evidence: list[Evidence] = pydantic.Field(default_factory=list, description="The facts it rests on.")
 
@@ -113,7 +113,11 @@ class IncidentSpec(KubeModel):
     model_deployment: str = pydantic.Field(
         min_length=1, max_length=253, description="The ModelDeployment, in the Incident's namespace."
     )
-    slo: str = pydantic.Field(min_length=1, max_length=63, description="The breached SLO's name.")
+    slo: str = pydantic.Field(
+        min_length=1,
+        max_length=63,
+        description="The breached SLO's name; GoldenRequests for a revision the golden-request gate refused.",
+    )
     revision: str | None = pydantic.Field(
         default=None, max_length=63, description="The revision the breach was judged on."
     )

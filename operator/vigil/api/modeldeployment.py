@@ -17,6 +17,7 @@ from vigil.api._base import KubeModel, Rule
 from vigil.api.conditions import Condition
 from vigil.api.slo import DURATION_PATTERN as DURATION_PATTERN
 from vigil.api.slo import SLOSpec, SLOStatus
+from vigil.api.validation import RevisionValidation, ValidationSpec
 
 KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
@@ -425,6 +426,12 @@ class ModelDeploymentSpec(PodShape):
         default=5, ge=1, le=20, description="Revisions kept (as Deployments scaled to zero) for rollback (1-20)."
     )
     paused: bool = pydantic.Field(default=False, description="Stop automatic actions for this deployment.")
+    validation: ValidationSpec | None = pydantic.Field(
+        default=None,
+        description="Golden-request gate: a new revision takes traffic only after each of its pods answers the "
+        "golden set within tolerance (rollbacks to last-known-good are never gated). Without it, a revision "
+        "takes traffic once its pods are Ready.",
+    )
 
     def max_replicas_or_default(self) -> int:
         return self.max_replicas if self.max_replicas is not None else max(self.replicas, 1)
@@ -447,6 +454,12 @@ class Revision(KubeModel):
         default=False, description="Met its SLOs for the bake time: a rollback target."
     )
     good_since: str | None = pydantic.Field(default=None, description="Start of its current run of met SLOs.")
+    validation: RevisionValidation | None = pydantic.Field(
+        default=None, description="Its golden-request verdict (with spec.validation)."
+    )
+    conditions: list[Condition] = pydantic.Field(
+        default_factory=list, description="Validated: whether it answered its golden requests within tolerance."
+    )
 
 
 class RollbackOverride(KubeModel):
@@ -521,7 +534,7 @@ class ModelDeploymentStatus(KubeModel):
     conditions: list[Condition] = pydantic.Field(
         default_factory=list,
         description="Available, Progressing, Degraded (reason InvalidSpec for a spec vigil refuses), SLOMet, "
-        "MetricsAvailable, RolledBack, ScaledOut, TrafficShifted.",
+        "MetricsAvailable, RolledBack, ScaledOut, TrafficShifted, Validated (the spec's revision's golden requests).",
     )
 
 

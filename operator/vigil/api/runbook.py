@@ -36,6 +36,8 @@ class Cause(enum.StrEnum):
     LOAD_SURGE = "LoadSurge"
     CAPACITY = "Capacity"
     CRASHING_PODS = "CrashingPods"
+    BAD_MODEL = "BadModel"
+    """A new revision answered its golden requests wrongly (the gate, not an SLO, found it)."""
     UNKNOWN = "Unknown"
 
 

@@ -56,6 +56,8 @@ class PodFacts:
     """The scheduler's message, e.g. ``0/4 nodes are available: 4 Insufficient nvidia.com/gpu.``."""
     gpus: int = 0
     containers: tuple[ContainerFacts, ...] = ()
+    ip: str = ""
+    """``status.podIP``: where the golden-request gate reaches the pod's Triton."""
 
     @property
     def restarts(self) -> int:

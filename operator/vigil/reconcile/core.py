@@ -17,6 +17,12 @@ Pure and deterministic, so every rollout rule is unit-tested state-in/state-out.
 * A traffic override (``status.traffic``, a runbook's shiftTraffic) becomes an HTTPRoute with
   weighted backends when the cluster serves the Gateway API, or replica ratios behind the stable
   Service when it does not (see :mod:`vigil.render.route`); TrafficShifted says which and why.
+* With ``spec.validation`` the switch also waits for the golden-request gate
+  (:mod:`vigil.gate.verdict`): the target's Ready pods are handed to the edge to validate
+  (``Outcome.validate``), and traffic moves only on a durable ``Passed`` verdict. A ``Failed``
+  revision (``onFailure: block``) is scaled to zero and stays off the wire until a new spec
+  generation; the first revision of a deployment is not served at all until it passed. Rollbacks
+  to last-known-good are never gated.
 * Conditions follow reality: Available (serving revision has its replicas), Progressing (a
   rollout is under way), Degraded (scheduler cannot place pods, pods crash, or the spec has a
   problem the schema cannot catch), each with an Event on a transition.
@@ -31,8 +37,10 @@ from collections.abc import Mapping
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
+from vigil.api import validation as vapi
 from vigil.diagnose import cause
 from vigil.diagnose import pods as podfacts
+from vigil.gate import verdict as gate
 from vigil.render import revision as revisions
 from vigil.render import route, workload
 
@@ -74,6 +82,17 @@ class Event:
 
 
 @dataclasses.dataclass(frozen=True)
+class Validate:
+    """The edge should send the golden requests to these Ready pods of ``revision`` now."""
+
+    revision: str
+    generation: int
+    pods: tuple[str, ...]
+    model: str
+    version: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Outcome:
     deployments: tuple[workload.Manifest, ...]
     delete: tuple[str, ...]
@@ -84,6 +103,10 @@ class Outcome:
     """Per-revision Services the routes send to (apply them before the routes)."""
     routes: tuple[workload.Manifest, ...] = ()
     """HTTPRoute manifests (only when the cluster serves the Gateway API)."""
+    validate: Validate | None = None
+    """Golden requests to send (recorded as Validating in ``status`` already)."""
+    retry_in: float | None = None
+    """Seconds until a revision that could not be validated yet is tried again."""
 
 
 @dataclasses.dataclass
@@ -253,7 +276,12 @@ def decide(
     target_load = observed.workloads.get(target)
     target_ready = target_load is not None and target_load.ready >= wanted and target_load.replicas == wanted
     replicas: dict[str, int] = {target: wanted}
-    if current is None or current == target or target_ready or wanted == 0:
+    check = _gate(
+        draft, spec, target, current, rollback=status.rollback is not None and status.rollback.revision == target
+    )
+    if check.blocked:
+        replicas[target] = 0  # a revision that answered wrongly gives its GPUs back
+    if current == target or wanted == 0 or (check.open and (current is None or target_ready)):
         if current is not None and current != target:
             status.previous_revision = current
             status.switched_at = cond.rfc3339(now)
@@ -263,10 +291,13 @@ def decide(
         elif current is None:
             status.switched_at = cond.rfc3339(now)
         current = target
-    else:
+    elif current is not None:
         current_load = observed.workloads.get(current)
         replicas[current] = current_load.replicas if current_load is not None else wanted
     status.current_revision = current
+    validate = _validate(draft, spec, observed, target, current, check, target_ready)
+    if current is None:
+        return _unserved(owner, draft, observed, target, wanted, replicas, validate, check)
 
     previous = status.previous_revision
     bad = status.rollback.from_revision if status.rollback is not None else None
@@ -304,7 +335,133 @@ def decide(
     _progress(draft, observed, target, current, wanted, replicas if shift.ratio is not None else None)
     _overrides(draft, desired)
     _traffic(draft, shift, current)
-    return _finish(owner, draft, replicas, observed, serving=current, shift=shift)
+    _blocked(draft, target, check)
+    outcome = _finish(owner, draft, replicas, observed, serving=current, shift=shift)
+    return dataclasses.replace(outcome, validate=validate, retry_in=check.retry_in)
+
+
+@dataclasses.dataclass(frozen=True)
+class _GateCheck:
+    """What the golden-request gate says about moving traffic to the target revision."""
+
+    gated: bool = False
+    open: bool = True
+    """Traffic may move to the target (not gated, passed, or failed with onFailure: warn)."""
+    blocked: bool = False
+    """Failed with onFailure: block for this generation: the target stays off the wire."""
+    retry_in: float | None = None
+
+
+def _gate(
+    draft: _Draft, spec: mdapi.ModelDeploymentSpec, target: str, current: str | None, rollback: bool
+) -> _GateCheck:
+    """Judge the target revision against the gate and keep the ``Validated`` condition honest."""
+    revision = next(r for r in draft.status.revisions if r.name == target)
+    found = gate.deployment_condition(spec, revision, rollback, draft.generation)
+    if found is None:
+        draft.status.conditions = [c for c in draft.status.conditions if c.type != gate.VALIDATED]
+    else:
+        value, reason, message = found
+        draft.condition(gate.VALIDATED, value, reason, message, warning=value is F)
+    if spec.validation is None or current == target or not gate.gated(spec, revision, rollback):
+        return _GateCheck()
+    failed = gate.failed(revision, draft.generation)
+    warn = spec.validation.on_failure is vapi.OnFailure.WARN
+    return _GateCheck(
+        gated=True,
+        open=gate.passed(revision) or (failed and warn),
+        blocked=failed and not warn,
+        retry_in=gate.retry_in(revision, draft.generation, draft.now),
+    )
+
+
+def _validate(
+    draft: _Draft,
+    spec: mdapi.ModelDeploymentSpec,
+    observed: Observed,
+    target: str,
+    current: str | None,
+    check: _GateCheck,
+    target_ready: bool,
+) -> Validate | None:
+    """Golden requests are due: the target is gated, not yet proven, and all its pods are Ready.
+
+    The intent (``Validating``) is recorded in status here, before the edge sends anything, so an
+    operator that dies mid-validation leaves a record that makes its successor validate again.
+    """
+    if not check.gated or check.open or check.blocked or target == current or not target_ready:
+        return None
+    revision = next(r for r in draft.status.revisions if r.name == target)
+    if not gate.due(revision, draft.generation, draft.now):
+        return None
+    pods = tuple(sorted(p.name for p in observed.pods if p.revision == target and p.ready))
+    if not pods:
+        return None
+    validation = spec.validation
+    gate.start(revision, draft.generation, pods, validation.requests if validation else None, draft.now)
+    draft.events.append(
+        Event("Normal", "ValidationStarted", revision.validation.message if revision.validation else "")
+    )
+    return Validate(
+        revision=target,
+        generation=draft.generation,
+        pods=pods,
+        model=revision.shape.model.name,
+        version=revision.shape.model.version,
+    )
+
+
+def _blocked(draft: _Draft, target: str, check: _GateCheck) -> None:
+    if check.blocked:
+        draft.condition(
+            PROGRESSING,
+            F,
+            "ValidationFailed",
+            f"revision {target} failed its golden requests: traffic stays on revision "
+            f"{draft.status.current_revision}; a new spec generation is needed to try again",
+            warning=True,
+        )
+
+
+def _unserved(
+    owner: workload.Owner,
+    draft: _Draft,
+    observed: Observed,
+    target: str,
+    wanted: int,
+    replicas: dict[str, int],
+    validate: Validate | None,
+    check: _GateCheck,
+) -> Outcome:
+    """The first revision of a deployment, gated and not passed yet: it runs, but nothing serves."""
+    status = draft.status
+    for rev in status.revisions:
+        replicas.setdefault(rev.name, 0)
+        load = observed.workloads.get(rev.name)
+        if rev.ready_since is None and load is not None and load.replicas > 0 and load.ready >= load.replicas:
+            rev.ready_since = cond.rfc3339(draft.now)
+    load = observed.workloads.get(target)
+    status.replicas = 0
+    status.ready_replicas = 0
+    status.model_version = None
+    why = "failed its golden requests" if check.blocked else "has not passed its golden requests yet"
+    draft.condition(AVAILABLE, F, "AwaitingValidation", f"nothing serves: revision {target} {why}")
+    if check.blocked:
+        _blocked(draft, target, check)
+    else:
+        ready = load.ready if load is not None else 0
+        draft.condition(
+            PROGRESSING,
+            T,
+            "RolloutInProgress",
+            f"revision {target}: {ready}/{wanted} replicas ready, awaiting validation",
+        )
+    degraded = cond.find(status.conditions, DEGRADED)
+    if degraded is None or degraded.reason != "InvalidSpec":
+        _degraded(draft, observed, target, draft.now)
+    outcome = _finish(owner, draft, replicas, observed, serving=None)
+    status.selector = ",".join(f"{k}={v}" for k, v in workload.selector_labels(owner.name, target).items())
+    return dataclasses.replace(outcome, validate=validate, retry_in=check.retry_in)
 
 
 def _degraded(draft: _Draft, observed: Observed, target: str, now: datetime.datetime) -> None:

@@ -281,6 +281,16 @@ class Kube:
             return None
         return base64.b64decode(encoded).decode("utf-8", errors="replace")
 
+    async def config_map_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ``data`` of a ConfigMap (empty when it has none); None when it does not exist.
+
+        Needs ``get`` on ``configmaps`` in ``namespace`` (the golden set of ``spec.validation``).
+        """
+        found = await _unless_missing(self.core_v1.read_namespaced_config_map, name, namespace)
+        if found is None:
+            return None
+        return dict(found.data or {})
+
     async def delete_deployment(self, namespace: str, name: str) -> None:
         self.fence()
         await _unless_missing(self.apps.delete_namespaced_deployment, name, namespace)
@@ -444,4 +454,5 @@ def pod_facts(pod: Any) -> podfacts.PodFacts:
         schedule_message=str(scheduled.message or "") if scheduled is not None and scheduled.status != "True" else "",
         gpus=_pod_gpus(pod),
         containers=tuple(_container_facts(c) for c in status.container_statuses or []),
+        ip=str(status.pod_ip or ""),
     )

@@ -39,7 +39,7 @@ from vigil.api import conditions as cond
 from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, healing, kube, leader, scope, supervise
+from vigil.reconcile import core, healing, kube, leader, scope, supervise, validate
 from vigil.reconcile import queue as workqueue
 from vigil.reconcile import settings as config
 
@@ -558,6 +558,7 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         overrides = (status.rollback, status.scale, status.traffic)
         if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
             runtime.queue.add(key)  # a runbook action changed what should run: reconcile again now
+    status, gate_events = await validate.bookkeep(runtime.kube, raw, md, status)
     failure: ApplyFailed | None = None
     try:
         await _apply_children(runtime, outcome, namespace)
@@ -573,10 +574,36 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     md.status = status
     if key in runtime.known:  # a DELETED event during this reconcile forgot it: keep it forgotten
         runtime.mds[key] = md
-    for ev in (*outcome.events, *slo_events, *heal_events, *([apply_event] if apply_event else [])):
+    for ev in (*outcome.events, *slo_events, *heal_events, *gate_events, *([apply_event] if apply_event else [])):
         await _event(runtime, raw, ev)
     if failure is not None:
         raise failure
+    if outcome.validate is not None:
+        await _validate(runtime, raw, md, observed, outcome.validate)
+    elif outcome.retry_in is not None:
+        runtime.queue.add_after(key, outcome.retry_in + 0.1)
+
+
+async def _validate(
+    runtime: Runtime, raw: dict[str, Any], md: mdapi.ModelDeployment, observed: core.Observed, request: core.Validate
+) -> None:
+    """Send the golden requests the decision asked for; record the verdict before anything acts on it.
+
+    The verdict is written first, then the BadModel Incident it names is created (and recorded as
+    such), then the deployment is reconciled again at once: traffic moves on the written verdict.
+    """
+    namespace, name = str(md.metadata["namespace"]), str(md.metadata["name"])
+    status, events = await validate.run(runtime.kube, runtime.settings.inference_url, md, observed, request)
+    await runtime.kube.apply_md_status(namespace, name, status)
+    md.status = status
+    recorded, more = await validate.bookkeep(runtime.kube, raw, md, status)
+    if recorded.wire() != status.wire():
+        await runtime.kube.apply_md_status(namespace, name, recorded)
+        md.status = recorded
+    runtime.status_written[(namespace, name)] = time.monotonic()
+    for ev in (*events, *more):
+        await _event(runtime, raw, ev)
+    runtime.queue.add((namespace, name))
 
 
 def _worth_writing(

@@ -50,6 +50,9 @@ class Settings:
     timing: leader.Timing = dataclasses.field(default_factory=leader.Timing)
     prometheus_bearer_token_file: str | None = None
     prometheus_verify: bool | str = True  # a CA bundle path, or False (insecure)
+    inference_url: str = "{ip}:8000"
+    """Where the golden-request gate reaches a pod's Triton HTTP endpoint (no scheme): a template of
+    ``{ip}``, ``{pod}`` and ``{namespace}``, e.g. a sidecar proxy or the sandbox's simulator."""
 
     def seconds(self, option: str) -> float:
         """A duration option (``min_window``, ``rate_window``, ``baseline_window``) in seconds."""
@@ -85,6 +88,7 @@ def problems(settings: Settings) -> list[str]:
     ):
         if path is not None and not pathlib.Path(path).is_file():
             found.append(f"{flag} {path}: no such file")
+    found += inference_url_problems(settings.inference_url)
     if settings.liveness is not None:
         found += _url_problems("--liveness", settings.liveness, ("http",))
     found += [
@@ -99,6 +103,25 @@ def problems(settings: Settings) -> list[str]:
             found.append(f"--lease-namespace {settings.lease_namespace!r} is not a valid namespace name")
         found += settings.timing.problems()
     return found
+
+
+INFERENCE_URL_FIELDS = ("ip", "pod", "namespace")
+
+
+def inference_url_problems(template: str) -> list[str]:
+    """``--inference-url`` must be host:port[/path] without a scheme, with only the known fields."""
+    flag = "--inference-url"
+    if "://" in template:
+        return [f"{flag} {template!r} must not have a scheme (tritonclient adds http://)"]
+    try:
+        filled = template.format(**dict.fromkeys(INFERENCE_URL_FIELDS, "x"))
+    except (KeyError, IndexError, ValueError) as error:
+        return [f"{flag} {template!r}: only {{ip}}, {{pod}} and {{namespace}} may be filled in ({error})"]
+    if not ("{ip}" in template or "{pod}" in template):
+        return [f"{flag} {template!r} names no pod: use {{ip}} or {{pod}}"]
+    if not filled.strip() or " " in filled:
+        return [f"{flag} {template!r} is not host:port[/path]"]
+    return []
 
 
 def _url_problems(flag: str, url: str, schemes: tuple[str, ...]) -> list[str]:

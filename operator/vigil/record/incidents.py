@@ -28,11 +28,14 @@ from vigil import api, labels
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
+from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 
 DETECTED = "Detected"
 DIAGNOSED = "Diagnosed"
 RESOLVED = "Resolved"
+GOLDEN_REQUESTS = "GoldenRequests"
+"""``spec.slo`` of a BadModel Incident: not a valid SLO name, so it never collides with one."""
 
 NAME_LIMIT = 63
 _STAMP_FORMAT = "%Y%m%d%H%M%S"
@@ -129,6 +132,25 @@ def detected_message(spec: sloapi.SLOSpec | None, slo_status: sloapi.SLOStatus) 
     return text
 
 
+def _metadata(incident: str, namespace: str, md_name: str, uid: str) -> dict[str, Any]:
+    """An Incident's metadata: labelled with and owned by its ModelDeployment (deleted with it)."""
+    return {
+        "name": incident,
+        "namespace": namespace,
+        "labels": {labels.MODEL_DEPLOYMENT: md_name, labels.MANAGED_BY: labels.FIELD_MANAGER},
+        "ownerReferences": [
+            {
+                "apiVersion": api.API_VERSION,
+                "kind": mdapi.KIND,
+                "name": md_name,
+                "uid": uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+
+
 def new_incident(
     md: mdapi.ModelDeployment,
     uid: str,
@@ -142,21 +164,7 @@ def new_incident(
     opened = opened_at(slo_status, now)
     spec = find_slo(md, slo_status.name)
     incident = incapi.Incident(
-        metadata={
-            "name": incident_name(name, slo_status.name, opened),
-            "namespace": namespace,
-            "labels": {labels.MODEL_DEPLOYMENT: name, labels.MANAGED_BY: labels.FIELD_MANAGER},
-            "ownerReferences": [
-                {
-                    "apiVersion": api.API_VERSION,
-                    "kind": mdapi.KIND,
-                    "name": name,
-                    "uid": uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
+        metadata=_metadata(incident_name(name, slo_status.name, opened), namespace, name, uid),
         spec=incapi.IncidentSpec(
             model_deployment=name,
             slo=slo_status.name,
@@ -172,6 +180,54 @@ def new_incident(
             timeline=[
                 entry(DETECTED, detected_message(spec, slo_status), opened),
                 entry(DIAGNOSED, f"{diagnosis.cause}: {diagnosis.summary}", now),
+            ],
+        ),
+    )
+    return incident.wire()
+
+
+def bad_model_name(md_name: str, revision: str, at: datetime.datetime) -> str:
+    """The BadModel Incident of a revision's failed golden requests at ``at`` (the verdict's time)."""
+    return incident_name(md_name, f"bad-model-{revision}", at)
+
+
+def bad_model_incident(
+    md: mdapi.ModelDeployment,
+    uid: str,
+    revision: mdapi.Revision,
+    evidence: list[incapi.Evidence],
+    served: bool,
+) -> dict[str, Any]:
+    """The Incident recording that ``revision`` answered its golden requests wrongly.
+
+    Its name and time come from the verdict in ``revision.validation`` (recorded in status first),
+    so a restarted operator creates the same Incident. It carries no plan: the gate already kept
+    the revision off the wire (``served`` False) or, with ``onFailure: warn``, let it serve.
+    """
+    validation = revision.validation
+    if validation is None or validation.incident is None or validation.finished is None:
+        raise ValueError(f"revision {revision.name} has no failed verdict naming an incident")
+    name = str(md.metadata.get("name"))
+    namespace = str(md.metadata.get("namespace"))
+    at = cond.parse_time(validation.finished)
+    outcome = (
+        "it served anyway (spec.validation.onFailure: warn)"
+        if served
+        else f"traffic stayed on revision {md.status.current_revision or '(none)'}; it runs no pods until a new spec generation"
+    )
+    summary = f"revision {revision.name} (model version {revision.model_version}) failed its golden requests: {outcome}"
+    incident = incapi.Incident(
+        metadata=_metadata(validation.incident, namespace, name, uid),
+        spec=incapi.IncidentSpec(
+            model_deployment=name, slo=GOLDEN_REQUESTS, revision=revision.name, generation=validation.generation
+        ),
+        status=incapi.IncidentStatus(
+            phase=incapi.Phase.OPEN,
+            opened_at=validation.finished,
+            diagnosis=incapi.Diagnosis(cause=rbapi.Cause.BAD_MODEL, summary=summary, evidence=evidence),
+            timeline=[
+                entry(DETECTED, f"{validation.reason}: {validation.message}", at),
+                entry(DIAGNOSED, f"{rbapi.Cause.BAD_MODEL}: {summary}", at),
             ],
         ),
     )
@@ -226,6 +282,17 @@ def resolve(
     reading = "no data" if sli is None else f"{sli:.4g}"
     resolved = append(status, RESOLVED, f"SLO met again{_took(status, now)}: SLI {reading}", now, limit=limit)
     return resolved.model_copy(update={"phase": incapi.Phase.RESOLVED, "resolved_at": cond.rfc3339(now), "sli": sli})
+
+
+def close(
+    status: incapi.IncidentStatus, now: datetime.datetime, message: str, *, limit: int = incapi.TIMELINE_LIMIT
+) -> incapi.IncidentStatus:
+    """A copy of ``status``, Resolved at ``now`` for ``message`` (no SLO reading: a BadModel Incident
+    ends when its revision is superseded). Closing twice is a no-op."""
+    if status.phase is incapi.Phase.RESOLVED:
+        return status.model_copy(deep=True)
+    closed = append(status, RESOLVED, message, now, limit=limit)
+    return closed.model_copy(update={"phase": incapi.Phase.RESOLVED, "resolved_at": cond.rfc3339(now)})
 
 
 def _opened_key(opened: str | None) -> datetime.datetime:
