@@ -1,7 +1,7 @@
 """The ``vigil`` command line: one entry point for the operator, the sandbox and the simulator.
 
-``pip install vigil`` carries only what the operator needs; the simulator (numpy) and the sandbox
-are optional extras. So ``vigil sim`` and ``vigil dev`` are loaded only when invoked: ``vigil run``
+``pip install vigil`` carries only what the operator needs (numpy included, for the golden-request
+gate); the simulator's and the sandbox's own needs are optional extras. So ``vigil sim`` and ``vigil dev`` are loaded only when invoked: ``vigil run``
 never imports them, and without their extra they fail with the ``pip install`` line that fixes it
 instead of a traceback.
 """

@@ -113,6 +113,7 @@ def test_verbs_are_exactly_what_the_operator_calls(helm: chart.Helm) -> None:
         "gateway.networking.k8s.io/httproutes": {"get", "create", "patch"},
         "core/events": {"create"},
         "core/secrets": {"get"},
+        "core/configmaps": {"get"},
     }
     cluster = verbs(one(render(helm), "ClusterRole"))
     assert cluster == {

@@ -19,7 +19,7 @@ import vigil
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # What only the simulator, the sandbox, the benchmarks or the tests use: never in `pip install vigil`.
-NOT_RUNTIME = {"numpy", "tritonclient", "matplotlib", "pandas", "pytest", "mypy", "ruff", "kmock", "lupa"}
+NOT_RUNTIME = {"matplotlib", "pandas", "pytest", "mypy", "ruff", "kmock", "lupa"}
 
 
 def pyproject() -> dict[str, Any]:
@@ -76,6 +76,7 @@ def test_changelog_has_a_section_for_the_version() -> None:
 def test_runtime_dependencies_in_the_lock_leave_out_simulator_benchmarks_and_dev_tools() -> None:
     closure = runtime_closure(locked_packages())
     assert {"kopf", "kubernetes", "pydantic", "prometheus-api-client"} <= closure
+    assert {"tritonclient", "numpy", "aiohttp"} <= closure, "the golden-request gate runs in the operator"
     assert closure.isdisjoint(NOT_RUNTIME), sorted(closure & NOT_RUNTIME)
 
 

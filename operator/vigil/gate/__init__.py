@@ -4,4 +4,8 @@
   tolerances), its tensor (de)serialisation and the comparison of served outputs with the
   references. Pure: no torch, tritonclient or Kubernetes, so the operator image and the core
   contract stay small.
+- :mod:`~vigil.gate.verdict`: the gate's decisions: which revision must prove itself before it
+  takes traffic (never a rollback to last-known-good), what its pods' answers prove (Passed,
+  Failed, or not validated yet), and how the verdict is recorded on the revision. Pure as well;
+  the I/O (the ConfigMap, tritonclient) is :mod:`vigil.reconcile.validate`.
 """
