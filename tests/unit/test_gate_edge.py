@@ -14,7 +14,7 @@ from vigil.gate import goldenset
 from vigil.gate import verdict as gate
 from vigil.reconcile import validate
 
-SPEC = vapi.ValidationSpec.model_validate({"goldenSet": {"configMapRef": {"name": "golden"}}, "timeout": "1s"})
+SPEC = vapi.ValidationSpec.model_validate({"goldenSet": {"configMapRef": {"name": "golden"}}, "timeout": "10s"})
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def prepared(golden: goldenset.GoldenSet, **spec: Any) -> validate.Golden:
     return found
 
 
-async def judge(address: str, names: list[str], golden: validate.Golden, seconds: float = 1.0) -> gate.Verdict:
+async def judge(address: str, names: list[str], golden: validate.Golden, seconds: float = 10.0) -> gate.Verdict:
     results = [
         await validate.ask_pod(f"{address}/pods/{name}", name, gatekit.MODEL, gatekit.VERSION, golden, seconds)
         for name in names
@@ -93,7 +93,7 @@ def closed_port() -> int:
 
 async def test_an_unreachable_pod_is_not_validated() -> None:
     golden = prepared(gatekit.golden_set(count=2))
-    result = await validate.ask_pod(f"127.0.0.1:{closed_port()}", "gone", gatekit.MODEL, gatekit.VERSION, golden, 1.0)
+    result = await validate.ask_pod(f"127.0.0.1:{closed_port()}", "gone", gatekit.MODEL, gatekit.VERSION, golden, 10.0)
     assert result.state is gate.PodState.UNREACHABLE
     found = gate.judge(golden.golden_set, golden.tolerances, [result])
     assert (found.phase, found.reason) == (vapi.ValidationPhase.NOT_VALIDATED, gate.REASON_UNREACHABLE)

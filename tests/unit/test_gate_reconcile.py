@@ -24,7 +24,7 @@ def spec(version: str, **validation: Any) -> dict[str, Any]:
     return {
         "model": {**MODEL, "version": version},
         "replicas": 2,
-        "validation": {"goldenSet": {"configMapRef": {"name": "golden"}}, "timeout": "1s", **validation},
+        "validation": {"goldenSet": {"configMapRef": {"name": "golden"}}, "timeout": "10s", **validation},
     }
 
 
