@@ -92,7 +92,10 @@ def operator(
 ) -> Iterator[operator_fixtures.OperatorProcess]:
     """The real operator as a subprocess (so tests can SIGKILL and restart it), one per test module."""
     proc = operator_fixtures.OperatorProcess(
-        str(sandbox.kubeconfig), tmp_path_factory.mktemp("operator"), sandbox.prometheus_url
+        str(sandbox.kubeconfig),
+        tmp_path_factory.mktemp("operator"),
+        sandbox.prometheus_url,
+        inference_url=sandbox.inference_url,
     )
     proc.start()
     yield proc

@@ -64,6 +64,7 @@ class OperatorProcess:
         prometheus_url: str | None,
         standalone: bool = True,
         namespaces: Sequence[str] | None = None,
+        inference_url: str | None = None,
     ) -> None:
         self.standalone = standalone
         if namespaces is None:
@@ -72,6 +73,8 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.prometheus_url = prometheus_url
+        self.inference_url = inference_url
+        """Where the golden-request gate reaches pods (the sandbox's simulator); its default otherwise."""
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -85,6 +88,8 @@ class OperatorProcess:
         args += ["--rate-window", "30s", "--baseline-window", "10m", "--metrics-port", "0"]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
+        if self.inference_url:
+            args += ["--inference-url", self.inference_url]
         # Unbuffered: a SIGKILLed operator must not take its last lines with it.
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
         with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:

@@ -270,3 +270,15 @@ def test_removing_spec_validation_drops_the_condition_and_opens_the_gate() -> No
     after = core.decide(plain, "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(30))
     assert after.status.current_revision == new
     assert cond.find(after.status.conditions, gate.VALIDATED) is None
+
+
+def test_spec_validation_added_to_a_serving_revision_does_not_unserve_it() -> None:
+    md = factories.md(replicas=1)
+    rev = revision.revision_of(md.spec)
+    md = settle(md, core.decide(md, "uid-1", observed(**{rev: (1, 1)}), NOW))
+    gated = factories.md(replicas=1, generation=2, status=md.status, validation=VALIDATION)
+    outcome = core.decide(gated, "uid-1", observed(**{rev: (1, 1)}), later(10))
+    assert outcome.status.current_revision == rev
+    assert outcome.validate is None
+    validated = condition(outcome, gate.VALIDATED)
+    assert (validated.status, validated.reason) == (cond.ConditionStatus.UNKNOWN, gate.REASON_SERVING_UNVALIDATED)

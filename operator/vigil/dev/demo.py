@@ -63,6 +63,8 @@ def operator_argv(info: sandbox_mod.SandboxInfo) -> list[str]:
         "30s",
         "--baseline-window",
         "10m",
+        "--inference-url",
+        info.inference_url,
     ]
 
 

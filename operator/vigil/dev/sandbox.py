@@ -83,12 +83,18 @@ class SandboxInfo:
     prometheus_port: int
     sim_port: int
 
+    @property
+    def inference_url(self) -> str:
+        """``vigil run --inference-url`` here: the simulator serves each pod's Triton under a path of its own."""
+        return self.simulator_url.removeprefix("http://") + "/sim/{namespace}/{pod}"
+
     def env(self) -> dict[str, str]:
         """Environment variables that point ``kubectl``, ``vigil run`` and the tests at this sandbox."""
         return {
             "KUBECONFIG": str(self.kubeconfig),
             "VIGIL_PROMETHEUS_URL": self.prometheus_url,
             "VIGIL_SIM_URL": self.simulator_url,
+            "VIGIL_INFERENCE_URL": self.inference_url,
         }
 
     def to_json(self) -> str:

@@ -54,6 +54,7 @@ REASON_NO_PODS = "NoReadyPods"
 REASON_GOLDEN_SET = "GoldenSetUnavailable"
 REASON_NOT_GATED = "RollbackNotGated"
 REASON_AWAITING = "AwaitingPods"
+REASON_SERVING_UNVALIDATED = "ServedBeforeValidation"
 
 
 class PodState(enum.StrEnum):
@@ -331,11 +332,16 @@ def _revision_condition(revision: mdapi.Revision, generation: int, now: datetime
 
 
 def deployment_condition(
-    spec: mdapi.ModelDeploymentSpec, revision: mdapi.Revision, rollback_target: bool, generation: int
+    spec: mdapi.ModelDeploymentSpec,
+    revision: mdapi.Revision,
+    rollback_target: bool,
+    generation: int,
+    serving: bool = False,
 ) -> tuple[cond.ConditionStatus, str, str] | None:
     """The ModelDeployment's ``Validated`` condition: about the revision traffic is meant for.
 
-    None without ``spec.validation`` (the condition is then dropped).
+    None without ``spec.validation`` (the condition is then dropped). ``serving``: the revision
+    serves already (it took traffic before ``spec.validation`` applied to it, if it has no verdict).
     """
     if spec.validation is None:
         return None
@@ -344,6 +350,12 @@ def deployment_condition(
         why = "an incident's rollback target" if rollback_target else "last-known-good"
         return cond.ConditionStatus.TRUE, REASON_NOT_GATED, f"revision {name} is {why}: rollbacks are never gated"
     found = current(revision.validation, generation)
+    if found is None and serving:
+        return (
+            cond.ConditionStatus.UNKNOWN,
+            REASON_SERVING_UNVALIDATED,
+            f"revision {name} served before spec.validation applied to it; the next revision is gated",
+        )
     if found is None:
         return cond.ConditionStatus.UNKNOWN, REASON_AWAITING, f"revision {name}: waiting for its pods to be Ready"
     status, reason, message = _condition_of(found)

@@ -357,7 +357,7 @@ def _gate(
 ) -> _GateCheck:
     """Judge the target revision against the gate and keep the ``Validated`` condition honest."""
     revision = next(r for r in draft.status.revisions if r.name == target)
-    found = gate.deployment_condition(spec, revision, rollback, draft.generation)
+    found = gate.deployment_condition(spec, revision, rollback, draft.generation, serving=current == target)
     if found is None:
         draft.status.conditions = [c for c in draft.status.conditions if c.type != gate.VALIDATED]
     else:
