@@ -600,7 +600,7 @@ async def _validate(
     if recorded.wire() != status.wire():
         await runtime.kube.apply_md_status(namespace, name, recorded)
         md.status = recorded
-    runtime.status_written[(namespace, name)] = time.monotonic()
+    runtime.refreshed((namespace, name))
     for ev in (*events, *more):
         await _event(runtime, raw, ev)
     runtime.queue.add((namespace, name))
