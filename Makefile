@@ -49,6 +49,7 @@ lint: install
 	$(PY) -m ruff check $(SRC) tests bench argocd
 	$(PY) -m ruff format --check $(SRC) tests bench argocd
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/lint-imports --no-cache
 
 typecheck: install
 	$(PY) -m mypy --strict $(SRC)

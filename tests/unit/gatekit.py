@@ -74,7 +74,7 @@ def app(pods: dict[str, Pod]) -> web.Application:
             return web.json_response({"error": f"injected {pod.status}"}, status=pod.status)
         header, inputs = simtriton.decode_request(await request.read(), request.headers.get(simtriton.HEADER_LENGTH))
         changed = [(tensor, _transform(pod, tensor, raw)) for tensor, raw in inputs]
-        body, headers = simtriton.encode_response(MODEL, VERSION, header, changed)
+        body, headers = simtriton.encode_response(MODEL, VERSION, header, simtriton.identity_outputs(header, changed))
         return web.Response(body=body, headers=headers)
 
     application = web.Application()

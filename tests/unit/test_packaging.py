@@ -19,7 +19,7 @@ import vigil
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 # What only the simulator, the sandbox, the benchmarks or the tests use: never in `pip install vigil`.
-NOT_RUNTIME = {"matplotlib", "pandas", "pytest", "mypy", "ruff", "kmock", "lupa"}
+NOT_RUNTIME = {"matplotlib", "pandas", "pytest", "mypy", "ruff", "kmock", "lupa", "torch"}
 
 
 def pyproject() -> dict[str, Any]:
@@ -83,8 +83,19 @@ def test_runtime_dependencies_in_the_lock_leave_out_simulator_benchmarks_and_dev
 def test_every_extra_in_pyproject_is_in_the_lock_and_the_simulator_is_one() -> None:
     extras = pyproject()["project"]["optional-dependencies"]
     locked = locked_packages()["vigil"]["optional-dependencies"]
-    assert set(extras) == set(locked) == {"sim", "sandbox", "bench", "dev"}
+    assert set(extras) == set(locked) == {"sim", "sandbox", "bench", "golden", "dev"}
     assert "numpy" in {dependency["name"] for dependency in locked["sim"]}
+
+
+def test_torch_comes_with_the_golden_extra_which_make_installs_but_the_simulator_does_not_need() -> None:
+    locked = locked_packages()["vigil"]["optional-dependencies"]
+    assert {"torch", "tritonclient"} <= {dependency["name"] for dependency in locked["golden"]}
+    (itself,) = [d for d in pyproject()["project"]["optional-dependencies"]["dev"] if d.startswith("vigil[")]
+    assert "golden" in itself.removeprefix("vigil[").removesuffix("]").split(","), (
+        "make install (the dev set) has torch"
+    )
+    for light in ("sim", "sandbox"):
+        assert "torch" not in {dependency["name"] for dependency in locked[light]}
 
 
 def test_dockerfile_installs_only_the_runtime_set_from_the_lock_with_the_makefiles_uv() -> None:

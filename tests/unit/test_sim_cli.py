@@ -12,7 +12,7 @@ import typer
 import typer.testing
 
 from vigil import cli as vigil_cli
-from vigil.sim import cli, client, cluster, engine, server
+from vigil.sim import behaviour, cli, client, cluster, engine, server
 from vigil.sim import testing as simtest
 
 runner = typer.testing.CliRunner()
@@ -80,6 +80,26 @@ def test_fault_and_clear(url: str, sim: engine.Simulator) -> None:
     assert not sim.book.behaviour("ns", "md", "1").crash
     cleared = invoke("clear", "ns/md", "--url", url)
     assert json.loads(cleared.output) == {"cleared": ["ns/md@1"]}
+
+
+def test_quiet_faults_from_the_command_line(url: str, sim: engine.Simulator) -> None:
+    args = ["--weight-noise", "0.1", "--input-scale", "255", "--input-offset", "-1", "--precision", "fp16"]
+    result = invoke("fault", "ns/md", "--version", "2", *args, "--url", url)
+    assert result.exit_code == 0, result.output
+    fault = json.loads(result.output)["fault"]
+    assert (fault["weightNoise"], fault["inputScale"], fault["inputOffset"], fault["precision"]) == (
+        0.1,
+        255,
+        -1,
+        "fp16",
+    )
+    corruption = sim.book.behaviour("ns", "md", "2").corruption
+    assert corruption == behaviour.Corruption(weight_noise=0.1, input_scale=255, input_offset=-1, precision="fp16")
+    assert corruption.any
+    assert not sim.book.behaviour("ns", "md", "1").corruption.any
+    refused = invoke("fault", "ns/md", "--precision", "int4", "--url", url)
+    assert refused.exit_code != 0
+    assert "precision" in refused.output
 
 
 def test_usage_errors() -> None:

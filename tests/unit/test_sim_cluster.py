@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vigil import labels
+from vigil.api import modeldeployment
+from vigil.render import workload
 from vigil.sim import cluster
 from vigil.sim import testing as simtest
 
@@ -63,6 +65,26 @@ def test_unready_deleting_and_unlabelled_pods_are_not_served() -> None:
 def test_pod_without_gpu_limits_or_status() -> None:
     pod = cluster.pod_from_dict({"metadata": {"name": "bare", "namespace": "ns"}, "spec": {"containers": [{}]}})
     assert (pod.gpus, pod.ready, pod.restarts) == (0, False, 0)
+
+
+def test_model_repository_comes_from_the_rendered_triton_arguments() -> None:
+    spec = modeldeployment.ModelDeploymentSpec.model_validate(
+        {"model": {"name": "cnn", "repository": "/srv/models", "version": "2"}}
+    )
+    rendered = raw_pod(spec={"containers": [{"name": "triton", "args": workload.triton_args(spec)}]})
+    assert cluster.pod_from_dict(rendered).model_repository == "/srv/models"
+
+
+def test_model_repository_in_any_form_tritonserver_reads_the_last_one_wins() -> None:
+    def repository(*containers: dict[str, Any]) -> str | None:
+        return cluster.pod_from_dict(raw_pod(spec={"containers": list(containers)})).model_repository
+
+    assert repository({"command": ["tritonserver", "--model-repository", "file:///m"]}) == "file:///m"
+    assert repository({"args": ["--model-store=/a", "--model-repository=/b"]}) == "/b"
+    assert repository({"command": ["tritonserver"]}, {"args": ["--model-repository=s3://b/m"]}) == "s3://b/m"
+    assert repository({"args": ["--model-repository"]}) is None
+    assert repository({"args": ["--model-repository-extra=/x"]}) is None
+    assert cluster.pod_from_dict(raw_pod()).model_repository is None
 
 
 def test_service_selector() -> None:

@@ -23,10 +23,8 @@ def sim() -> engine.Simulator:
 
 @pytest.fixture
 def served(sim: engine.Simulator) -> Iterator[tuple[simtest.ThreadedServer, str]]:
-    threaded = simtest.ThreadedServer(sim, tick=False)
-    with threaded as url:
-        threaded.call(sim.sync)
-        yield threaded, url.removeprefix("http://")
+    with simtest.serving(sim) as running:
+        yield running
 
 
 def pod_client(address: str, pod: str = "p0") -> tritonclient.http.InferenceServerClient:

@@ -16,7 +16,11 @@ Layers, pure first:
   file and run-time faults.
 - ``queueing``: the per-pod tick model (queue, latency, failures, GPU gauges, Triton counters).
 - ``exposition``: Triton's metric families from a pod's counters, via prometheus_client.
-- ``engine``: the simulator itself: ticks, loads, faults, bookkeeping; no I/O.
+- ``engine``: the simulator itself: ticks, loads, faults, bookkeeping (requests per revision); no I/O.
+- ``models``: where a pod's model lives (its local model repository, Triton's layout), without torch;
+  ``inference``: runs it on CPU with torch, quiet faults applied (imported only when a pod has a
+  model, so the simulator starts without torch); ``torchmodels``: small seeded torch models and
+  their export into a repository, for tests, demos and benchmarks.
 - ``triton``, ``control``, ``discovery``, ``server``: the aiohttp edges (per-pod Triton API and
   metrics, the control API, Prometheus HTTP service discovery); ``kube``: the Kubernetes
   informers; ``client`` and ``cli``: the command line, which talks to the control API;

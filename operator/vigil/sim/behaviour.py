@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 from pydantic.alias_generators import to_camel
@@ -51,6 +51,18 @@ class Behaviour:
     gpu_power_limit_watts: float = 400.0
     histogram_buckets_ms: tuple[float, ...] = (100.0, 500.0, 2000.0, 5000.0)
     """Bounds of nv_inference_first_response_histogram_ms (+Inf is implied); fixed per pod at start."""
+    # Quiet faults: a model from the repository answers 200 with wrong numbers (see vigil.sim.inference).
+    weight_noise: float = 0.0
+    """Perturbed weights: Gaussian noise of this many standard deviations (of each weight tensor) added."""
+    input_scale: float = 1.0
+    input_offset: float = 0.0
+    """Wrong input normalisation: the model sees ``input * input_scale + input_offset``."""
+    precision: str = "fp32"
+    """``fp16``: weights and activations in half precision, answers cast back (FP16 conversion drift)."""
+
+    @property
+    def corruption(self) -> Corruption:
+        return Corruption(self.weight_noise, self.input_scale, self.input_offset, self.precision)
 
     @property
     def effective_capacity(self) -> float:
@@ -59,6 +71,20 @@ class Behaviour:
     @property
     def service_seconds(self) -> float:
         return self.base_latency_ms * self.latency_multiplier / 1000.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Corruption:
+    """The quiet faults of a model version; the default corrupts nothing."""
+
+    weight_noise: float = 0.0
+    input_scale: float = 1.0
+    input_offset: float = 0.0
+    precision: str = "fp32"
+
+    @property
+    def any(self) -> bool:
+        return self != Corruption()
 
 
 class BehaviourPatch(pydantic.BaseModel):
@@ -77,6 +103,10 @@ class BehaviourPatch(pydantic.BaseModel):
     gpu_memory_total_bytes: int | None = pydantic.Field(default=None, gt=0)
     gpu_power_limit_watts: float | None = pydantic.Field(default=None, gt=0, allow_inf_nan=False)
     histogram_buckets_ms: list[float] | None = pydantic.Field(default=None, min_length=1, max_length=32)
+    weight_noise: float | None = pydantic.Field(default=None, ge=0, le=100, allow_inf_nan=False)
+    input_scale: float | None = pydantic.Field(default=None, allow_inf_nan=False)
+    input_offset: float | None = pydantic.Field(default=None, allow_inf_nan=False)
+    precision: Literal["fp32", "fp16"] | None = None
 
     @pydantic.field_validator("histogram_buckets_ms")
     @classmethod

@@ -145,9 +145,19 @@ def fault_command(
     capacity: float | None = typer.Option(None, min=0.001, help="Requests/s one replica completes."),
     base_latency_ms: float | None = typer.Option(None, min=0, help="Compute time of one request, ms."),
     max_queue: int | None = typer.Option(None, min=0, help="Queue bound; beyond it requests are REJECTED."),
+    weight_noise: float | None = typer.Option(
+        None, min=0, max=100, help="Repository models: perturb the weights (noise in std devs per weight tensor)."
+    ),
+    input_scale: float | None = typer.Option(None, help="Repository models: inputs reach the model times this."),
+    input_offset: float | None = typer.Option(None, help="Repository models: ... plus this (wrong normalisation)."),
+    precision: str | None = typer.Option(None, help="Repository models: fp16 runs in half precision (drift)."),
     url: str = URL_OPTION,
 ) -> None:
-    """Inject (merge) a fault for a ModelDeployment or one of its versions."""
+    """Inject (merge) a fault for a ModelDeployment or one of its versions.
+
+    The last four corrupt the answers of models served from a local model repository without any
+    error: HTTP 200, normal latency, wrong numbers.
+    """
     namespace, name = parse_target(target)
     fields = {
         "errorRatio": error_ratio,
@@ -157,6 +167,10 @@ def fault_command(
         "capacity": capacity,
         "baseLatencyMs": base_latency_ms,
         "maxQueue": max_queue,
+        "weightNoise": weight_noise,
+        "inputScale": input_scale,
+        "inputOffset": input_offset,
+        "precision": precision,
     }
     body: dict[str, Any] = {"namespace": namespace, "name": name}
     if version is not None:
@@ -216,4 +230,9 @@ def state_command(
     console.print(loads)
     for fault in state["faults"]:
         console.print(f"fault {json.dumps(fault, sort_keys=True)}")
+    for revision in state.get("revisions", []):
+        console.print(
+            f"revision {revision['namespace']}/{revision['name']} {revision['revision']} (version "
+            f"{revision['version']}): {revision['userRequests']} user requests, {revision['directRequests']} direct"
+        )
     console.print(f"totals {json.dumps(state['totals'], sort_keys=True)}")

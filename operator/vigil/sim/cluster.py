@@ -39,6 +39,8 @@ class Pod:
     gpus: int = 1
     restarts: int = 0
     ip: str | None = None
+    model_repository: str | None = None
+    """Triton's ``--model-repository`` from the container arguments: where the pod loads its model from."""
 
     @property
     def key(self) -> Key:
@@ -178,6 +180,27 @@ def _pod_gpus(spec: Mapping[str, Any]) -> int:
     return total
 
 
+REPOSITORY_FLAGS = ("--model-repository", "--model-store")
+
+
+def _model_repository(spec: Mapping[str, Any]) -> str | None:
+    """The last ``--model-repository`` (or its alias ``--model-store``) of any container, as tritonserver reads it."""
+    found: str | None = None
+    for container in spec.get("containers") or ():
+        argv = [str(arg) for arg in (container.get("command") or [])] + [
+            str(arg) for arg in (container.get("args") or [])
+        ]
+        for index, arg in enumerate(argv):
+            flag, sep, value = arg.partition("=")
+            if flag not in REPOSITORY_FLAGS:
+                continue
+            if sep:
+                found = value
+            elif index + 1 < len(argv):
+                found = argv[index + 1]
+    return found
+
+
 def pod_from_dict(obj: Mapping[str, Any]) -> Pod:
     meta = _meta(obj)
     status = obj.get("status") or {}
@@ -194,6 +217,7 @@ def pod_from_dict(obj: Mapping[str, Any]) -> Pod:
         gpus=_pod_gpus(spec),
         restarts=restarts,
         ip=str(status["podIP"]) if status.get("podIP") else None,
+        model_repository=_model_repository(spec),
     )
 
 

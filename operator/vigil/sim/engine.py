@@ -108,6 +108,21 @@ class Totals:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass
+class RevisionCount:
+    """Requests that reached the pods of one revision (a revision serves one model version)."""
+
+    version: str
+    user: int = 0
+    """Requests of the simulated users (loads), routed by the Service selector or HTTPRoute weights."""
+    direct: int = 0
+    """KServe v2 infer requests sent straight to a pod, such as the operator's golden requests."""
+
+
+RevisionKey = tuple[str, str, str]
+"""(namespace, ModelDeployment, revision label)."""
+
+
 def _bump(table: dict[str, int], key: str, count: int) -> None:
     if count:
         table[key] = table.get(key, 0) + count
@@ -143,6 +158,7 @@ class Simulator:
         self.loads: dict[cluster.Key, Load] = {}
         self.totals = Totals()
         self.lost_by_deployment: dict[cluster.Key, dict[str, int]] = {}
+        self.by_revision: dict[RevisionKey, RevisionCount] = {}
 
     # -- pods ------------------------------------------------------------------------------
 
@@ -175,6 +191,17 @@ class Simulator:
             record.pod = pod
         for key in [key for key in self.records if key not in present]:
             del self.records[key]
+
+    def revision_count(self, record: PodRecord) -> RevisionCount:
+        key = (record.pod.namespace, record.deployment, record.pod.labels.get(labels.REVISION, ""))
+        count = self.by_revision.get(key)
+        if count is None:
+            count = self.by_revision[key] = RevisionCount(version=record.version)
+        return count
+
+    def requests_by_revision(self, namespace: str, name: str) -> dict[str, RevisionCount]:
+        """What each revision of a ModelDeployment has answered so far, by revision label."""
+        return {rev: count for (ns, md, rev), count in self.by_revision.items() if (ns, md) == (namespace, name)}
 
     def record(self, namespace: str, name: str) -> PodRecord | None:
         """The pod's simulated process if the pod is served (Ready, vigil-labelled) right now."""
@@ -248,6 +275,7 @@ class Simulator:
                 slot[1] += int(sent) * load.request.batch_size
                 load.delivered += int(sent)
                 self.totals.delivered += int(sent)
+                self.revision_count(record).user += int(sent)
         for (reason, _), lost in zip(reasons, counts[len(targets) :], strict=True):
             self._lose(load, reason, int(lost))
 
@@ -292,6 +320,7 @@ class Simulator:
         """A request sent straight to a pod's KServe v2 endpoint."""
         outcome = queueing.serve_one(record.state, record.settings, self.rng, int(self.wall_clock() * 1000))
         self.totals.direct += 1
+        self.revision_count(record).direct += 1
         if outcome.ok:
             self.totals.success += 1
         else:
@@ -350,4 +379,15 @@ class Simulator:
             "profile": self.book.profile_list(),
             "totals": self.totals.wire(),
             "lost": {f"{ns}/{name}": dict(table) for (ns, name), table in sorted(self.lost_by_deployment.items())},
+            "revisions": [
+                {
+                    "namespace": ns,
+                    "name": md,
+                    "revision": rev,
+                    "version": count.version,
+                    "userRequests": count.user,
+                    "directRequests": count.direct,
+                }
+                for (ns, md, rev), count in sorted(self.by_revision.items())
+            ],
         }

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from vigil import labels
 from vigil.sim import cluster, engine, server
@@ -40,6 +41,7 @@ def pod(
     uid: str | None = None,
     restarts: int = 0,
     extra_labels: Mapping[str, str] | None = None,
+    model_repository: str | None = None,
 ) -> cluster.Pod:
     return cluster.Pod(
         namespace=namespace,
@@ -49,6 +51,7 @@ def pod(
         ready=ready,
         gpus=gpus,
         restarts=restarts,
+        model_repository=model_repository,
     )
 
 
@@ -129,3 +132,12 @@ class ThreadedServer:
         if self._stop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=STARTUP_TIMEOUT_SECONDS)
+
+
+@contextlib.contextmanager
+def serving(simulator: engine.Simulator) -> Iterator[tuple[ThreadedServer, str]]:
+    """A non-ticking server that already plays the source's pods; yields it and ``host:port`` for tritonclient."""
+    threaded = ThreadedServer(simulator, tick=False)
+    with threaded as url:
+        threaded.call(simulator.sync)
+        yield threaded, url.removeprefix("http://")

@@ -5,24 +5,32 @@ scrape path, and the real ``tritonclient.http`` client works unchanged with a ba
 URL (``InferenceServerClient(url="127.0.0.1:9400/sim/<namespace>/<pod>")``): it builds every
 request as ``<base path>/v2/...``, and so does ``tritonclient.http.aio``.
 
-The served model is an identity model: each input tensor comes back as ``OUTPUT<i>`` (or under
-the requested output names), in JSON or in Triton's binary tensor extension, whichever the
-client asked for. Whether a request succeeds, and how long it takes, comes from the pod's queue
-and the behaviour of its model version; every request is counted in the pod's Triton series.
+The served model is the pod's model from its model repository when the repository is local
+(``vigil.sim.models``): a TorchScript file run on CPU with torch, with the version's quiet faults
+(``vigil.sim.inference``), described by its ``config.pbtxt``. Otherwise it is an identity model:
+each input tensor comes back as ``OUTPUT<i>`` (or under the requested output names). Answers go
+out in JSON or in Triton's binary tensor extension, whichever the client asked for. Whether a
+request succeeds, and how long it takes, comes from the pod's queue and the behaviour of its
+model version; every request is counted in the pod's Triton series and for its revision.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import struct
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aiohttp import web
 
-from vigil.sim import engine, queueing
+from vigil.gate import tritonconfig
+from vigil.sim import engine, models, queueing
+
+if TYPE_CHECKING:
+    from vigil.sim import inference
 
 PREFIX = "/sim/{namespace}/{pod}"
 SERVER_NAME = "triton"
@@ -101,7 +109,34 @@ def _tensor_meta(name: str) -> dict[str, Any]:
     return {"name": name, "datatype": "FP32", "shape": [-1, -1]}
 
 
-def model_metadata(record: engine.PodRecord) -> dict[str, Any]:
+def model_files(record: engine.PodRecord) -> models.ModelFiles | None:
+    """The pod's model in its (local) model repository, if it has one to run."""
+    return models.find(record.pod.model_repository, record.model, record.version)
+
+
+def served_config(record: engine.PodRecord) -> tritonconfig.ModelConfig | None:
+    """The configuration of the pod's repository model, if it has one (raises ConfigError if unreadable)."""
+    files = model_files(record)
+    if files is None or files.config_file is None:
+        return None
+    return tritonconfig.read(files.config_file)
+
+
+def _config_tensors(
+    config: tritonconfig.ModelConfig, tensors: Sequence[tritonconfig.TensorConfig]
+) -> list[dict[str, Any]]:
+    return [{"name": t.name, "datatype": t.datatype, "shape": config.shape(t, -1)} for t in tensors]
+
+
+def model_metadata(record: engine.PodRecord, config: tritonconfig.ModelConfig | None = None) -> dict[str, Any]:
+    if config is not None:
+        return {
+            "name": record.model,
+            "versions": [record.version],
+            "platform": config.platform or "pytorch_libtorch",
+            "inputs": _config_tensors(config, config.inputs),
+            "outputs": _config_tensors(config, config.outputs),
+        }
     return {
         "name": record.model,
         "versions": [record.version],
@@ -111,16 +146,34 @@ def model_metadata(record: engine.PodRecord) -> dict[str, Any]:
     }
 
 
-def model_config(record: engine.PodRecord) -> dict[str, Any]:
+def _config_entries(tensors: Sequence[tritonconfig.TensorConfig]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "data_type": "TYPE_STRING" if t.datatype == "BYTES" else f"TYPE_{t.datatype}",
+            "dims": list(t.dims),
+        }
+        for t in tensors
+    ]
+
+
+def model_config(record: engine.PodRecord, config: tritonconfig.ModelConfig | None = None) -> dict[str, Any]:
     gpus = list(range(record.pod.gpus))
+    if config is not None:
+        platform, backend, max_batch = config.platform, config.backend or "pytorch", config.max_batch_size
+        inputs, outputs = _config_entries(config.inputs), _config_entries(config.outputs)
+    else:
+        platform, backend, max_batch = "", "python", MAX_BATCH_SIZE
+        inputs = [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [-1]}]
+        outputs = [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [-1]}]
     return {
         "name": record.model,
-        "platform": "",
-        "backend": "python",
+        "platform": platform,
+        "backend": backend,
         "version_policy": {"specific": {"versions": [record.version]}},
-        "max_batch_size": MAX_BATCH_SIZE,
-        "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
-        "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [-1]}],
+        "max_batch_size": max_batch,
+        "input": inputs,
+        "output": outputs,
         "instance_group": [
             {"name": record.model, "kind": "KIND_GPU" if gpus else "KIND_CPU", "count": 1, "gpus": gpus}
         ],
@@ -237,21 +290,48 @@ def decode_request(body: bytes, header_length: str | None) -> tuple[dict[str, An
     return header, inputs
 
 
-def encode_response(
-    model: str, version: str, header: Mapping[str, Any], inputs: Sequence[tuple[Mapping[str, Any], bytes]]
-) -> tuple[bytes, dict[str, str]]:
-    """Identity outputs, binary where the client asked for binary; returns (body, headers)."""
-    requested = header.get("outputs") or []
-    binary_default = bool((header.get("parameters") or {}).get("binary_data_output", False))
-    names = [str(out.get("name")) for out in requested] or [f"OUTPUT{i}" for i in range(len(inputs))]
-    outputs: list[dict[str, Any]] = []
-    blobs: list[bytes] = []
+Output = tuple[str, str, list[int], bytes]
+"""(name, datatype, shape, little-endian raw bytes) of one output tensor."""
+
+
+def identity_outputs(header: Mapping[str, Any], inputs: Sequence[tuple[Mapping[str, Any], bytes]]) -> list[Output]:
+    """The identity model: each input back as ``OUTPUT<i>``, or under the requested output names in turn."""
+    names = [str(out.get("name")) for out in header.get("outputs") or []] or [f"OUTPUT{i}" for i in range(len(inputs))]
+    outputs: list[Output] = []
     for index, name in enumerate(names):
         tensor, raw = inputs[index % len(inputs)]
-        datatype = str(tensor["datatype"])
-        wanted = requested[index] if index < len(requested) else {}
+        outputs.append((name, str(tensor["datatype"]), [int(d) for d in tensor.get("shape") or []], raw))
+    return outputs
+
+
+def input_arrays(inputs: Sequence[tuple[Mapping[str, Any], bytes]]) -> list[tuple[str, np.ndarray[Any, Any]]]:
+    """Named numpy arrays of a request's inputs, for a real model."""
+    arrays: list[tuple[str, np.ndarray[Any, Any]]] = []
+    for tensor, raw in inputs:
+        name, datatype = str(tensor["name"]), str(tensor["datatype"])
+        if datatype == "BYTES":
+            raise InferError(f"input '{name}': BYTES inputs are not supported by the simulated models")
+        try:
+            shape = [int(d) for d in tensor.get("shape") or []]
+            array = np.frombuffer(raw, dtype=DTYPES[datatype]).reshape(shape)
+        except (TypeError, ValueError) as exc:
+            raise InferError(f"input '{name}': {exc}") from None
+        arrays.append((name, array))
+    return arrays
+
+
+def encode_response(
+    model: str, version: str, header: Mapping[str, Any], outputs: Sequence[Output]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body, each output binary where the client asked for binary; returns (body, headers)."""
+    requested = {str(out.get("name")): out for out in header.get("outputs") or []}
+    binary_default = bool((header.get("parameters") or {}).get("binary_data_output", False))
+    entries: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, datatype, shape, raw in outputs:
+        wanted = requested.get(name) or {}
         binary = bool((wanted.get("parameters") or {}).get("binary_data", binary_default))
-        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(tensor.get("shape") or [])}
+        entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
         if binary:
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
@@ -259,8 +339,8 @@ def encode_response(
             entry["data"] = _deserialize_bytes(raw)
         else:
             entry["data"] = np.frombuffer(raw, dtype=DTYPES[datatype]).tolist()
-        outputs.append(entry)
-    response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": outputs}
+        entries.append(entry)
+    response: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if header.get("id"):
         response["id"] = header["id"]
     text = json.dumps(response).encode("utf-8")
@@ -304,11 +384,15 @@ async def model_endpoint(request: web.Request) -> web.StreamResponse:
     what = request.match_info.get("what", "")
     if what == "ready":
         return web.Response(status=200)
-    if what == "config":
-        return web.json_response(model_config(record))
     if what == "stats":
         return web.json_response({"model_stats": [model_stats(record)]})
-    return web.json_response(model_metadata(record))
+    try:
+        config = served_config(record)
+    except tritonconfig.ConfigError as exc:
+        return error(500, f"failed to load model '{record.model}': {exc}")
+    if what == "config":
+        return web.json_response(model_config(record, config))
+    return web.json_response(model_metadata(record, config))
 
 
 async def all_stats(request: web.Request) -> web.StreamResponse:
@@ -343,8 +427,51 @@ async def infer(request: web.Request) -> web.StreamResponse:
         return error(503, "Exceeds maximum queue size")
     if not outcome.ok:
         return error(500, f"model '{record.model}' version {record.version}: backend failure (simulated)")
-    payload, headers = encode_response(record.model, record.version, header, inputs)
+    files = model_files(record)
+    if files is None:
+        outputs = identity_outputs(header, inputs)
+    else:
+        answered = await _run_model(record, files, header, inputs)
+        if isinstance(answered, web.Response):
+            return answered
+        outputs = answered
+    payload, headers = encode_response(record.model, record.version, header, outputs)
     return web.Response(body=payload, headers=headers)
+
+
+@functools.cache
+def runner() -> inference.Runner:
+    """The process's model runner; imports torch on first use, so the simulator starts without it."""
+    from vigil.sim import inference
+
+    return inference.Runner()
+
+
+async def _run_model(
+    record: engine.PodRecord,
+    files: models.ModelFiles,
+    header: Mapping[str, Any],
+    inputs: Sequence[tuple[dict[str, Any], bytes]],
+) -> list[Output] | web.Response:
+    """The repository model's answer, computed off the event loop, or Triton's error response."""
+    try:
+        model_runner = runner()
+    except ImportError as exc:
+        return error(
+            500,
+            f"failed to load model '{record.model}' version {record.version} from {files.model_file}: "
+            f"the simulator needs torch to run it ({exc}); pip install 'vigil[golden]'",
+        )
+    requested = [str(out.get("name")) for out in header.get("outputs") or []]
+    try:
+        arrays = input_arrays(inputs)
+        answers = await asyncio.to_thread(model_runner.run, files, arrays, record.settings.corruption, requested)
+    except (InferError, models.ModelInputError) as exc:
+        return error(400, str(exc))
+    except (tritonconfig.ConfigError, RuntimeError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return error(500, f"failed to load model '{record.model}' version {record.version}: {first}")
+    return [(name, datatype, list(array.shape), array.tobytes()) for name, datatype, array in answers]
 
 
 def add_routes(app: web.Application) -> None:
