@@ -69,6 +69,12 @@ lazy_group(
     "Local sandbox: real control plane, kwok GPU nodes, Prometheus and the Triton simulator, on 127.0.0.1.",
 )
 lazy_group("sim", "sim", ("vigil.sim.cli",), "Simulate Triton pods: metrics, v2 API, traffic, faults.")
+lazy_group(
+    "golden",
+    "golden",
+    ("vigil.gate.cli",),
+    "Make a golden set (inputs, torch reference outputs, tolerances) for the validation gate.",
+)
 
 
 @app.command("crds")

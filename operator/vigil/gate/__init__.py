@@ -8,4 +8,7 @@
   takes traffic (never a rollback to last-known-good), what its pods' answers prove (Passed,
   Failed, or not validated yet), and how the verdict is recorded on the revision. Pure as well;
   the I/O (the ConfigMap, tritonclient) is :mod:`vigil.reconcile.validate`.
+- :mod:`~vigil.gate.make` and :mod:`~vigil.gate.cli`: ``vigil golden``, which runs a torch model
+  on CPU to make a golden set (the ``vigil[golden]`` extra; torch is imported only there);
+  :mod:`~vigil.gate.tritonconfig` reads a Triton ``config.pbtxt`` for it and for the simulator.
 """
