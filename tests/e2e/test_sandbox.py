@@ -6,6 +6,7 @@ These tests use plain Deployments (no operator) so that a failure points at the 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import pathlib
@@ -97,7 +98,8 @@ def internal_ip(kube: client.ApiClient, node: str) -> str:
 def test_four_gpu_nodes_are_ready_with_eight_gpus_and_discovery_labels(
     kube: client.ApiClient, sandbox: sandbox_mod.SandboxInfo
 ) -> None:
-    nodes = client.CoreV1Api(kube).list_node(label_selector=f"{kwok.SANDBOX_LABEL}={sandbox.name}").items
+    selector = f"{kwok.SANDBOX_LABEL}={sandbox.name},{kwok.NODE_POOL_LABEL}=gpu"
+    nodes = client.CoreV1Api(kube).list_node(label_selector=selector).items
     assert sorted(n.metadata.name for n in nodes) == [f"gpu-node-{i}" for i in range(4)]
     for node in nodes:
         conditions = {c.type: c.status for c in node.status.conditions}
@@ -139,7 +141,9 @@ def test_one_gpu_pods_are_scheduled_become_ready_and_are_removed_on_scale_down(
     waiting.until(lambda: not pods(kube, namespace, "small") or None, 60, "scaled-down pods to be removed")
 
 
-def test_nine_gpu_pod_stays_pending_with_the_schedulers_message(kube: client.ApiClient, namespace: str) -> None:
+def test_nine_gpu_pod_stays_pending_with_the_schedulers_message(
+    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo
+) -> None:
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, deployment("huge", gpus=9, replicas=1))
 
     def unschedulable() -> client.V1PodCondition | None:
@@ -151,11 +155,53 @@ def test_nine_gpu_pod_stays_pending_with_the_schedulers_message(kube: client.Api
 
     condition = waiting.until(unschedulable, 60, "the scheduler to mark the 9-GPU pod Unschedulable")
     assert condition.status == "False"
-    assert "0/4 nodes are available" in condition.message
-    assert "4 Insufficient nvidia.com/gpu" in condition.message
+    total = sandbox.nodes + sandbox.cpu_nodes  # CPU nodes have no GPU: insufficient too
+    assert f"0/{total} nodes are available" in condition.message
+    assert f"{total} Insufficient nvidia.com/gpu" in condition.message
     (pod,) = pods(kube, namespace, "huge")
     assert pod.status.phase == "Pending"
     assert pod.spec.node_name is None
+
+
+def test_the_sandbox_is_sized_for_a_fleet_cpu_nodes_pods_per_node_and_a_wide_service_range(
+    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo
+) -> None:
+    core = client.CoreV1Api(kube)
+    selector = f"{kwok.SANDBOX_LABEL}={sandbox.name},{kwok.NODE_POOL_LABEL}=cpu"
+    cpu = core.list_node(label_selector=selector).items
+    assert sorted(n.metadata.name for n in cpu) == sorted(f"cpu-node-{i}" for i in range(sandbox.cpu_nodes))
+    assert sandbox.pod_capacity >= 2000
+    assert sandbox.service_capacity >= 4000
+    for node in cpu:
+        assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+        assert node.status.allocatable["pods"] == str(sandbox.pods_per_node)
+        assert not node.spec.taints
+        assert labels.GPU_PRESENT not in node.metadata.labels
+        assert internal_ip(kube, node.metadata.name).startswith(f"{kwok.CPU_NODE_NETWORK}.")
+
+    # A pod that neither asks for GPUs nor tolerates their taint runs on a CPU node.
+    body = deployment("cpu-only", gpus=0, replicas=2)
+    body["spec"]["template"]["spec"].pop("tolerations")
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, body)
+
+    def all_ready() -> list[client.V1Pod] | None:
+        found = pods(kube, namespace, "cpu-only")
+        return found if len(found) == 2 and all(_ready(p) for p in found) else None
+
+    for pod in waiting.until(all_ready, 90, "2 CPU-only pods Ready"):
+        assert pod.spec.node_name.startswith(kwok.CPU_NODE_PREFIX)
+
+    # The API server hands out ClusterIPs from the sandbox's range (its default ServiceCIDR object).
+    cidr = client.NetworkingV1Api(kube).read_service_cidr("kubernetes")
+    assert cidr.spec.cidrs == [sandbox.service_cidr]
+    service = core.create_namespaced_service(
+        namespace,
+        client.V1Service(
+            metadata=client.V1ObjectMeta(name="cpu-only"),
+            spec=client.V1ServiceSpec(selector={"app": "cpu-only"}, ports=[client.V1ServicePort(port=8000)]),
+        ),
+    )
+    assert ipaddress.ip_address(service.spec.cluster_ip) in ipaddress.ip_network(sandbox.service_cidr)
 
 
 def _triton_targets(prometheus_url: str) -> list[dict[str, Any]]:

@@ -171,11 +171,13 @@ def test_kwokctl_config_uses_local_binaries_loopback_and_stage_crds() -> None:
     assert kwok_conf["options"]["nodeLeaseParallelism"] > 0
 
 
+def _patches(kwokctl: dict[str, object]) -> dict[str, list[dict[str, object]]]:
+    return {p["name"]: p["extraArgs"] for p in kwokctl["componentsPatches"]}  # type: ignore[attr-defined]
+
+
 def test_kwok_controller_runs_without_node_leases_and_with_a_real_node_ip() -> None:
     kwokctl, _ = kwok.kwokctl_config(BINARIES)
-    (patch,) = kwokctl["componentsPatches"]
-    assert patch["name"] == "kwok-controller"
-    args = {a["key"]: a["value"] for a in patch["extraArgs"] if a["override"]}
+    args = {a["key"]: a["value"] for a in _patches(kwokctl)["kwok-controller"] if a["override"]}
     # Leases would leave a restarted kwok's nodes unmanaged; an empty --node-ip gives invalid hostIPs.
     assert args == {"node-lease-duration-seconds": "0", "node-ip": kwok.FALLBACK_NODE_IP}
 
@@ -212,3 +214,39 @@ def test_each_node_gets_its_own_internal_ip_outside_the_pod_network() -> None:
     internal = [next(a["address"] for a in entry if a["type"] == "InternalIP") for entry in addresses]
     assert internal == ["10.240.0.1", "10.240.0.2", "10.240.1.2"]
     assert not any(ip.startswith("10.244.") for ip in internal)
+
+
+def test_the_api_server_gets_a_service_range_sized_for_a_fleet_and_the_option_reaches_it() -> None:
+    default, _ = kwok.kwokctl_config(BINARIES)
+    # New flags are appended: kwokctl's "override" would only replace a flag it already passes.
+    assert _patches(default)["kube-apiserver"] == [
+        {"key": "service-cluster-ip-range", "value": "10.96.0.0/12", "override": False}
+    ]
+    chosen, _ = kwok.kwokctl_config(BINARIES, service_cidr="10.100.0.0/16")
+    assert _patches(chosen)["kube-apiserver"][0]["value"] == "10.100.0.0/16"
+
+
+def test_controllers_and_scheduler_are_not_throttled_below_a_burst_of_a_thousand_pods() -> None:
+    kwokctl, _ = kwok.kwokctl_config(BINARIES)
+    for component in ("kube-controller-manager", "kube-scheduler"):
+        args = {a["key"]: int(str(a["value"])) for a in _patches(kwokctl)[component]}
+        assert args["kube-api-qps"] >= 500
+        assert args["kube-api-burst"] >= args["kube-api-qps"]
+    # Priority and fairness stay on in the API server: only client-side limits are raised.
+    assert "disableQPSLimits" not in kwokctl["options"]
+
+
+def test_cpu_nodes_have_no_gpu_labels_no_taint_and_their_own_names_and_addresses() -> None:
+    shape = kwok.cpu_node_shape(pods=110)
+    node = kwok.node_manifest(3, shape, "vigil")
+    meta = node["metadata"]
+    assert meta["name"] == "cpu-node-3"
+    assert meta["labels"][kwok.NODE_POOL_LABEL] == "cpu"
+    assert labels.GPU_PRESENT not in meta["labels"]
+    assert not any(key.startswith("nvidia.com/") for key in meta["labels"])
+    assert node["spec"] == {}
+    status = kwok.node_status(3, shape)["status"]
+    assert status["allocatable"]["pods"] == "110"
+    assert status["allocatable"][labels.GPU_RESOURCE] == "0"
+    assert status["addresses"][0]["address"] == "10.241.0.4"
+    assert kwok.node_manifest(3, kwok.NodeShape(), "vigil")["metadata"]["labels"][kwok.NODE_POOL_LABEL] == "gpu"

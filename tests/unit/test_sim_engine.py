@@ -246,3 +246,76 @@ async def test_run_ticks_on_and_survives_a_failing_tick() -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert source.calls >= 2
+
+
+def _fleet(idle: int, busy: int) -> tuple[engine.Simulator, cluster.StaticSource]:
+    pods = [simtest.pod(f"p{i}", md=f"md{i}", gpus=0) for i in range(idle + busy)]
+    services = [simtest.md_service(f"md{i}") for i in range(idle + busy)]
+    sim, source = simulator(simtest.make_cluster(pods, services))
+    for i in range(busy):
+        sim.set_load(load(20, name=f"md{i}"))
+    return sim, source
+
+
+def test_a_fleet_of_idle_pods_costs_one_step_per_pod_per_second_and_busy_pods_one_per_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim, _ = _fleet(idle=1000, busy=10)
+    steps: list[int] = []
+    real = engine.queueing.step
+
+    def counted(*args: object, **kwargs: object) -> object:
+        steps.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.queueing, "step", counted)
+    ticks(sim, 2)  # 20 ticks of 0.1 s
+    # 10 loaded pods every tick; 1,000 idle ones twice (once per IDLE_STEP_SECONDS), not 20 times.
+    assert len(steps) <= 10 * 20 + 1000 * 2 + 10
+    assert sim.totals.success > 0
+
+
+def test_idle_time_is_settled_exactly_before_new_requests_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Idle, loaded, idle longer than a lazy step, loaded again: the lazily stepped pod ends where a
+    # twin stepped every tick (the old behaviour; same seed, same arrivals) does.
+    phases = [(0.7, None), (1.3, 30.0), (2.5, None), (0.4, 60.0)]
+
+    def play(sim: engine.Simulator) -> engine.PodRecord:
+        for seconds, rate in phases:
+            if rate is None:
+                sim.stop_load("ns", "md0")
+            else:
+                sim.set_load(load(rate, name="md0"))
+            ticks(sim, seconds)
+        (record,) = sim.records.values()
+        return record
+
+    mine = play(_fleet(idle=1, busy=0)[0])
+    with monkeypatch.context() as patched:
+        patched.setattr(engine, "IDLE_STEP_SECONDS", 0.0)
+        theirs = play(_fleet(idle=1, busy=0)[0])
+    assert mine.idle_seconds == 0.0  # the last tick had requests: nothing left to settle
+    assert mine.state.total("success") == theirs.state.total("success") > 0
+    assert mine.state.arrival_rate == pytest.approx(theirs.state.arrival_rate, rel=1e-9)
+    assert mine.state.busy == pytest.approx(theirs.state.busy, rel=1e-9)
+    assert mine.state.backlog == theirs.state.backlog
+
+
+def test_selector_index_finds_the_same_pods_as_a_scan() -> None:
+    pods = [
+        simtest.pod(f"p{i}", md=f"md{i % 7}", namespace=f"ns{i % 3}", revision=f"r{i % 2}", ready=i % 5 != 0)
+        for i in range(200)
+    ]
+    snapshot = simtest.make_cluster(pods)
+    for selector in (
+        {labels.MODEL_DEPLOYMENT: "md3"},
+        {labels.MODEL_DEPLOYMENT: "md3", labels.REVISION: "r1"},
+        {labels.REVISION: "r0"},
+        {"absent": "x"},
+        {},
+    ):
+        for namespace in ("ns0", "ns1", "ns9"):
+            scanned = [p for p in pods if p.namespace == namespace and routing.selects(selector, p.labels)]
+            assert snapshot.selected(namespace, selector) == scanned
+    assert snapshot.pod("ns1", "p1") is pods[1]
+    assert snapshot.pod("ns1", "nope") is None

@@ -16,7 +16,7 @@ import rich.status
 import rich.table
 import typer
 
-from vigil.dev import build, chart, prometheus, versions
+from vigil.dev import build, chart, kwok, prometheus, versions
 from vigil.dev import sandbox as sandbox_mod
 
 app = typer.Typer(
@@ -59,8 +59,18 @@ def _fail(error: Exception) -> typer.Exit:
 
 @app.command("up")
 def up_command(
-    nodes: int = typer.Option(4, min=1, help="Number of fake GPU nodes."),
+    nodes: int = typer.Option(4, min=1, help="Number of fake GPU nodes (tainted nvidia.com/gpu)."),
     gpus_per_node: int = typer.Option(8, min=0, help="nvidia.com/gpu per node."),
+    cpu_nodes: int = typer.Option(
+        sandbox_mod.DEFAULT_CPU_NODES, min=0, help="Number of fake CPU-only nodes (no taint), for large fleets."
+    ),
+    pods_per_node: int = typer.Option(
+        sandbox_mod.DEFAULT_PODS_PER_NODE, min=1, max=10_000, help="Pods each node admits (GPU and CPU nodes)."
+    ),
+    service_cidr: str = typer.Option(
+        kwok.DEFAULT_SERVICE_CIDR,
+        help="The API server's Service range (IPv4, /12 to /28); changing it recreates the control plane.",
+    ),
     gpu_product: str = typer.Option("NVIDIA-A100-SXM4-80GB", help="Value of the nvidia.com/gpu.product label."),
     ready_delay: str = typer.Option("2s", help="Time from pod start to Ready (model load), e.g. 500ms, 2s, 1m."),
     scrape_interval: str = typer.Option("5s", help="Prometheus scrape and evaluation interval."),
@@ -85,6 +95,9 @@ def up_command(
                 scrape_interval=scrape_interval,
                 prometheus_port=prometheus_port,
                 sim_port=sim_port,
+                cpu_nodes=cpu_nodes,
+                pods_per_node=pods_per_node,
+                service_cidr=service_cidr,
                 progress=progress,
             )
         except sandbox_mod.SandboxError as error:
@@ -95,6 +108,8 @@ def up_command(
     _console.print(f"  Prometheus  {info.prometheus_url}")
     _console.print(f"  simulator   {info.simulator_url}")
     _console.print(f"  nodes       {info.nodes} x {info.gpus_per_node} nvidia.com/gpu ({info.gpu_product})")
+    _console.print(f"              {info.cpu_nodes} CPU-only, {info.pods_per_node} pods per node")
+    _console.print(f"  capacity    {info.pod_capacity} pods, {info.service_capacity} Services ({info.service_cidr})")
     _console.print("\nUse it from this shell with:\n")
     _console.print(f'  eval "$(vigil dev env{_name_flag(name)})"', highlight=False)
     _console.print(f"  # or: export KUBECONFIG={info.kubeconfig}", highlight=False)

@@ -1,4 +1,10 @@
-"""The kwok half of the sandbox: fake GPU nodes, the Stages that play their kubelets, and kwokctl.
+"""The kwok half of the sandbox: fake GPU and CPU nodes, the Stages that play their kubelets, and kwokctl.
+
+Two node pools: GPU nodes (tainted ``nvidia.com/gpu``, labelled as GPU feature discovery does)
+for the GPU tests and the demo, and untainted CPU-only nodes where a large fleet of cheap
+CPU-only replicas fits (20 x 110 pods by default) without touching the GPU counts other tests
+rely on. The API server's Service range and the controllers' client rate limits are sized for
+such a fleet too (see :data:`DEFAULT_SERVICE_CIDR`, :data:`CONTROL_PLANE_QPS`).
 
 kwokctl's binary runtime runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 the kwok controller as plain processes from the binaries we built, all bound to 127.0.0.1. The
@@ -51,17 +57,29 @@ GPU_TAINT_VALUE = "present"
 # Pod IPs come from this pool; a /16 so that churny tests never run out of addresses.
 POD_CIDR = "10.244.0.1/16"
 # Each fake node gets its own InternalIP here (pods report it as hostIP); kwok's own fallback for
-# nodes it did not get an address for is the last one.
+# nodes it did not get an address for is the last one. CPU nodes take the next /16.
 NODE_NETWORK = "10.240"
+CPU_NODE_NETWORK = "10.241"
 FALLBACK_NODE_IP = "10.240.255.254"
 NODE_PREFIX = "gpu-node-"
+CPU_NODE_PREFIX = "cpu-node-"
+NODE_POOL_LABEL = "vigil.dev/node-pool"
+# The API server's Service range. kube-apiserver's own default (10.0.0.0/24) holds 253 Services,
+# so a fleet of about 250 ModelDeployments failed with "failed to allocate a serviceIP: range is
+# full"; this is kubeadm's default, a million addresses.
+DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
+# Client rate limits of kube-controller-manager and kube-scheduler. Their defaults (20 and 50
+# requests per second) make a burst of 1,000 Deployments take minutes to become pods, which would
+# measure the sandbox's throttling instead of vigil. Priority and fairness stay on in the API server.
+CONTROL_PLANE_QPS = 500
+CONTROL_PLANE_BURST = 1000
 
 _CONFIG_API = "config.kwok.x-k8s.io/v1alpha1"
 
 
 @dataclasses.dataclass(frozen=True)
 class NodeShape:
-    """What every fake GPU node offers to the scheduler."""
+    """What every fake node of one pool offers to the scheduler (GPU nodes by default)."""
 
     gpus: int = 8
     gpu_product: str = "NVIDIA-A100-SXM4-80GB"
@@ -70,6 +88,12 @@ class NodeShape:
     memory: str = "1000Gi"
     pods: int = 110
     taint: bool = True
+    prefix: str = NODE_PREFIX
+    network: str = NODE_NETWORK
+
+    @property
+    def pool(self) -> str:
+        return "gpu" if self.gpus > 0 else "cpu"
 
     def memory_mib(self) -> int:
         """GPU memory in MiB, as GPU feature discovery labels it; read from the product name if not given."""
@@ -79,16 +103,34 @@ class NodeShape:
         return int(match.group(1)) * 1024 if match else 81920
 
 
-def node_name(index: int) -> str:
-    return f"{NODE_PREFIX}{index}"
+def cpu_node_shape(pods: int = 110) -> NodeShape:
+    """A node without GPUs and without taint: where CPU-only pods (a fleet's cheap replicas) go."""
+    return NodeShape(gpus=0, pods=pods, taint=False, prefix=CPU_NODE_PREFIX, network=CPU_NODE_NETWORK)
+
+
+def node_name(index: int, prefix: str = NODE_PREFIX) -> str:
+    return f"{prefix}{index}"
 
 
 def node_manifest(index: int, shape: NodeShape, sandbox: str) -> Manifest:
-    """The metadata and spec of one fake GPU node (status goes separately: it is a subresource)."""
-    name = node_name(index)
+    """The metadata and spec of one fake node (status goes separately: it is a subresource).
+
+    GPU nodes carry GPU feature discovery's labels; CPU nodes carry none of them.
+    """
+    name = node_name(index, shape.prefix)
     spec: Manifest = {}
     if shape.taint:
         spec["taints"] = [{"key": labels.GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}]
+    gpu_labels = (
+        {
+            labels.GPU_PRESENT: "true",
+            labels.GPU_PRODUCT: shape.gpu_product,
+            GPU_COUNT: str(shape.gpus),
+            GPU_MEMORY: str(shape.memory_mib()),
+        }
+        if shape.gpus > 0
+        else {}
+    )
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -103,18 +145,16 @@ def node_manifest(index: int, shape: NodeShape, sandbox: str) -> Manifest:
                 "node-role.kubernetes.io/agent": "",
                 "type": "kwok",
                 SANDBOX_LABEL: sandbox,
-                labels.GPU_PRESENT: "true",
-                labels.GPU_PRODUCT: shape.gpu_product,
-                GPU_COUNT: str(shape.gpus),
-                GPU_MEMORY: str(shape.memory_mib()),
+                NODE_POOL_LABEL: shape.pool,
+                **gpu_labels,
             },
         },
         "spec": spec,
     }
 
 
-def node_ip(index: int) -> str:
-    return f"{NODE_NETWORK}.{index // 250}.{index % 250 + 1}"
+def node_ip(index: int, network: str = NODE_NETWORK) -> str:
+    return f"{network}.{index // 250}.{index % 250 + 1}"
 
 
 def node_status(index: int, shape: NodeShape) -> Manifest:
@@ -129,13 +169,13 @@ def node_status(index: int, shape: NodeShape) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": node_name(index)},
+        "metadata": {"name": node_name(index, shape.prefix)},
         "status": {
             "capacity": dict(resources),
             "allocatable": dict(resources),
             "addresses": [
-                {"type": "InternalIP", "address": node_ip(index)},
-                {"type": "Hostname", "address": node_name(index)},
+                {"type": "InternalIP", "address": node_ip(index, shape.network)},
+                {"type": "Hostname", "address": node_name(index, shape.prefix)},
             ],
         },
     }
@@ -548,11 +588,18 @@ BINARY_OPTIONS = {
 }
 
 
-def kwokctl_config(binaries: Mapping[str, pathlib.Path]) -> list[Manifest]:
-    """kwokctl's configuration documents: binary runtime, our binaries, loopback only, Stages as CRs."""
+def _added(**args: str | int) -> list[Manifest]:
+    # kwokctl's "override" only replaces a flag it already passes; new flags are appended.
+    return [{"key": key.replace("_", "-"), "value": str(value), "override": False} for key, value in args.items()]
+
+
+def kwokctl_config(binaries: Mapping[str, pathlib.Path], service_cidr: str = DEFAULT_SERVICE_CIDR) -> list[Manifest]:
+    """kwokctl's configuration documents: binary runtime, our binaries, loopback only, Stages as CRs,
+    a Service range of ``service_cidr``, controllers not throttled below what a fleet needs."""
     missing = sorted(set(BINARY_OPTIONS) - set(binaries))
     if missing:
         raise ValueError(f"missing sandbox binaries: {', '.join(missing)}")
+    throttle = {"kube_api_qps": CONTROL_PLANE_QPS, "kube_api_burst": CONTROL_PLANE_BURST}
     options: Manifest = {
         "runtime": "binary",
         # kwokctl binds every component to 0.0.0.0 unless told otherwise.
@@ -579,7 +626,10 @@ def kwokctl_config(binaries: Mapping[str, pathlib.Path]) -> list[Manifest]:
                         # file: nodes get an empty InternalIP and pods an invalid hostIP.
                         {"key": "node-ip", "value": FALLBACK_NODE_IP, "override": True},
                     ],
-                }
+                },
+                {"name": "kube-apiserver", "extraArgs": _added(service_cluster_ip_range=service_cidr)},
+                {"name": "kube-controller-manager", "extraArgs": _added(**throttle)},
+                {"name": "kube-scheduler", "extraArgs": _added(**throttle)},
             ],
         },
         # kwokctl writes this document back without kwok's defaults, so every option that must

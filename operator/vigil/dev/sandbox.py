@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import datetime
 import importlib.resources
+import ipaddress
 import json
 import os
 import pathlib
@@ -61,6 +62,35 @@ def _quiet(_message: str) -> None:
     return None
 
 
+# Defaults sized for a fleet of 2,000 one-replica ModelDeployments beside the GPU tests: 24 nodes
+# of 110 pods (Kubernetes' default per node) and a Service range of a million addresses.
+DEFAULT_CPU_NODES = 20
+DEFAULT_PODS_PER_NODE = 110
+
+
+def service_capacity(cidr: str) -> int:
+    """ClusterIPs in an IPv4 Service range (``ValueError`` for anything else)."""
+    network = ipaddress.ip_network(cidr, strict=True)
+    if network.version != 4:
+        raise ValueError(f"the Service range {cidr} is not IPv4")
+    return max(0, network.num_addresses - 3)
+
+
+def check_service_cidr(cidr: str) -> None:
+    """Refuse, before anything starts, a range the API server would refuse (larger than /12) or an
+    unusable one; the message names the option."""
+    try:
+        network = ipaddress.ip_network(cidr, strict=True)
+    except ValueError as error:
+        raise SandboxError(f"--service-cidr {cidr!r}: {error}") from error
+    if network.version != 4 or not 12 <= network.prefixlen <= 28:
+        raise SandboxError(f"--service-cidr {cidr!r} must be an IPv4 range from /12 to /28")
+    taken = [ipaddress.ip_network(kwok.POD_CIDR, strict=False), ipaddress.ip_network(f"{kwok.NODE_NETWORK}.0.0/15")]
+    clash = [str(other) for other in taken if network.overlaps(other)]
+    if clash:
+        raise SandboxError(f"--service-cidr {cidr} overlaps the sandbox's pod or node network {', '.join(clash)}")
+
+
 class SandboxError(RuntimeError):
     """The sandbox could not be brought to the requested state; the message says what is missing."""
 
@@ -82,6 +112,21 @@ class SandboxInfo:
     scrape_interval: str
     prometheus_port: int
     sim_port: int
+    # Defaults for the sandbox.json of a sandbox brought up before these options existed.
+    cpu_nodes: int = 0
+    pods_per_node: int = 110
+    service_cidr: str = "10.0.0.0/24"
+
+    @property
+    def pod_capacity(self) -> int:
+        """Pods the nodes admit in all (kwok nodes have no other limit that binds first)."""
+        return (self.nodes + self.cpu_nodes) * self.pods_per_node
+
+    @property
+    def service_capacity(self) -> int:
+        """ClusterIPs the API server can hand out (the range less its network, broadcast and
+        the ``kubernetes`` Service's address)."""
+        return service_capacity(self.service_cidr)
 
     @property
     def inference_url(self) -> str:
@@ -236,11 +281,22 @@ class Sandbox:
         scrape_interval: str = "5s",
         prometheus_port: int = DEFAULT_PROMETHEUS_PORT,
         sim_port: int = DEFAULT_SIM_PORT,
+        cpu_nodes: int = DEFAULT_CPU_NODES,
+        pods_per_node: int = DEFAULT_PODS_PER_NODE,
+        service_cidr: str = kwok.DEFAULT_SERVICE_CIDR,
         progress: Progress = _quiet,
     ) -> SandboxInfo:
-        """Bring the sandbox up, reusing whatever already runs and repairing what does not."""
-        if nodes < 1 or gpus_per_node < 0:
-            raise SandboxError("need at least one node and a non-negative GPU count")
+        """Bring the sandbox up, reusing whatever already runs and repairing what does not.
+
+        ``nodes`` GPU nodes (tainted, ``gpus_per_node`` each) and ``cpu_nodes`` CPU-only nodes
+        (untainted), each admitting ``pods_per_node`` pods; Services get ClusterIPs from
+        ``service_cidr``. Changing the range recreates the control plane (its objects are lost).
+        """
+        if nodes < 1 or gpus_per_node < 0 or cpu_nodes < 0:
+            raise SandboxError("need at least one GPU node, and non-negative GPU and CPU node counts")
+        if not 1 <= pods_per_node <= 10_000:
+            raise SandboxError(f"--pods-per-node must be 1 to 10000, got {pods_per_node}")
+        check_service_cidr(service_cidr)
         try:
             ready_delay_ms = durations.to_millis(ready_delay)
             scrape = durations.prometheus(durations.to_millis(scrape_interval))
@@ -255,7 +311,7 @@ class Sandbox:
             raise SandboxError(str(error)) from error
 
         started = time.time()
-        fresh_control_plane = self._ensure_control_plane(binaries, progress)
+        fresh_control_plane = self._ensure_control_plane(binaries, service_cidr, progress)
         if fresh_control_plane:
             # They hold clients for the previous API server (its port changes on re-creation).
             self.stop_simulator()
@@ -264,11 +320,17 @@ class Sandbox:
             self._apply_crds(api, progress)
             progress(f"applying kwok stages (pods become Ready {ready_delay} after they start)")
             self._apply_stages(api, ready_delay_ms)
-            shape = kwok.NodeShape(gpus=gpus_per_node, gpu_product=gpu_product)
-            progress(f"applying {nodes} fake GPU nodes x {gpus_per_node} {labels.GPU_RESOURCE} ({gpu_product})")
-            self._apply_nodes(api, nodes, shape)
+            pools = (
+                (kwok.NodeShape(gpus=gpus_per_node, gpu_product=gpu_product, pods=pods_per_node), nodes),
+                (kwok.cpu_node_shape(pods_per_node), cpu_nodes),
+            )
+            progress(
+                f"applying {nodes} fake GPU nodes x {gpus_per_node} {labels.GPU_RESOURCE} ({gpu_product}) and "
+                f"{cpu_nodes} CPU nodes, {pods_per_node} pods each"
+            )
+            self._apply_nodes(api, pools)
             progress("waiting for nodes Ready and the controllers to run")
-            self._wait_nodes(api, nodes, gpus_per_node)
+            self._wait_nodes(api, pools)
             # A kept control plane renews its leases every 2 s; a restarted one only counts once
             # its new processes have taken the leases over.
             self._wait_controllers(api, started if fresh_control_plane else time.time() - LEADER_FRESH_SECONDS)
@@ -288,18 +350,21 @@ class Sandbox:
             scrape_interval=scrape,
             prometheus_port=prometheus_port,
             sim_port=sim_port,
+            cpu_nodes=cpu_nodes,
+            pods_per_node=pods_per_node,
+            service_cidr=service_cidr,
         )
         self.info_file.write_text(info.to_json())
         self.start_simulator(progress)
         self.start_prometheus(progress)
         return info
 
-    def _ensure_control_plane(self, binaries: dict[str, pathlib.Path], progress: Progress) -> bool:
+    def _ensure_control_plane(self, binaries: dict[str, pathlib.Path], service_cidr: str, progress: Progress) -> bool:
         """Create, restart or keep the kwokctl cluster; True unless it was kept as it ran."""
         kwokctl = kwok.Kwokctl(binaries["kwokctl"], self.name, self.kwok_workdir)
         log = self.state_dir / "logs" / "kwokctl.log"
         config_path = self.state_dir / "kwokctl.yaml"
-        config_text = yaml.safe_dump_all(kwok.kwokctl_config(binaries), sort_keys=False)
+        config_text = yaml.safe_dump_all(kwok.kwokctl_config(binaries, service_cidr), sort_keys=False)
         config_changed = _write_if_changed(config_path, config_text)
         try:
             if kwokctl.exists() and config_changed:
@@ -428,28 +493,30 @@ class Sandbox:
                 _request_timeout=REQUEST_TIMEOUT,
             )
 
-    def _apply_nodes(self, api: client.ApiClient, count: int, shape: kwok.NodeShape) -> None:
+    def _apply_nodes(self, api: client.ApiClient, pools: Iterable[tuple[kwok.NodeShape, int]]) -> None:
         core = client.CoreV1Api(api)
-        for index in range(count):
-            manifest = kwok.node_manifest(index, shape, self.name)
-            name = manifest["metadata"]["name"]
-            options: dict[str, Any] = {
-                "field_manager": labels.FIELD_MANAGER,
-                "force": True,
-                "_content_type": APPLY,
-                "_request_timeout": REQUEST_TIMEOUT,
-            }
-            core.patch_node(name, manifest, **options)
-            core.patch_node_status(name, kwok.node_status(index, shape), **options)
+        wanted: set[str] = set()
+        options: dict[str, Any] = {
+            "field_manager": labels.FIELD_MANAGER,
+            "force": True,
+            "_content_type": APPLY,
+            "_request_timeout": REQUEST_TIMEOUT,
+        }
+        for shape, count in pools:
+            for index in range(count):
+                manifest = kwok.node_manifest(index, shape, self.name)
+                name = manifest["metadata"]["name"]
+                wanted.add(name)
+                core.patch_node(name, manifest, **options)
+                core.patch_node_status(name, kwok.node_status(index, shape), **options)
         # Fewer nodes than last time: remove ours beyond the count (the pod GC cleans their pods).
-        wanted = {kwok.node_name(index) for index in range(count)}
         listed = core.list_node(label_selector=f"{kwok.SANDBOX_LABEL}={self.name}", _request_timeout=REQUEST_TIMEOUT)
         for node in listed.items:
             name = node.metadata.name if node.metadata else None
             if name and name not in wanted:
                 core.delete_node(name, _request_timeout=REQUEST_TIMEOUT)
 
-    def _ready_gpu_nodes(self, api: client.ApiClient) -> list[tuple[str, bool, str]]:
+    def _ready_nodes(self, api: client.ApiClient) -> list[tuple[str, bool, str]]:
         core = client.CoreV1Api(api)
         listed = core.list_node(label_selector=f"{kwok.SANDBOX_LABEL}={self.name}", _request_timeout=REQUEST_TIMEOUT)
         found = []
@@ -466,12 +533,14 @@ class Sandbox:
             )
         return found
 
-    def _wait_nodes(self, api: client.ApiClient, count: int, gpus: int) -> None:
-        def ready() -> bool:
-            nodes = self._ready_gpu_nodes(api)
-            return len(nodes) == count and all(ok and gpu == str(gpus) for _name, ok, gpu in nodes)
+    def _wait_nodes(self, api: client.ApiClient, pools: Iterable[tuple[kwok.NodeShape, int]]) -> None:
+        want = {kwok.node_name(i, shape.prefix): str(shape.gpus) for shape, count in pools for i in range(count)}
 
-        self._wait(ready, 90, f"{count} GPU nodes to be Ready with {gpus} {labels.GPU_RESOURCE}")
+        def ready() -> bool:
+            nodes = self._ready_nodes(api)
+            return len(nodes) == len(want) and all(ok and want.get(name) == gpu for name, ok, gpu in nodes)
+
+        self._wait(ready, 90, f"{len(want)} nodes to be Ready (GPU nodes with their {labels.GPU_RESOURCE})")
 
     def _wait_controllers(self, api: client.ApiClient, since: float) -> None:
         core = client.CoreV1Api(api)
@@ -683,14 +752,19 @@ class Sandbox:
             ]
         with contextlib.closing(self.api_client()) as api:
             version = client.VersionApi(api).get_code(_request_timeout=REQUEST_TIMEOUT).git_version
-            nodes = self._ready_gpu_nodes(api)
+            nodes = self._ready_nodes(api)
             leases = self._lease_ages(api, ("kube-controller-manager", "kube-scheduler"))
         ready = sum(1 for _name, ok, _gpu in nodes if ok)
         gpus = sum(int(gpu) for _name, ok, gpu in nodes if ok and gpu.isdigit())
-        nodes_ok = ready == info.nodes and len(nodes) == info.nodes
+        total = info.nodes + info.cpu_nodes
+        nodes_ok = ready == total and len(nodes) == total
+        detail = (
+            f"{ready}/{total} Ready ({info.nodes} GPU, {info.cpu_nodes} CPU), {gpus} {labels.GPU_RESOURCE} "
+            f"allocatable, room for {info.pod_capacity} pods and {info.service_capacity} Services"
+        )
         rows = [
             ComponentStatus("apiserver", True, f"{info.apiserver_url} ({version})"),
-            ComponentStatus("nodes", nodes_ok, f"{ready}/{info.nodes} Ready, {gpus} {labels.GPU_RESOURCE} allocatable"),
+            ComponentStatus("nodes", nodes_ok, detail),
         ]
         for holder, age in leases.items():
             fresh = age is not None and age < 60

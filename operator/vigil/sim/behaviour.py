@@ -172,6 +172,8 @@ class Book:
     faults: dict[Key, BehaviourPatch] = dataclasses.field(default_factory=dict)
     # Resolved behaviours, asked for by every pod on every tick; emptied whenever a layer changes.
     _resolved: dict[tuple[str, str, str], Behaviour] = dataclasses.field(default_factory=dict, repr=False)
+    generation: int = dataclasses.field(default=0, compare=False)
+    """Counts the changes of the fault layer: the simulator re-reads its pods' behaviour only then."""
 
     def layers(self, namespace: str, name: str, version: str) -> Iterator[BehaviourPatch]:
         yield self.profile_defaults
@@ -190,6 +192,7 @@ class Book:
 
     def set_fault(self, key: Key, patch: BehaviourPatch) -> BehaviourPatch:
         self._resolved.clear()
+        self.generation += 1
         merged = merge(self.faults.get(key), patch)
         if merged.values():
             self.faults[key] = merged
@@ -207,6 +210,7 @@ class Book:
         for key in doomed:
             del self.faults[key]
         self._resolved.clear()
+        self.generation += 1
         return doomed
 
     def fault_list(self) -> list[dict[str, Any]]:

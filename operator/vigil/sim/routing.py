@@ -48,11 +48,9 @@ def service_endpoints(snapshot: cluster.Cluster, namespace: str, name: str) -> l
     service = snapshot.services.get((namespace, name))
     if service is None:
         return None
-    pods = [
-        pod
-        for pod in snapshot.pods
-        if pod.namespace == namespace and pod.served and selects(service.selector, pod.labels)
-    ]
+    if not service.selector:
+        return []
+    pods = [pod for pod in snapshot.selected(namespace, service.selector) if pod.served]
     return sorted(pods, key=lambda pod: pod.name)
 
 
