@@ -1,9 +1,10 @@
-"""``python -m bench [detection|healing|cost ...] [--runs N | --quick]``: run the benchmarks.
+"""``python -m bench [detection|healing|cost|fleet ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
 
 Brings the local sandbox up (reusing a running one; it is never taken down), runs the chosen
-benchmarks (all by default) each against its own operator and namespace, and writes
-``results.json``, ``results.md`` and one PNG per benchmark to ``bench/results/``. The Markdown
-table is printed at the end.
+benchmarks (detection, healing and cost by default) each against its own operator and namespace,
+and writes ``results.json``, ``results.md`` and one PNG per benchmark to ``bench/results/``. The
+fleet benchmark (long: a live fleet of up to 1,000 deployments) runs only when named, and writes
+``fleet.json``, ``fleet.md`` and ``fleet.png`` of its own. The Markdown tables are printed at the end.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, cost, detection, healing, plots, report, waiting
+from bench import cluster, cost, detection, fleet, healing, plots, report, waiting
 from bench.common import Context
 from bench.operator import OperatorSettings
 from vigil.dev import sandbox as sandbox_mod
@@ -28,14 +29,19 @@ BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "detection": detection.run,
     "healing": healing.run,
     "cost": cost.run,
+    "fleet": fleet.run,
 }
+DEFAULT = ("detection", "healing", "cost")
+SEPARATE = ("fleet",)  # written to <name>.json / <name>.md, so a run of it keeps the others' results
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("benchmarks", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)} (default: all)")
+    parser.add_argument(
+        "benchmarks", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)} (default: {', '.join(DEFAULT)})"
+    )
     parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5; 2 with --quick)")
     parser.add_argument("--quick", action="store_true", help="2 runs per scenario and shorter cost windows")
     parser.add_argument("--eval-interval", type=float, default=5.0, help="the operator's --eval-interval (s)")
@@ -48,6 +54,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="before each benchmark, wait up to SECONDS for other `vigil run` processes on this machine to exit "
         "(they reconcile the benchmark's objects too); 0: don't wait, only flag the runs",
     )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=(),
+        help=f"fleet: the N values, comma-separated (default {','.join(map(str, fleet.SIZES))})",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.benchmarks if name not in BENCHMARKS]
     if unknown:
@@ -57,6 +69,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     return args
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sizes takes comma-separated whole numbers, not {text!r}") from None
+    if not sizes or any(size < 0 for size in sizes):
+        raise argparse.ArgumentTypeError(f"--sizes takes one or more numbers >= 0, not {text!r}")
+    return sizes
 
 
 def _now() -> str:
@@ -84,7 +106,7 @@ def quiet(ctx: Context, timeout: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    chosen = args.benchmarks or list(BENCHMARKS)
+    chosen = args.benchmarks or list(DEFAULT)
     results_dir: pathlib.Path = args.results
     results_dir.mkdir(parents=True, exist_ok=True)
 
@@ -99,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         runs=args.runs,
         quick=args.quick,
         results_dir=results_dir,
+        fleet_sizes=args.sizes,
     )
     started = _now()
     outcomes: dict[str, Any] = {}
@@ -116,22 +139,28 @@ def main(argv: list[str] | None = None) -> int:
                 failed = True
                 cluster.log(f"{name} failed: {error!r}\n{traceback.format_exc()}")
                 outcomes[name] = {"benchmark": name, "error": repr(error)}
-    results: dict[str, Any] = {
-        "meta": {
-            "started": started,
-            "finished": _now(),
-            "runs": args.runs,
-            "quick": args.quick,
-            "benchmarks": chosen,
-            "sandbox": json.loads(info.to_json()),
-        },
-        "benchmarks": outcomes,
-    }
-    results["meta"]["plots"] = plots.write(outcomes, results_dir)
-    (results_dir / "results.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
-    markdown = report.render(results)
-    (results_dir / "results.md").write_text(markdown)
-    print(markdown)
+    finished = _now()
+    groups = {name: {name: outcomes[name]} for name in SEPARATE if name in outcomes}
+    shared = {name: outcome for name, outcome in outcomes.items() if name not in SEPARATE}
+    if shared:
+        groups["results"] = shared
+    for stem, group in groups.items():
+        results: dict[str, Any] = {
+            "meta": {
+                "started": started,
+                "finished": finished,
+                "runs": args.runs,
+                "quick": args.quick,
+                "benchmarks": list(group),
+                "sandbox": json.loads(info.to_json()),
+            },
+            "benchmarks": group,
+        }
+        results["meta"]["plots"] = plots.write(group, results_dir)
+        (results_dir / f"{stem}.json").write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+        markdown = report.render(results)
+        (results_dir / f"{stem}.md").write_text(markdown)
+        print(markdown)
     cluster.log(f"results in {results_dir}")
     return 1 if failed else 0
 

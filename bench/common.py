@@ -31,6 +31,8 @@ class Context:
     results_dir: pathlib.Path
     operator_pids: set[int] = dataclasses.field(default_factory=set)
     current: OperatorProcess | None = None
+    fleet_sizes: tuple[int, ...] = ()
+    """``bench fleet``'s N values (empty: its defaults)."""
 
     @property
     def scrape_seconds(self) -> float:
@@ -49,14 +51,16 @@ class Context:
                 cluster.log(f"namespace {name} is still terminating; it will go by itself")
 
     @contextlib.contextmanager
-    def operator(self, namespaces: list[str], label: str) -> Iterator[OperatorProcess]:
+    def operator(
+        self, namespaces: list[str], label: str, settings: OperatorSettings | None = None
+    ) -> Iterator[OperatorProcess]:
         """vigil's operator, scoped to ``namespaces``, for the duration of the block."""
         proc = OperatorProcess(
             self.info.kubeconfig,
             self.info.prometheus_url,
             namespaces,
             self.results_dir / "logs" / f"operator-{label}.log",
-            self.settings,
+            settings or self.settings,
         )
         proc.start()
         if proc.pid is not None:

@@ -107,7 +107,82 @@ def cost(result: Mapping[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-PLOTS = {"detection": detection, "healing": healing, "cost": cost}
+def _fleet_panel(
+    ax: Any, sizes: list[int], series: dict[str, list[float | None]], label: str, target: float | None
+) -> None:
+    for (name, values), color in zip(series.items(), ("#2b7bba", "#d9822b", "#5a9e4b", "#8e5ea2"), strict=False):
+        points = [(n, v) for n, v in zip(sizes, values, strict=True) if v is not None]
+        if points:
+            ax.plot([n for n, _ in points], [v for _, v in points], marker="o", color=color, label=name)
+    if target is not None:
+        ax.axhline(target, color="#c0392b", linestyle="--", label=f"target at N=1,000 ({target:g})")
+    ax.set_xlabel("live ModelDeployments (N)")
+    ax.set_ylabel(label)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def fleet(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    steps = [s for s in result["steps"] if "error" not in s]
+    sizes = [s["n"] for s in steps]
+    targets = result["targets"]
+
+    def get(key: str, scale: float = 1.0) -> list[float | None]:
+        return [None if s.get(key) is None else float(s[key]) * scale for s in steps]
+
+    def process(name: str) -> list[float | None]:
+        found = [((s.get("running") or {}).get("usage") or {}).get("cores", {}).get(name) for s in steps]
+        return [None if v is None else v * 100 for v in found]
+
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    _fleet_panel(
+        axes[0][0], sizes, {"operator RSS": get("rssBytes", 1 / report.MIB)}, "MiB", targets["rssBytes"] / report.MIB
+    )
+    _fleet_panel(axes[0][1], sizes, {"operator CPU": get("cpuCores", 100)}, "% of one core", targets["cpuCores"] * 100)
+    _fleet_panel(
+        axes[0][2],
+        sizes,
+        {"per deployment per minute": get("requestsPerDeploymentPerMinute")},
+        "API requests (running - paused)",
+        targets["requestsPerDeploymentPerMinute"],
+    )
+    _fleet_panel(
+        axes[1][0],
+        sizes,
+        {
+            "p99": get("createToAvailableP99Seconds"),
+            "p50": [(s.get("createToAvailable") or {}).get("median") for s in steps],
+        },
+        "create → Available (s)",
+        targets["createToAvailableP99Seconds"],
+    )
+    _fleet_panel(
+        axes[1][1],
+        sizes,
+        {"detection": get("detectionSeconds"), "first action": get("firstActionSeconds")},
+        "seconds after the first bad request",
+        targets["firstActionSeconds"],
+    )
+    _fleet_panel(
+        axes[1][2],
+        sizes,
+        {
+            "kube-apiserver": process("kube-apiserver"),
+            "prometheus": process("prometheus"),
+            "simulator": process("simulator"),
+            "etcd": process("etcd"),
+        },
+        "sandbox CPU (% of one core)",
+        None,
+    )
+    fig.suptitle("One operator replica as the live fleet grows (N = 0 is the baseline; 2 shared cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PLOTS = {"detection": detection, "healing": healing, "cost": cost, "fleet": fleet}
 
 
 def write(benchmarks: Mapping[str, Any], directory: pathlib.Path) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 DASH = "n/a"
@@ -154,7 +154,130 @@ def cost_section(result: Mapping[str, Any]) -> str:
     )
 
 
-SECTIONS = {"detection": detection_section, "healing": healing_section, "cost": cost_section}
+def percent(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value * 100:.{digits}f}"
+
+
+FLEET_TARGET_TITLES: dict[str, tuple[str, Callable[[float], str], Callable[[float], str]]] = {
+    "rssBytes": ("operator RSS", lambda v: f"{mebibytes(v)} MiB", lambda v: f"≤ {mebibytes(v)} MiB"),
+    "cpuCores": ("operator CPU, steady", lambda v: f"{percent(v)} % of a core", lambda v: f"≤ {percent(v, 0)} %"),
+    "requestsPerDeploymentPerMinute": (
+        "API requests per deployment per minute, steady",
+        lambda v: number(v, 3),
+        lambda v: f"≤ {number(v, 0)}",
+    ),
+    "createToAvailableP99Seconds": ("create → Available p99", seconds, lambda v: f"≤ {seconds(v, 0)}"),
+    "detectionSeconds": ("detection (first bad request → Breached)", seconds, lambda v: f"≤ {seconds(v, 0)}"),
+    "firstActionSeconds": ("first action (→ status.rollback)", seconds, lambda v: f"≤ {seconds(v, 0)}"),
+}
+SANDBOX_PROCESSES = (
+    "kube-apiserver",
+    "etcd",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok-controller",
+    "prometheus",
+    "simulator",
+)
+
+
+def _verdict(value: bool | None) -> str:
+    return DASH if value is None else ("PASS" if value else "FAIL")
+
+
+def fleet_section(result: Mapping[str, Any]) -> str:
+    steps = [s for s in result["steps"] if "error" not in s]
+    failed = [s for s in result["steps"] if "error" in s]
+    rows = []
+    for step in steps:
+        available = step.get("createToAvailable") or {}
+        usage = (step.get("running") or {}).get("usage") or {}
+        rows.append(
+            [
+                str(step["n"]),
+                mebibytes(step.get("rssBytes")),
+                percent(step.get("cpuCores")),
+                number(step.get("requestsPerSecond"), 2),
+                number(step.get("requestsPerDeploymentPerMinute"), 3),
+                f"{seconds(available.get('median'))} / {seconds(step.get('createToAvailableP99Seconds'))}"
+                if available
+                else DASH,
+                seconds(step.get("detectionSeconds")),
+                seconds(step.get("firstActionSeconds")),
+                number(step.get("queriesPerCycle"), 1),
+                number(
+                    (step.get("meanLoopSeconds") or 0) * 1000 if step.get("meanLoopSeconds") is not None else None, 0
+                ),
+                f"{percent(usage.get('machineBusy'), 0)} % / {number(usage.get('loadAverage1m'), 1)}",
+            ]
+        )
+    header = [
+        "N",
+        "RSS (MiB)",
+        "CPU (% core)",
+        "API req/s",
+        "req / md / min",
+        "create→Available p50 / p99",
+        "detection",
+        "first action",
+        "queries / cycle",
+        "fleet loop (ms)",
+        "machine busy / load",
+    ]
+    window = result["windowSeconds"]
+    intro = (
+        f"A fresh operator per N (resync {result['resyncSeconds']:g} s, the chart's default), N live ModelDeployments "
+        "(1 CPU-only replica on kwok CPU nodes, availability SLO each, 2 req/s on a 10 % sample, 50 req/s on the "
+        f"faulty one), created in one burst. Steady state measured over {window:g} s with the operator running, "
+        f"then {window:g} s with it paused (SIGSTOP): API requests are the API server's `apiserver_request_total` "
+        "rate running minus paused; RSS the median of 1 s samples; CPU utime+stime over wall time. Detection and "
+        "first action: the faulty deployment's version 2 (30 % errors) rolled out, from its first bad request "
+        "(`currentRevision` switch). Machine: 2 cores shared with other work; busy = all cores over the running "
+        "window."
+    )
+    parts = [f"## 4. Fleet: one operator replica under N live deployments\n\n{intro}\n\n{table(header, rows)}\n"]
+
+    proc_rows = []
+    for step in steps:
+        usage = (step.get("running") or {}).get("usage") or {}
+        cores, rss = usage.get("cores") or {}, usage.get("rssBytes") or {}
+        cells = [f"{percent(cores.get(p))} % / {mebibytes(rss.get(p))}" for p in SANDBOX_PROCESSES]
+        series = step.get("prometheusHeadSeries")
+        proc_rows.append([str(step["n"]), *cells, DASH if series is None else f"{series:.0f}"])
+    parts.append(
+        "What the sandbox itself costs at each N (CPU % of one core / RSS MiB, over the running window):\n\n"
+        + table(["N", *SANDBOX_PROCESSES, "Prometheus head series"], proc_rows)
+        + "\n"
+    )
+
+    verdicts = result.get("targetVerdicts")
+    target_step = next((s for s in steps if s["n"] == result["targetN"]), None)
+    if verdicts and target_step:
+        target_rows = []
+        for key, limit in result["targets"].items():
+            title, show, show_limit = FLEET_TARGET_TITLES[key]
+            value = target_step.get(key)
+            target_rows.append(
+                [title, DASH if value is None else show(value), show_limit(limit), _verdict(verdicts[key])]
+            )
+        parts.append(
+            f"Targets at N = {result['targetN']}:\n\n"
+            + table(["measure", "measured", "target", "result"], target_rows)
+            + "\n"
+        )
+    largest = max(steps, key=lambda s: s["n"], default=None)
+    if largest and largest.get("requestsByKind"):
+        kinds = ", ".join(f"{kind} {rate:.2f}/s" for kind, rate in largest["requestsByKind"].items())
+        parts.append(f"The operator's requests at N = {largest['n']} by verb/resource: {kinds}.\n")
+    for step in steps:
+        if step.get("detectionError"):
+            parts.append(f"N = {step['n']}: detection not measured: {step['detectionError']}\n")
+    if failed:
+        parts.append("Failed steps: " + "; ".join(f"N = {s['n']}: {s['error']}" for s in failed) + "\n")
+    return "\n".join(parts)
+
+
+SECTIONS = {"detection": detection_section, "healing": healing_section, "cost": cost_section, "fleet": fleet_section}
 
 
 def render(results: Mapping[str, Any]) -> str:

@@ -167,3 +167,99 @@ def constant(values: Sequence[float | None], tolerance: float = 0.0) -> bool:
 def summaries(runs: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Summary | None]:
     """One :class:`Summary` per key over the runs that recorded it (runs lacking it are skipped)."""
     return {key: summarize(run.get(key) for run in runs) for key in keys}
+
+
+# -- the fleet benchmark: the API server's request counters and processes' CPU -------------------
+
+REQUESTS = "apiserver_request"  # apiserver_request_total; the parser drops the _total suffix
+RequestKind = tuple[str, str, str]
+"""(verb, resource, subresource) of the API server's request counter."""
+
+
+def parse_apiserver_requests(text: str) -> dict[RequestKind, float]:
+    """``apiserver_request_total`` from the API server's /metrics, summed by verb, resource and
+    subresource over every other label (group, version, scope, code, component...)."""
+    counts: dict[RequestKind, float] = {}
+    for family in parser.text_string_to_metric_families(text):
+        if family.name != REQUESTS:
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            labels = sample.labels
+            kind = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+            counts[kind] = counts.get(kind, 0.0) + float(sample.value)
+    return counts
+
+
+def increase(before: Mapping[RequestKind, float], after: Mapping[RequestKind, float]) -> dict[RequestKind, float]:
+    """Per kind, how much a counter grew between two scrapes (kinds first seen later start at 0)."""
+    grown = {kind: value - before.get(kind, 0.0) for kind, value in after.items()}
+    if any(value < 0 for value in grown.values()):
+        raise ValueError("the API server's counters went backwards: it restarted between the two scrapes")
+    return {kind: value for kind, value in grown.items() if value > 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorRequests:
+    """The requests one client issues, from the API server's totals in two windows: one with the
+    client running, one with it paused (everything else, the controllers and kwok, in both)."""
+
+    per_second: float
+    by_kind: dict[RequestKind, float]
+    """Requests per second by (verb, resource, subresource), the largest first."""
+    running_per_second: float
+    paused_per_second: float
+
+    def per_deployment_per_minute(self, deployments: int) -> float | None:
+        return self.per_second * 60.0 / deployments if deployments > 0 else None
+
+
+def operator_requests(
+    running: Mapping[RequestKind, float],
+    running_seconds: float,
+    paused: Mapping[RequestKind, float],
+    paused_seconds: float,
+) -> OperatorRequests:
+    """Running minus paused request rates (never below zero: the client cannot issue fewer than none)."""
+    if running_seconds <= 0 or paused_seconds <= 0:
+        raise ValueError("both windows must last longer than zero")
+    kinds = set(running) | set(paused)
+    rates = {k: running.get(k, 0.0) / running_seconds - paused.get(k, 0.0) / paused_seconds for k in kinds}
+    by_kind = dict(sorted(((k, v) for k, v in rates.items() if v > 0), key=lambda item: -item[1]))
+    total_running = sum(running.values()) / running_seconds
+    total_paused = sum(paused.values()) / paused_seconds
+    return OperatorRequests(
+        per_second=max(0.0, total_running - total_paused),
+        by_kind=by_kind,
+        running_per_second=total_running,
+        paused_per_second=total_paused,
+    )
+
+
+def proc_cpu_ticks(stat: str) -> int:
+    """utime + stime of ``/proc/<pid>/stat`` (clock ticks; every thread of the process)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    # After the command name: state is field 3 of the file, utime and stime are fields 14 and 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def core_fraction(ticks: float, seconds: float, ticks_per_second: float) -> float | None:
+    """CPU time over wall time: 1.0 is one core busy the whole window."""
+    if seconds <= 0 or ticks_per_second <= 0:
+        return None
+    return ticks / ticks_per_second / seconds
+
+
+def machine_busy(before: str, after: str) -> float | None:
+    """Fraction of all cores busy between two readings of /proc/stat's first ("cpu") line."""
+
+    def parse(text: str) -> tuple[int, int]:
+        values = [int(v) for v in text.split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    total0, idle0 = parse(before)
+    total1, idle1 = parse(after)
+    total = total1 - total0
+    return None if total <= 0 else (total - (idle1 - idle0)) / total
