@@ -118,6 +118,43 @@ def test_more_gpus_than_any_node_has_degrades_with_the_schedulers_reason(
     assert any(e.reason == "DegradedTrue" and e.type == "Warning" for e in events.items)
 
 
+def test_a_child_the_api_server_refuses_is_named_in_the_status_and_cleared_once_it_is_admitted(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    # The API server refusing a Service, as when its ClusterIP range is full: here a quota of none.
+    core = client.CoreV1Api(kube)
+    quota = client.V1ResourceQuota(
+        metadata=client.V1ObjectMeta(name="no-services"), spec=client.V1ResourceQuotaSpec(hard={"services": "0"})
+    )
+    core.create_namespaced_resource_quota(namespace, quota)
+    waiting.until(
+        lambda: (core.read_namespaced_resource_quota("no-services", namespace).status.hard or {}).get("services"),
+        30,
+        "the quota to be enforced",
+    )
+    create(kube, namespace, manifest("refused", replicas=1, triton={"gpus": 0, "cpu": "100m", "memory": "256Mi"}))
+
+    def refused() -> dict[str, Any] | None:
+        found = condition(get(kube, namespace, "refused"), "ReconcileError")
+        return found if found and found["status"] == "True" else None
+
+    error = waiting.until(refused, 60, "ReconcileError=True")
+    assert error["reason"] == "Forbidden"
+    assert error["message"].startswith("apply Service refused: 403 ")
+    assert "exceeded quota" in error["message"]
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=refused")
+    warnings = [e for e in events.items if e.reason == "ReconcileError"]
+    assert warnings
+    assert warnings[0].type == "Warning"
+    assert "exceeded quota" in warnings[0].message
+
+    core.delete_namespaced_resource_quota("no-services", namespace)
+    md = waiting.until(lambda: condition_is(kube, namespace, "refused", "ReconcileError", "False"), 90, "cleared")
+    assert condition(md, "ReconcileError")["reason"] == "Applied"  # type: ignore[index]
+    core.read_namespaced_service("refused", namespace)
+    waiting.until(lambda: condition_is(kube, namespace, "refused", "Available", "True"), 60, "Available")
+
+
 def test_deleting_the_modeldeployment_garbage_collects_its_children(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess
 ) -> None:

@@ -376,7 +376,7 @@ async def test_a_target_that_breaks_the_maths_fails_alone_and_the_others_are_jud
 async def test_an_unexpected_error_of_the_cycle_is_a_cycle_without_verdicts_not_a_stale_one(
     serve: collections.abc.Callable[..., FakePrometheus], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def bug(*args: object) -> slo.FleetPlan:
+    def bug(*args: object, **kwargs: object) -> slo.FleetPlan:
         raise RuntimeError("a bug in planning")
 
     monkeypatch.setattr(slo, "plan_fleet", bug)
@@ -385,3 +385,18 @@ async def test_an_unexpected_error_of_the_cycle_is_a_cycle_without_verdicts_not_
     assert result.deployments == ()
     assert result.error == "the evaluation failed: RuntimeError: a bug in planning"
     assert prometheus_client.REGISTRY.get_sample_value("vigil_observe_metrics_available") == 0.0
+
+
+async def test_a_shard_asks_prometheus_only_for_its_own_namespaces_and_a_cluster_wide_operator_for_all(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    targets = [dataclasses.replace(target("a"), namespace="team-a"), dataclasses.replace(target("b"), namespace="ml")]
+    prometheus = serve(vector_reply(HEALTHY))
+    shard = fleet.FleetObserver(prometheus.url, settings=SETTINGS, scoped=True)
+    assert (await shard.evaluate(targets, NOW)).metrics_available
+    assert prometheus.requests
+    assert all('namespace=~"ml|team-a"' in r["query"] for r in prometheus.requests)
+
+    everyone = serve(vector_reply(HEALTHY))
+    assert (await observer(everyone.url).evaluate(targets, NOW)).metrics_available
+    assert not any("namespace=~" in r["query"] for r in everyone.requests)

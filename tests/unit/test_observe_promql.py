@@ -147,3 +147,21 @@ def test_parse_vector_rejects_what_is_not_an_instant_vector(result: object) -> N
 )
 def test_finite_turns_every_non_number_into_missing(value: float | None, expected: float | None) -> None:
     assert promql.finite(value) == expected
+
+
+def test_namespace_matcher_names_exactly_the_namespaces_and_leaves_out_a_too_long_one() -> None:
+    assert promql.namespace_matcher(["team-b", "team-a", "team-a"]) == 'namespace=~"team-a|team-b"'
+    assert promql.namespace_matcher(["odd.name"]) == 'namespace=~"odd\\\\.name"'  # regex-escaped, then PromQL
+    huge = [f"namespace-{i:05d}" for i in range(2000)]
+    assert promql.namespace_matcher(huge) is None
+
+
+def test_scoped_queries_select_only_those_namespaces_in_every_family() -> None:
+    needs = [promql.Need(f, 300) for f in promql.Family if f not in (promql.Family.GPU_MEMORY, promql.Family.PENDING)]
+    needs += [promql.Need(promql.Family.GPU_MEMORY), promql.Need(promql.Family.PENDING)]
+    scoped = promql.plan(needs, [100.0], namespaces=["team-a"])
+    assert len(scoped) == len(needs)
+    for query in scoped:
+        # Every selector of the expression (GPU memory has two) carries the matcher.
+        assert query.expr.count('namespace=~"team-a"') == query.expr.count("{")
+    assert not any("namespace=~" in q.expr for q in promql.plan(needs, [100.0]))

@@ -141,6 +141,7 @@ class FleetObserver:
         headers: collections.abc.Mapping[str, str] | None = None,
         bearer_token_file: str | None = None,
         verify: bool | str = True,
+        scoped: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -153,6 +154,8 @@ class FleetObserver:
         self.headers = dict(headers or {})
         self.bearer_token_file = bearer_token_file
         self.verify = verify
+        self.scoped = scoped
+        """The operator watches some namespaces only: query only its targets' namespaces."""
         self._gauges = metrics.SLOGauges()
         self._failing: set[tuple[str, str]] = set()
 
@@ -168,7 +171,7 @@ class FleetObserver:
             return self._finish(FleetResult(False, detail, (), 0, 0.0), started)
 
     async def _evaluate(self, targets: collections.abc.Sequence[slo.Target], now: datetime.datetime) -> FleetResult:
-        plan = slo.plan_fleet(targets, now, self.settings)
+        plan = slo.plan_fleet(targets, now, self.settings, scoped=self.scoped)
         failures = [TargetFailure.of(target, "planning its queries", error) for target, error in plan.failed]
         results, failure = await self.query(plan.queries, now)
         if failure is not None:

@@ -10,6 +10,12 @@ pod is a new series, and rate() handles each series' counter reset before they a
 of sums rather than averages of ratios (the division happens in :mod:`vigil.observe.slo`, from the
 summed rates), and absent or NaN series are kept distinguishable from zero.
 
+An operator scoped to some namespaces (a shard, see the README's "Sharding") adds a
+``namespace=~"..."`` matcher naming the namespaces of its targets, so Prometheus selects, sums and
+returns only that shard's series: each shard's queries cost what its own fleet costs, not the
+cluster's. Past :data:`MAX_NAMESPACE_MATCHER` characters the matcher is left out (the answers are
+then a superset, of which each target reads only its own rows).
+
 Histogram buckets are fetched only at the thresholds SLOs use, with ``le`` matched both as Triton
 writes it (``100``) and as Prometheus 3 normalises it (``100.0``); the parser reads ``le`` as a
 number so either spelling meets the threshold.
@@ -30,6 +36,8 @@ from vigil.api import slo as sloapi
 BY = (labels.PROM_NAMESPACE, labels.PROM_DEPLOYMENT, labels.PROM_REVISION)
 # Only series that Prometheus relabelled onto a ModelDeployment are vigil's business.
 MANAGED = f'{labels.PROM_DEPLOYMENT}!=""'
+MAX_NAMESPACE_MATCHER = 8192
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class Family(enum.StrEnum):
@@ -114,28 +122,50 @@ def le_matcher(thresholds_ms: collections.abc.Iterable[float]) -> str:
     return 'le=~"' + pattern.replace("\\", "\\\\") + '"'
 
 
-def expression(need: Need, thresholds_ms: collections.abc.Iterable[float] = ()) -> str:
-    """The PromQL of one question."""
+def namespace_matcher(namespaces: collections.abc.Iterable[str]) -> str | None:
+    """A ``namespace=~"a|b"`` matcher for exactly these namespaces; None when it would be too long."""
+    # Namespace names are DNS labels, plain in a regex; anything else is escaped, and the regex
+    # backslashes doubled for the PromQL string literal.
+    names = sorted(set(namespaces))
+    pattern = "|".join(name if _DNS_LABEL.fullmatch(name) else re.escape(name) for name in names)
+    pattern = pattern.replace("\\", "\\\\")
+    matcher = f'{labels.PROM_NAMESPACE}=~"{pattern}"'
+    return matcher if len(matcher) <= MAX_NAMESPACE_MATCHER else None
+
+
+def expression(
+    need: Need,
+    thresholds_ms: collections.abc.Iterable[float] = (),
+    namespaces: collections.abc.Iterable[str] | None = None,
+) -> str:
+    """The PromQL of one question; with ``namespaces``, about those namespaces' series only."""
+    matcher = None if namespaces is None else namespace_matcher(namespaces)
+    managed = MANAGED if matcher is None else f"{MANAGED}, {matcher}"
     if need.family is Family.GPU_MEMORY:
-        used = f"{GPU_MEMORY_USED}{{{MANAGED}}}"
-        total = f"{GPU_MEMORY_TOTAL}{{{MANAGED}}}"
+        used = f"{GPU_MEMORY_USED}{{{managed}}}"
+        total = f"{GPU_MEMORY_TOTAL}{{{managed}}}"
         # Used over total per GPU series first, then the fullest GPU: never mix two GPUs' gauges.
         return f"max by ({_by()}) ({used} / {total})"
     if need.family is Family.PENDING:
-        return f"sum by ({_by()}) ({METRIC[need.family]}{{{MANAGED}}})"
+        return f"sum by ({_by()}) ({METRIC[need.family]}{{{managed}}})"
     if need.window is None:
         raise ValueError(f"{need.family} is a counter family and needs a window")
     window = sloapi.format_duration(need.window)
     if need.family is Family.BUCKET:
-        selector = f"{{{MANAGED}, {le_matcher(thresholds_ms)}}}"
+        selector = f"{{{managed}, {le_matcher(thresholds_ms)}}}"
         return f"sum by ({_by('le')}) (rate({METRIC[need.family]}{selector}[{window}]))"
-    return f"sum by ({_by()}) (rate({METRIC[need.family]}{{{MANAGED}}}[{window}]))"
+    return f"sum by ({_by()}) (rate({METRIC[need.family]}{{{managed}}}[{window}]))"
 
 
-def plan(needs: collections.abc.Iterable[Need], thresholds_ms: collections.abc.Iterable[float]) -> tuple[Query, ...]:
-    """The queries answering ``needs``, one each, in a stable order."""
+def plan(
+    needs: collections.abc.Iterable[Need],
+    thresholds_ms: collections.abc.Iterable[float],
+    namespaces: collections.abc.Iterable[str] | None = None,
+) -> tuple[Query, ...]:
+    """The queries answering ``needs``, one each, in a stable order (scoped to ``namespaces`` if given)."""
     thresholds = tuple(sorted(set(thresholds_ms)))
-    return tuple(Query(need=n, expr=expression(n, thresholds)) for n in sorted(set(needs), key=_order))
+    scope = None if namespaces is None else tuple(sorted(set(namespaces)))
+    return tuple(Query(need=n, expr=expression(n, thresholds, scope)) for n in sorted(set(needs), key=_order))
 
 
 def _order(need: Need) -> tuple[int, str]:

@@ -272,8 +272,13 @@ class FleetPlan:
     failed: tuple[tuple[Target, Exception], ...]
 
 
-def plan_fleet(targets: collections.abc.Iterable[Target], now: datetime.datetime, settings: Settings) -> FleetPlan:
+def plan_fleet(
+    targets: collections.abc.Iterable[Target], now: datetime.datetime, settings: Settings, scoped: bool = False
+) -> FleetPlan:
     """Every query one cycle needs for all ``targets`` together, planned target by target.
+
+    ``scoped``: the operator watches some namespaces only (a shard), so the queries select only
+    the namespaces of the planned targets (see :mod:`vigil.observe.promql`).
 
     The count depends on the distinct windows in use (SLO periods, explicit windows, the bounded
     ladder of capped windows for young revisions) and on the SLO kinds, never on how many
@@ -294,7 +299,8 @@ def plan_fleet(targets: collections.abc.Iterable[Target], now: datetime.datetime
         needs |= its_needs
         thresholds |= its_thresholds
         planned.append(target)
-    return FleetPlan(promql.plan(needs, thresholds), tuple(planned), tuple(failed))
+    namespaces = {target.namespace for target in planned} if scoped else None
+    return FleetPlan(promql.plan(needs, thresholds, namespaces), tuple(planned), tuple(failed))
 
 
 def query_plan(

@@ -315,6 +315,7 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
         settings=settings,
         bearer_token_file=cfg.prometheus_bearer_token_file,
         verify=cfg.prometheus_verify,
+        scoped=not runtime.scope.clusterwide,  # a shard queries its own namespaces' series only
     )
     while True:
         heartbeat.beat()
