@@ -39,15 +39,15 @@ class Context:
         return sloapi.duration_seconds(self.info.scrape_interval)
 
     @contextlib.contextmanager
-    def namespace(self, kind: str) -> Iterator[str]:
-        """A fresh ``bench-<kind>-<id>`` namespace, deleted (and waited for) afterwards."""
+    def namespace(self, kind: str, delete_timeout: float = 120.0) -> Iterator[str]:
+        """A fresh ``bench-<kind>-<id>`` namespace, deleted (and waited for, up to ``delete_timeout``) afterwards."""
         name = cluster.new_namespace_name(kind)
         self.kube.create_namespace(name)
         cluster.log(f"namespace {name}")
         try:
             yield name
         finally:
-            if not self.kube.delete_namespace(name):
+            if not self.kube.delete_namespace(name, delete_timeout):
                 cluster.log(f"namespace {name} is still terminating; it will go by itself")
 
     @contextlib.contextmanager

@@ -132,6 +132,7 @@ class FleetWatch:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join(timeout=30)
+        self.kube.close()
 
     def _record(self, md: dict[str, Any], at: float) -> None:
         name = md["metadata"]["name"]
@@ -424,7 +425,9 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
     members = names(size)
     result: dict[str, Any] = {"n": size}
     loaded: list[str] = []
-    with ctx.namespace("fleet") as ns, _operator(ctx, ns, size) as operator:
+    # The previous N's namespace is gone before the next burst starts (deleting 1,000 deployments
+    # and their pods takes a few minutes on the sandbox).
+    with ctx.namespace("fleet", delete_timeout=180 + size * 0.6) as ns, _operator(ctx, ns, size) as operator:
         try:
             with FleetWatch(ctx.kube.fork(), ns) as fleet:
                 burst_started = time.time()
@@ -474,6 +477,14 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                 loaded=len(loaded),
             )
             if size:
+                # Resumed from SIGSTOP: let it catch up (two fleet-loop cycles) before the fault.
+                resumed = stats.parse_operator_metrics(operator.metrics() or "").loops
+                _until(
+                    "two fleet-loop cycles after the pause",
+                    120,
+                    lambda: stats.parse_operator_metrics(operator.metrics() or "").loops >= resumed + 2,
+                    interval=0.5,
+                )
                 cluster.log("  detection: version 2 of the faulty deployment is faulted and rolled out")
                 try:
                     result.update(_detect(ctx, ns))

@@ -14,7 +14,7 @@ from xdist.scheduler import LoadScopeScheduling
 
 ISOLATED = "isolated"
 SERIAL = "serial"
-ISOLATED_MODULES = frozenset({"tests/e2e/test_chaos.py", "tests/e2e/test_gate.py"})
+ISOLATED_MODULES = frozenset({"tests/e2e/test_chaos.py", "tests/e2e/test_gate.py", "tests/e2e/test_shards.py"})
 
 
 def lane(nodeid: str) -> str:

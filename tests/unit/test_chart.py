@@ -392,3 +392,33 @@ def test_the_chart_readme_shows_the_plain_scrape_config_that_ships_in_deploy() -
 def test_chart_crds_are_the_generated_ones() -> None:
     chart_crds = sorted(p.name for p in (chart.CHART_DIR / "crds").glob("*.yaml"))
     assert chart_crds == sorted(p.name for p in pathlib.Path(chart.CHECKOUT / "crds").glob("*.yaml"))
+
+
+def test_two_shard_releases_share_no_object_and_each_has_its_own_lease_namespaces_and_scrape(
+    helm: chart.Helm,
+) -> None:
+    # The README's sharding recipe: one release per shard, disjoint watchNamespaces, the fleet-wide
+    # PrometheusRule in the first release only.
+    shards = {
+        "vigil-shard-a": {"watchNamespaces": ["team-a", "team-b"]},
+        "vigil-shard-b": {"watchNamespaces": ["team-c"], "prometheusRule": {"enabled": False}},
+    }
+    rendered = {
+        release: render(helm, values, release=release, api_versions=chart.MONITORING_APIS)
+        for release, values in shards.items()
+    }
+    names = {
+        release: {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs}
+        for release, docs in rendered.items()
+    }
+    assert not names["vigil-shard-a"] & names["vigil-shard-b"]
+    for release, docs in rendered.items():
+        watched = shards[release]["watchNamespaces"]
+        args = container(docs)["args"]
+        assert f"--lease-name={release}" in args
+        assert [a for a in args if a.startswith("--namespace=")] == [f"--namespace={n}" for n in watched]
+        assert "ClusterRole" not in kinds(docs)
+        monitor = one(docs, "PodMonitor")  # each shard scrapes only its own namespaces: no pod twice
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": watched}
+    assert kinds(rendered["vigil-shard-a"]).count("PrometheusRule") == 1
+    assert "PrometheusRule" not in kinds(rendered["vigil-shard-b"])
