@@ -11,8 +11,8 @@ operator scoped to it:
    One of the N, ``faulty``, also has a 20 s bake time and steady load, so that version 1 becomes
    last-known-good; a sample of the others (10 %, at most 50) gets light load (2 req/s).
 2. **Steady state.** Once every deployment is Available and judged (``status.slos`` written) and
-   the faulty one has a last-known-good revision, the fleet is left alone for one resync period,
-   then measured over two windows of the same length, nothing else being done by the benchmark:
+   the faulty one has a last-known-good revision, the fleet is left alone for 30 s, then
+   measured over two windows of the same length, nothing else being done by the benchmark:
    the operator *running*, then the operator *paused* (SIGSTOP; its watches stay connected).
    From the API server's ``apiserver_request_total`` (its /metrics): the operator's requests per
    second = running rate - paused rate (the controllers, kwok, Prometheus and the simulator run in
@@ -46,13 +46,14 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import yaml
 from kubernetes import watch
 from kubernetes.client import exceptions
 
 from bench import cluster, stats, waiting
 from bench.common import AVAILABILITY, Context, relative, rounded
 from bench.operator import OperatorProcess, OperatorSettings
-from vigil.dev import kwok
+from vigil.dev import chart, kwok
 from vigil.dev import sandbox as sandbox_mod
 
 SIZES = (0, 1, 100, 500, 1000)
@@ -64,7 +65,7 @@ SAMPLE_RATE = 2.0
 FAULTY_RATE = 50.0
 ERROR_RATIO = 0.3
 BAKE_TIME = "20s"
-RESYNC_SECONDS = 30.0  # the chart's default (intervals.resync): steady state as installed
+SETTLE_SECONDS = 30.0
 SAMPLE_SECONDS = 1.0
 MIB = 2**20
 TARGETS: dict[str, float] = {
@@ -78,6 +79,12 @@ TARGETS: dict[str, float] = {
 TARGET_N = 1000
 NO_GPU: dict[str, Any] = {"gpus": 0, "cpu": "100m", "memory": "256Mi"}
 COMPONENTS = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+
+def chart_resync() -> float:
+    """The chart's default resync period (``intervals.resync``): the steady state as installed."""
+    values = yaml.safe_load((chart.CHART_DIR / "values.yaml").read_text())
+    return float(values["intervals"]["resync"])
 
 
 def member_name(index: int) -> str:
@@ -407,7 +414,7 @@ def _detect(ctx: Context, ns: str) -> dict[str, Any]:
 def _operator(ctx: Context, ns: str, size: int) -> Iterator[OperatorProcess]:
     settings = OperatorSettings(
         eval_interval=ctx.settings.eval_interval,
-        resync=RESYNC_SECONDS,
+        resync=chart_resync(),
         min_window=ctx.settings.min_window,
         rate_window=ctx.settings.rate_window,
         baseline_window=ctx.settings.baseline_window,
@@ -453,8 +460,8 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                     240,
                     lambda: cluster.last_known_good(ctx.kube.get(ns, FAULTY)) is not None,
                 )
-            cluster.log(f"  N={size}: Available; settling for {RESYNC_SECONDS:g} s before measuring")
-            waiting.STOP.wait(RESYNC_SECONDS)
+            cluster.log(f"  N={size}: Available; settling for {SETTLE_SECONDS:g} s before measuring")
+            waiting.STOP.wait(SETTLE_SECONDS)
             pids = sandbox_pids(ctx.info)
             running, running_requests = _window(ctx, operator, window, paused=False, pids=pids)
             paused, paused_requests = _window(ctx, operator, window, paused=True, pids={})
@@ -558,7 +565,7 @@ def summarize(steps: list[dict[str, Any]], environment: dict[str, Any], window: 
         "benchmark": "fleet",
         "steps": steps,
         "windowSeconds": window,
-        "resyncSeconds": RESYNC_SECONDS,
+        "resyncSeconds": chart_resync(),
         "targets": TARGETS,
         "targetN": TARGET_N,
         "targetVerdicts": target["verdicts"] if target else None,
