@@ -199,7 +199,8 @@ def fleet_section(result: Mapping[str, Any]) -> str:
                 percent(step.get("cpuCores")),
                 number(step.get("requestsPerSecond"), 2),
                 number(step.get("requestsPerDeploymentPerMinute"), 3),
-                f"{seconds(available.get('median'))} / {seconds(step.get('createToAvailableP99Seconds'))}"
+                f"{seconds(available.get('median'))} / {'≥ ' if step.get('createToAvailableCensored') else ''}"
+                f"{seconds(step.get('createToAvailableP99Seconds'))}"
                 if available
                 else DASH,
                 seconds(step.get("detectionSeconds")),

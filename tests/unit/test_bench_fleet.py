@@ -197,3 +197,13 @@ def test_fleet_runs_only_when_named_and_takes_its_sizes() -> None:
         bench_main.parse_args(["fleet", "--sizes", "ten"])
     with pytest.raises(SystemExit):
         bench_main.parse_args(["fleet", "--sizes", "-1"])
+
+
+def test_deployments_not_available_by_the_deadline_censor_the_burst_at_the_deadline() -> None:
+    complete = fleet.burst_summary({"a": 1.0, "b": 3.0}, 2, 60.0)
+    assert complete["createToAvailableCensored"] is False
+    assert complete["createToAvailable"]["median"] == 2.0
+    partial = fleet.burst_summary({"a": 1.0, "b": 3.0}, 4, 60.0)
+    assert partial["createToAvailableCensored"] is True
+    assert partial["createToAvailableP99Seconds"] == 60.0  # a lower bound, and a missed target
+    assert fleet.verdicts(partial)["createToAvailableP99Seconds"] is False

@@ -331,6 +331,9 @@ class Sandbox:
             self._apply_nodes(api, pools)
             progress("waiting for nodes Ready and the controllers to run")
             self._wait_nodes(api, pools)
+            # kwok's node-start Stage fills in addresses (its fallback IP) when it sees a node before
+            # our status does; once a node is Ready that Stage is done, and ours stays.
+            self._apply_node_status(api, pools)
             # A kept control plane renews its leases every 2 s; a restarted one only counts once
             # its new processes have taken the leases over.
             self._wait_controllers(api, started if fresh_control_plane else time.time() - LEADER_FRESH_SECONDS)
@@ -508,13 +511,26 @@ class Sandbox:
                 name = manifest["metadata"]["name"]
                 wanted.add(name)
                 core.patch_node(name, manifest, **options)
-                core.patch_node_status(name, kwok.node_status(index, shape), **options)
+        self._apply_node_status(api, pools)
         # Fewer nodes than last time: remove ours beyond the count (the pod GC cleans their pods).
         listed = core.list_node(label_selector=f"{kwok.SANDBOX_LABEL}={self.name}", _request_timeout=REQUEST_TIMEOUT)
         for node in listed.items:
             name = node.metadata.name if node.metadata else None
             if name and name not in wanted:
                 core.delete_node(name, _request_timeout=REQUEST_TIMEOUT)
+
+    def _apply_node_status(self, api: client.ApiClient, pools: Iterable[tuple[kwok.NodeShape, int]]) -> None:
+        core = client.CoreV1Api(api)
+        for shape, count in pools:
+            for index in range(count):
+                core.patch_node_status(
+                    kwok.node_name(index, shape.prefix),
+                    kwok.node_status(index, shape),
+                    field_manager=labels.FIELD_MANAGER,
+                    force=True,
+                    _content_type=APPLY,
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
 
     def _ready_nodes(self, api: client.ApiClient) -> list[tuple[str, bool, str]]:
         core = client.CoreV1Api(api)
