@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kmock
@@ -17,7 +18,7 @@ import kubernetes.client
 import pytest
 
 from vigil.api import modeldeployment as mdapi
-from vigil.reconcile import kube, leader, operator
+from vigil.reconcile import kube, leader, operator, scope, supervise, watched
 from vigil.reconcile import settings as config
 from vigil.render import revision as revisions
 
@@ -261,16 +262,15 @@ async def test_a_model_deployment_deleted_mid_reconcile_is_not_remembered(
     kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient, runtime: operator.Runtime
 ) -> None:
     real_observe = runtime.kube.observe
-    deleted = {"type": "DELETED", "object": body()}
+    deleted = body()
 
     async def deleted_while_observing(namespace: str, name: str) -> Any:
         await asyncio.to_thread(
             custom(api).delete_namespaced_custom_object, "vigil.dev", "v1alpha1", NS, "modeldeployments", NAME
         )
-        await operator.modeldeployment_event(event=deleted, namespace=NS, name=NAME, memo=memo)
+        operator.changed(runtime, watched.MODEL_DEPLOYMENTS, deleted, None)  # the watch's DELETED event
         return await real_observe(namespace, name)
 
-    memo = type("Memo", (), {"runtime": runtime})()
     runtime.kube.observe = deleted_while_observing  # type: ignore[method-assign]
     await operator.reconcile(runtime, KEY)
     assert KEY not in runtime.mds
@@ -305,26 +305,60 @@ async def test_without_prometheus_slos_are_reported_as_not_evaluated(
     assert any(e["reason"] == "MetricsAvailableFalse" for e in events(kmock))
 
 
-async def test_the_watch_echo_of_vigils_own_status_write_queues_nothing(
+@pytest.fixture
+async def cached(
     kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient, runtime: operator.Runtime
+) -> AsyncIterator[operator.Runtime]:
+    """The runtime with its watch caches streaming from kmock, as ``operator.run`` wires them."""
+    for resource in (
+        "vigil.dev/v1alpha1/incidents",
+        "vigil.dev/v1alpha1/runbooks",
+        "apps/v1/deployments",
+        "v1/services",
+    ):
+        kmock.resources[resource] = {}
+    caches = watched.build(api, scope.Scope((NS,)), lambda *change: operator.changed(runtime, *change))
+    runtime.kube.caches = caches
+    tasks = [asyncio.create_task(stream.run(supervise.Heartbeat(stream.name, 600.0))) for stream in caches.informers]
+    try:
+        await asyncio.wait_for(caches.wait_synced(), 10)
+        yield runtime
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_steady_reconcile_from_the_watch_caches_makes_no_request(
+    kmock: kmock.KubernetesEmulator, cached: operator.Runtime
 ) -> None:
-    patch = {"metadata": {"resourceVersion": "7"}}  # kmock keeps the version it is given
-    await asyncio.to_thread(
-        custom(api).patch_namespaced_custom_object, "vigil.dev", "v1alpha1", NS, "modeldeployments", NAME, patch
-    )
-    await operator.reconcile(runtime, KEY)
-    stored = await asyncio.to_thread(
-        custom(api).get_namespaced_custom_object, "vigil.dev", "v1alpha1", NS, "modeldeployments", NAME
-    )
-    assert "status" in stored
-    version = str(stored["metadata"]["resourceVersion"])
-    assert runtime.kube.wrote_status("modeldeployments", KEY, version)
-    memo = type("Memo", (), {"runtime": runtime})()
-    echo = {"type": "MODIFIED", "object": stored}
-    await operator.modeldeployment_event(event=echo, namespace=NS, name=NAME, memo=memo)
-    assert len(runtime.queue) == 0
-    edited = {**stored, "metadata": {**stored["metadata"], "resourceVersion": f"{version}-user-edit"}}
-    await operator.modeldeployment_event(
-        event={"type": "MODIFIED", "object": edited}, namespace=NS, name=NAME, memo=memo
-    )
-    assert len(runtime.queue) == 1
+    await operator.reconcile(cached, KEY)  # applies the children, writes the status, posts Events
+    await operator.reconcile(cached, KEY)  # the status takes in what the applied children report
+    assert status_writes(kmock)
+    writes = [r for method in ("post", "patch", "put", "delete") for r in kmock[method]]
+    before = len(list(kmock))
+    await operator.reconcile(cached, KEY)
+    made = list(kmock)[before:]
+    assert [f"{r.method} {r.url.path}" for r in made if "watch" not in r.url.query] == []
+    assert len([r for method in ("post", "patch", "put", "delete") for r in kmock[method]]) == len(writes)
+
+
+async def test_drift_of_a_child_is_applied_again(
+    kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient, cached: operator.Runtime
+) -> None:
+    await operator.reconcile(cached, KEY)
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments/{deployment_name()}"
+    applied = len(kmock[f"patch {path}"])
+    scaled = {"spec": {"replicas": 7}}  # kubectl scale on vigil's Deployment
+    await asyncio.to_thread(kubernetes.client.AppsV1Api(api).patch_namespaced_deployment, deployment_name(), NS, scaled)
+    store = cached.kube.caches.store("deployments") if cached.kube.caches is not None else None
+    assert store is not None
+    for _ in range(500):  # the watch brings the edit
+        found = store.get((NS, deployment_name()))
+        if found is not None and found["spec"]["replicas"] == 7:
+            break
+        await asyncio.sleep(0.01)
+    await operator.reconcile(cached, KEY)
+    patches = list(kmock[f"patch {path}"])
+    assert len(patches) == applied + 2  # the scale, then vigil's apply putting its replicas back
+    assert patches[-1].data["spec"]["replicas"] == 1

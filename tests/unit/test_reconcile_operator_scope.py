@@ -1,8 +1,9 @@
-"""Defence in depth: the operator's real handlers and reconcile refuse keys outside ``--namespace``.
+"""Defence in depth: the operator's real change handler and reconcile refuse keys outside ``--namespace``.
 
-kopf already watches only the matching namespaces; these tests drive the real event handlers and
-the real ``reconcile`` entry point with keys from elsewhere (as a list after a leadership change or
-a stray resync would produce) and prove nothing is queued, remembered or read from the API.
+The watches already list only the matching namespaces (or filter a cluster-wide stream to them);
+these tests drive the real change handler and the real ``reconcile`` entry point with keys from
+elsewhere (as a list after a leadership change or a stray resync would produce) and prove nothing
+is queued, remembered or read from the API.
 """
 
 from __future__ import annotations
@@ -10,10 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import kopf
-
 from vigil import labels
-from vigil.reconcile import kube, operator
+from vigil.reconcile import kube, operator, watched
 
 
 class NoApi(kube.Kube):
@@ -33,29 +32,27 @@ def runtime(*patterns: str) -> operator.Runtime:
     return operator.Runtime(settings=operator.Settings(namespaces=patterns), kube=NoApi())
 
 
-def body(namespace: str) -> kopf.Body:
-    return kopf.Body({"metadata": {"namespace": namespace, "name": "p", "labels": {labels.MODEL_DEPLOYMENT: "md"}}})
+def body(namespace: str, name: str = "p") -> dict[str, Any]:
+    return {"metadata": {"namespace": namespace, "name": name, "labels": {labels.MODEL_DEPLOYMENT: "md"}}}
 
 
-def test_modeldeployment_events_outside_the_scope_are_neither_queued_nor_remembered() -> None:
+def test_modeldeployment_changes_outside_the_scope_are_neither_queued_nor_remembered() -> None:
     rt = runtime("t1a2b-*")
-    memo = kopf.Memo(runtime=rt)
-    asyncio.run(operator.modeldeployment_event(event={"type": "ADDED"}, namespace="demo", name="md", memo=memo))
+    operator.changed(rt, watched.MODEL_DEPLOYMENTS, None, body("demo", "md"))
     assert len(rt.queue) == 0
     assert not rt.known
-    asyncio.run(operator.modeldeployment_event(event={"type": "ADDED"}, namespace="t1a2b-x", name="md", memo=memo))
+    operator.changed(rt, watched.MODEL_DEPLOYMENTS, None, body("t1a2b-x", "md"))
     assert len(rt.queue) == 1
     assert rt.known == {("t1a2b-x", "md")}
 
 
-def test_child_events_outside_the_scope_are_not_queued() -> None:
+def test_child_changes_outside_the_scope_are_not_queued() -> None:
     rt = runtime("demo")
-    memo = kopf.Memo(runtime=rt)
-    asyncio.run(operator.deployment_event(namespace="t1a2b-x", body=body("t1a2b-x"), memo=memo))
-    asyncio.run(operator.pod_event(namespace="other", body=body("other"), memo=memo))
+    operator.changed(rt, watched.DEPLOYMENTS, None, body("t1a2b-x"))
+    operator.changed(rt, watched.PODS, body("other"), None)
     assert len(rt.queue) == 0
-    asyncio.run(operator.pod_event(namespace="demo", body=body("demo"), memo=memo))
-    assert len(rt.queue) == 1
+    operator.changed(rt, watched.PODS, body("demo"), None)  # a deleted pod of the deployment md
+    assert list(rt.queue._queued) == [("demo", "md")]
 
 
 def test_reconcile_of_an_out_of_scope_key_never_reads_or_writes_the_api() -> None:

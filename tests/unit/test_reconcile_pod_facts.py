@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from typing import Any
 
 from kubernetes import client
 
@@ -14,8 +15,9 @@ from vigil.reconcile import kube
 FINISHED = datetime.datetime(2026, 11, 22, 11, 59, tzinfo=datetime.UTC)
 
 
-def pod(status: client.V1PodStatus, name: str = "resnet-abc-1") -> client.V1Pod:
-    return client.V1Pod(
+def pod(status: client.V1PodStatus, name: str = "resnet-abc-1") -> dict[str, Any]:
+    """The pod as the API server sends it (JSON, camelCase), which is what the edge reads."""
+    built = client.V1Pod(
         metadata=client.V1ObjectMeta(name=name, labels={labels.REVISION: "abc"}),
         spec=client.V1PodSpec(
             containers=[
@@ -26,6 +28,8 @@ def pod(status: client.V1PodStatus, name: str = "resnet-abc-1") -> client.V1Pod:
         ),
         status=status,
     )
+    wire: dict[str, Any] = client.ApiClient().sanitize_for_serialization(built)
+    return wire
 
 
 def test_a_crash_looping_container_is_copied_with_its_counts_reasons_and_exit_code() -> None:

@@ -9,6 +9,16 @@ Whether the cluster serves the Gateway API decides how traffic is shifted (HTTPR
 replica ratios), so :meth:`Kube.has_gateway_api` asks discovery, and remembers the answer for a
 minute: it is asked on every reconcile, and CRDs come and go far more rarely than that.
 
+Reads come from the watch caches (:mod:`vigil.reconcile.watched`) once they are synced, so a
+steady reconcile makes no request: the ModelDeployment, its Deployments, Services, pods, HTTPRoute,
+Incidents and Runbook are all in memory. Two reads stay with the server on purpose: an Incident by
+name (the step machine's record; exactly-once rests on reading it as the server has it), and any
+object whose last write failed (it may or may not have landed). A child is applied only when the
+watched object no longer carries what vigil would apply (or this process has not applied it yet,
+so a new operator version re-states every child once); the answer of every write goes back into
+the cache, so the next reconcile reads its own writes. The free GPU count is computed at most
+once per ``FREE_GPUS_SECONDS`` for the whole fleet, from plain JSON.
+
 Every write first calls :attr:`Kube.fence`, which raises when this replica no longer holds the
 leader lease (see :mod:`vigil.reconcile.leader`): the check sits immediately before the side
 effect, so a replica that lost its lease between deciding and writing writes nothing.
@@ -18,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import dataclasses
 import datetime
 import json
@@ -32,9 +43,11 @@ from kubernetes import client, config
 from kubernetes.client import exceptions
 
 from vigil import api, labels
+from vigil.api import conditions as cond
+from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
 from vigil.diagnose import pods as podfacts
-from vigil.reconcile import core
+from vigil.reconcile import core, informer, watched
 from vigil.render import route
 
 APPLY = "application/apply-patch+yaml"
@@ -44,6 +57,9 @@ REQUEST_TIMEOUT = 20
 # calls share. The work queue honours Retry-After instead (see ``retry_after``).
 RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2, respect_retry_after_header=False)
 DISCOVERY_CACHE_SECONDS = 60.0
+FREE_GPUS_SECONDS = 5.0  # one fleet evaluation interval: a plan step never waits on a fresher count
+AUTHORITATIVE = frozenset({incapi.PLURAL})  # read by name from the server, never from the cache
+APPLIED_KINDS = {"Deployment": "deployments", "Service": "services", route.KIND: route.PLURAL}
 
 
 class KubeError(RuntimeError):
@@ -79,16 +95,28 @@ class Kube:
     # grants nothing cluster-wide), so cluster-wide facts such as free GPUs are unknown to it.
     cluster_scope: bool = True
     _gateway_api: tuple[float, bool] | None = dataclasses.field(default=None, init=False, repr=False)
-    _status_versions: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict, init=False, repr=False)
-    """(plural, namespace, name) -> the resourceVersion vigil's last status write of it produced."""
+    caches: watched.Caches | None = None
+    """The watch caches reads come from once synced; None reads everything from the server."""
+    _free_gpus: tuple[float, int] | None = dataclasses.field(default=None, init=False, repr=False)
+    _applied: set[tuple[str, str, str]] = dataclasses.field(default_factory=set, init=False, repr=False)
+    """(kind, namespace, name) of every child this process has applied at least once."""
 
-    def wrote_status(self, plural: str, key: tuple[str, str], version: str) -> bool:
-        """Whether ``version`` of the object is the one vigil's own last status write produced
-        (its watch event is an echo, not news)."""
-        return self._status_versions.get((plural, *key)) == version
+    def _cached(self, plural: str) -> informer.Store | None:
+        caches = self.caches
+        if caches is None or not caches.synced():
+            return None
+        return caches.store(plural)
 
-    def forget_status(self, plural: str, key: tuple[str, str]) -> None:
-        self._status_versions.pop((plural, *key), None)
+    def _doubt(self, plural: str, key: tuple[str, str]) -> None:
+        store = self.caches.store(plural) if self.caches is not None else None
+        if store is not None:
+            store.doubt(key)
+
+    def _learn(self, plural: str, obj: Any) -> None:
+        """The server's answer to a read or a write goes into the cache (it keeps the newer version)."""
+        store = self.caches.store(plural) if self.caches is not None else None
+        if store is not None and isinstance(obj, dict) and obj.get("metadata"):
+            store.offer(obj, notify=False)
 
     @property
     def apps(self) -> client.AppsV1Api:
@@ -103,12 +131,23 @@ class Kube:
         return client.CustomObjectsApi(self.api_client)
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        store = self._cached(plural)
+        key = (namespace, name)
+        if store is not None and plural not in AUTHORITATIVE and not store.doubtful(key):
+            return informer.copied(store.get(key))
         found = await _unless_missing(
             self.custom.get_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
         )
+        if found is not None:
+            self._learn(plural, copy.deepcopy(found))
         return typing.cast(dict[str, Any] | None, found)
 
     async def list_custom(self, plural: str, namespace: str | None, selector: str = "") -> list[dict[str, Any]]:
+        store = self._cached(plural)
+        if store is not None and namespace is not None:
+            wanted = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
+            if len(wanted) == len([t for t in selector.split(",") if t]):  # equality terms only
+                return [copy.deepcopy(obj) for obj in store.matching(namespace, wanted)]
         if namespace is None:
             listed = await asyncio.to_thread(
                 self.custom.list_cluster_custom_object,
@@ -132,7 +171,7 @@ class Kube:
 
     async def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> None:
         self.fence()
-        await asyncio.to_thread(
+        created = await asyncio.to_thread(
             self.custom.create_namespaced_custom_object,
             api.GROUP,
             api.VERSION,
@@ -142,6 +181,7 @@ class Kube:
             field_manager=labels.FIELD_MANAGER,
             _request_timeout=REQUEST_TIMEOUT,
         )
+        self._learn(plural, created)
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         self.fence()
@@ -151,26 +191,24 @@ class Kube:
 
     async def observe(self, namespace: str, md_name: str) -> core.Observed:
         """The revision Deployments and the live pods (as plain facts, unjudged) of one ModelDeployment."""
-        selector = f"{labels.MODEL_DEPLOYMENT}={md_name}"
-        deployments = await asyncio.to_thread(
-            self.apps.list_namespaced_deployment, namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-        )
-        pods = await asyncio.to_thread(
-            self.core_v1.list_namespaced_pod, namespace, label_selector=selector, _request_timeout=REQUEST_TIMEOUT
-        )
-        workloads: dict[str, core.Workload] = {}
-        for item in deployments.items:
-            revision = ((item.metadata.labels if item.metadata else None) or {}).get(labels.REVISION)
-            if revision is None:
-                continue
-            st = item.status
-            workloads[revision] = core.Workload(
-                revision=revision,
-                replicas=(item.spec.replicas or 0) if item.spec else 0,
-                ready=(st.ready_replicas or 0) if st else 0,
-                available=(st.available_replicas or 0) if st else 0,
+        deployments, pods = self._cached(watched.DEPLOYMENTS.plural), self._cached(watched.PODS.plural)
+        if deployments is not None and pods is not None:
+            children, live = list(deployments.owned_by(namespace, md_name)), list(pods.owned_by(namespace, md_name))
+        else:  # no caches (yet): ask the server, as plain JSON
+            selector = [("labelSelector", f"{labels.MODEL_DEPLOYMENT}={md_name}")]
+            base = f"/namespaces/{namespace}"
+            listed = await asyncio.to_thread(
+                informer.raw_get, self.api_client, f"/apis/apps/v1{base}/deployments", selector
             )
-        facts = tuple(pod_facts(pod) for pod in pods.items if _live(pod))
+            children = listed.get("items") or []
+            listed = await asyncio.to_thread(informer.raw_get, self.api_client, f"/api/v1{base}/pods", selector)
+            live = listed.get("items") or []
+        workloads: dict[str, core.Workload] = {}
+        for item in children:
+            found = workload_of(item)
+            if found is not None:
+                workloads[found.revision] = found
+        facts = tuple(pod_facts(pod) for pod in live if _live(pod))
         http_route = await self.has_gateway_api() and await self._route_exists(namespace, md_name)
         return core.Observed(workloads=workloads, pods=facts, http_route=http_route)
 
@@ -179,11 +217,12 @@ class Kube:
         cached = self._gateway_api
         if cached is not None and time.monotonic() - cached[0] < DISCOVERY_CACHE_SECONDS:
             return cached[1]
-        found = await asyncio.to_thread(self._discover_httproutes)
+        found = await asyncio.to_thread(self.discover_httproutes)
         self._gateway_api = (time.monotonic(), found)
         return found
 
-    def _discover_httproutes(self) -> bool:
+    def discover_httproutes(self) -> bool:
+        """Whether HTTPRoutes are served, asked now (blocking)."""
         try:
             listed = self.custom.get_api_resources(route.GROUP, route.VERSION, _request_timeout=REQUEST_TIMEOUT)
         except exceptions.ApiException as error:
@@ -193,6 +232,9 @@ class Kube:
         return any(resource.name == route.PLURAL for resource in listed.resources or [])
 
     async def _route_exists(self, namespace: str, name: str) -> bool:
+        routes = self._cached(route.PLURAL)
+        if routes is not None and not routes.doubtful((namespace, name)):
+            return routes.get((namespace, name)) is not None
         try:
             await asyncio.to_thread(
                 self.custom.get_namespaced_custom_object,
@@ -218,28 +260,49 @@ class Kube:
         """
         if not self.cluster_scope:
             return None
-        nodes = await asyncio.to_thread(self.core_v1.list_node, _request_timeout=REQUEST_TIMEOUT)
-        pods = await asyncio.to_thread(
-            self.core_v1.list_pod_for_all_namespaces,
-            field_selector="spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed",
-            _request_timeout=REQUEST_TIMEOUT,
-        )
+        cached = self._free_gpus
+        if cached is not None and time.monotonic() - cached[0] < FREE_GPUS_SECONDS:
+            return cached[1]
+        placed = [("fieldSelector", "spec.nodeName!=,status.phase!=Succeeded,status.phase!=Failed")]
+        nodes = await asyncio.to_thread(informer.raw_get, self.api_client, "/api/v1/nodes", [])
+        pods = await asyncio.to_thread(informer.raw_get, self.api_client, "/api/v1/pods", placed)
         total = 0
-        for node in nodes.items:
-            if node.spec is not None and node.spec.unschedulable:
+        for node in nodes.get("items") or []:
+            if (node.get("spec") or {}).get("unschedulable"):
                 continue
-            allocatable = (node.status.allocatable or {}) if node.status else {}
-            total += int(allocatable.get(labels.GPU_RESOURCE, "0"))
-        used = sum(_pod_gpus(pod) for pod in pods.items)
-        return max(0, total - used)
+            total += int(((node.get("status") or {}).get("allocatable") or {}).get(labels.GPU_RESOURCE, "0"))
+        used = sum(_pod_gpus(pod) for pod in pods.get("items") or [])
+        free = max(0, total - used)
+        self._free_gpus = (time.monotonic(), free)
+        return free
 
     async def apply(self, manifest: dict[str, Any]) -> None:
-        """Server-side apply of a Deployment, Service or HTTPRoute (field manager vigil, forced)."""
-        self.fence()
+        """Server-side apply of a Deployment, Service or HTTPRoute (field manager vigil, forced), unless
+        the watched object already carries all of it and this process applied it before."""
         meta = manifest["metadata"]
         kind = manifest["kind"]
+        plural = APPLIED_KINDS.get(kind)
+        key = (meta["namespace"], meta["name"])
+        store = self._cached(plural) if plural is not None else None
+        if store is not None and (kind, *key) in self._applied and not store.doubtful(key):
+            live = store.get(key)
+            if live is not None and informer.covers(live, manifest):
+                return
+        self.fence()
+        try:
+            answer = await self._apply(manifest, kind)
+        except BaseException:
+            if plural is not None:
+                self._doubt(plural, key)
+            raise
+        self._applied.add((kind, *key))
+        if plural is not None:
+            self._learn(plural, answer)
+
+    async def _apply(self, manifest: dict[str, Any], kind: str) -> Any:
+        meta = manifest["metadata"]
         if kind == route.KIND and manifest.get("apiVersion") == route.API_VERSION:
-            await asyncio.to_thread(
+            return await asyncio.to_thread(
                 self.custom.patch_namespaced_custom_object,
                 route.GROUP,
                 route.VERSION,
@@ -252,14 +315,13 @@ class Kube:
                 _content_type=APPLY,
                 _request_timeout=REQUEST_TIMEOUT,
             )
-            return
         if kind == "Deployment":
             call: Any = self.apps.patch_namespaced_deployment
         elif kind == "Service":
             call = self.core_v1.patch_namespaced_service
         else:
             raise ValueError(f"vigil does not apply {kind} objects")
-        await asyncio.to_thread(
+        response = await asyncio.to_thread(
             call,
             meta["name"],
             meta["namespace"],
@@ -267,8 +329,13 @@ class Kube:
             field_manager=labels.FIELD_MANAGER,
             force=True,
             _content_type=APPLY,
+            _preload_content=False,  # plain JSON for the cache, not the client's models
             _request_timeout=REQUEST_TIMEOUT,
         )
+        try:
+            return json.loads(response.data)
+        finally:
+            response.release_conn()
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key does not exist.
@@ -303,24 +370,24 @@ class Kube:
             "status": status,
         }
         self.fence()
-        written = await asyncio.to_thread(
-            self.custom.patch_namespaced_custom_object_status,
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            plural,
-            name,
-            body,
-            field_manager=labels.FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-        version = ((written or {}).get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None
-        if version is not None:
-            self._status_versions[(plural, namespace, name)] = str(version)
-        else:
-            self._status_versions.pop((plural, namespace, name), None)
+        try:
+            written = await asyncio.to_thread(
+                self.custom.patch_namespaced_custom_object_status,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+                field_manager=labels.FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except BaseException:
+            self._doubt(plural, (namespace, name))  # it may have landed: the next read asks the server
+            raise
+        self._learn(plural, written)
 
     async def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about one of vigil's objects (kopf's poster only works inside its handlers)."""
@@ -398,61 +465,77 @@ def reason(error: exceptions.ApiException) -> str:
     return "ServerError" if (error.status or 0) >= 500 else "ApiError"
 
 
-def _live(pod: Any) -> bool:
-    return pod.metadata is not None and pod.metadata.deletion_timestamp is None and pod.status is not None
+def _live(pod: dict[str, Any]) -> bool:
+    return not (pod.get("metadata") or {}).get("deletionTimestamp") and pod.get("status") is not None
 
 
-def _is_ready(pod: Any) -> bool:
-    conditions = (pod.status.conditions or []) if pod.status else []
-    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+def workload_of(deployment: dict[str, Any]) -> core.Workload | None:
+    """What one revision's Deployment (plain JSON) reports; None for one without a revision label."""
+    revision = ((deployment.get("metadata") or {}).get("labels") or {}).get(labels.REVISION)
+    if revision is None:
+        return None
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    return core.Workload(
+        revision=str(revision),
+        replicas=int(spec.get("replicas") or 0),
+        ready=int(status.get("readyReplicas") or 0),
+        available=int(status.get("availableReplicas") or 0),
+    )
 
 
-def _pod_gpus(pod: Any) -> int:
+def _is_ready(pod: dict[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _pod_gpus(pod: dict[str, Any]) -> int:
     total = 0
-    for container in (pod.spec.containers or []) if pod.spec else []:
-        limits = (container.resources.limits or {}) if container.resources else {}
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        limits = (container.get("resources") or {}).get("limits") or {}
         total += int(limits.get(labels.GPU_RESOURCE, "0"))
     return total
 
 
-def _container_facts(container: Any) -> podfacts.ContainerFacts:
-    state = container.state
-    current: Any = None
+def _container_facts(container: dict[str, Any]) -> podfacts.ContainerFacts:
+    state = container.get("state") or {}
+    current: dict[str, Any] = {}
     kind = podfacts.UNKNOWN
     for name in (podfacts.WAITING, podfacts.TERMINATED, podfacts.RUNNING):
-        found = getattr(state, name, None) if state is not None else None
+        found = state.get(name)
         if found is not None:
             kind, current = name, found
             break
-    last = container.last_state.terminated if container.last_state is not None else None
+    last = (container.get("lastState") or {}).get("terminated")
+    finished = last.get("finishedAt") if last is not None else None
     return podfacts.ContainerFacts(
-        name=str(container.name),
-        ready=bool(container.ready),
-        restarts=int(container.restart_count or 0),
+        name=str(container.get("name")),
+        ready=bool(container.get("ready")),
+        restarts=int(container.get("restartCount") or 0),
         state=kind,
-        reason=str(getattr(current, "reason", None) or ""),
-        message=str(getattr(current, "message", None) or ""),
-        exit_code=getattr(current, "exit_code", None) if kind == podfacts.TERMINATED else None,
-        last_reason=str(last.reason or "") if last is not None else "",
-        last_exit_code=last.exit_code if last is not None else None,
-        last_finished_at=last.finished_at if last is not None else None,
+        reason=str(current.get("reason") or ""),
+        message=str(current.get("message") or ""),
+        exit_code=current.get("exitCode") if kind == podfacts.TERMINATED else None,
+        last_reason=str(last.get("reason") or "") if last is not None else "",
+        last_exit_code=last.get("exitCode") if last is not None else None,
+        last_finished_at=cond.parse_time(finished) if finished else None,
     )
 
 
-def pod_facts(pod: Any) -> podfacts.PodFacts:
-    """What the API server says about ``pod`` (a ``V1Pod``), copied without judging it."""
-    status = pod.status
-    scheduled = next((c for c in status.conditions or [] if c.type == "PodScheduled"), None)
+def pod_facts(pod: dict[str, Any]) -> podfacts.PodFacts:
+    """What the API server says about ``pod`` (as JSON), copied without judging it."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
+    pending = scheduled is not None and scheduled.get("status") != "True"
     return podfacts.PodFacts(
-        name=str(pod.metadata.name),
-        revision=(pod.metadata.labels or {}).get(labels.REVISION),
-        phase=str(status.phase or ""),
+        name=str(meta.get("name")),
+        revision=(meta.get("labels") or {}).get(labels.REVISION),
+        phase=str(status.get("phase") or ""),
         ready=_is_ready(pod),
-        reason=str(status.reason or ""),
-        scheduled=None if scheduled is None else scheduled.status == "True",
-        schedule_reason=str(scheduled.reason or "") if scheduled is not None and scheduled.status != "True" else "",
-        schedule_message=str(scheduled.message or "") if scheduled is not None and scheduled.status != "True" else "",
+        reason=str(status.get("reason") or ""),
+        scheduled=None if scheduled is None else scheduled.get("status") == "True",
+        schedule_reason=str(scheduled.get("reason") or "") if pending and scheduled is not None else "",
+        schedule_message=str(scheduled.get("message") or "") if pending and scheduled is not None else "",
         gpus=_pod_gpus(pod),
-        containers=tuple(_container_facts(c) for c in status.container_statuses or []),
-        ip=str(status.pod_ip or ""),
+        containers=tuple(_container_facts(c) for c in status.get("containerStatuses") or []),
+        ip=str(status.get("podIP") or ""),
     )

@@ -1,14 +1,18 @@
-"""The kopf wiring: watch events mark ModelDeployments dirty; workers reconcile them.
+"""The wiring: watch caches mark ModelDeployments dirty; workers reconcile them from the caches.
 
-Handlers stay thin on purpose. kopf's per-object handler progress annotations would write to the
-user's object (an Argo CD diff for nothing), so vigil uses only ``on.event`` handlers, which never
-patch the watched object, and keeps its own state in ``status``. A fixed pool of workers does the
-reconciling (see :mod:`vigil.reconcile.queue`), so cost grows with events, not with tasks per object.
+The operator's own watches (:mod:`vigil.reconcile.watched`) list and watch every kind the
+reconcile reads, with server-side label selectors, and each change marks the ModelDeployment it
+belongs to dirty; the echo of vigil's own writes changes nothing and marks nothing. kopf runs the
+process (login, startup and cleanup, the liveness probe) but watches nothing itself: its
+per-object handler machinery (and its progress annotations, which would write to the user's
+object) has no part in it. A fixed pool of workers does the reconciling (see
+:mod:`vigil.reconcile.queue`), so cost grows with events, not with tasks per object, and a
+reconcile of an unchanged deployment makes no API request.
 
-Replicas: kopf runs standalone on every replica, so each keeps its watches warm, and a
-``coordination.k8s.io`` Lease decides which one acts (:mod:`vigil.reconcile.leader`). The others
-reconcile nothing, evaluate nothing and write nothing; the moment one acquires the lease it
-enqueues the keys its watches already know. Every write re-checks the lease (``Kube.fence``).
+Replicas: every replica keeps its watches warm, and a ``coordination.k8s.io`` Lease decides which
+one acts (:mod:`vigil.reconcile.leader`). The others reconcile nothing, evaluate nothing and write
+nothing; the moment one acquires the lease it enqueues the keys its watches already know. Every
+write re-checks the lease (``Kube.fence``).
 
 Every background task runs supervised (:mod:`vigil.reconcile.supervise`): restarted with backoff
 after any error, and the liveness probe fails when one stops beating.
@@ -34,12 +38,12 @@ import pydantic
 import urllib3
 from kubernetes.client import exceptions
 
-from vigil import api, labels
+from vigil import labels
 from vigil.api import conditions as cond
 from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, healing, kube, leader, scope, supervise, validate
+from vigil.reconcile import core, healing, informer, kube, leader, scope, supervise, validate, watched
 from vigil.reconcile import queue as workqueue
 from vigil.reconcile import settings as config
 
@@ -117,10 +121,6 @@ def _runtime(memo: Any) -> Runtime:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.INFO
-    settings.watching.server_timeout = 60
-    # Children are selected by the API server: an operator never streams the cluster's other pods.
-    for resource in (("apps", "deployments"), ("", "pods")):
-        settings.watching.label_selectors[resource] = labels.MODEL_DEPLOYMENT
     runtime = _runtime(memo)
     # Namespace mode (plain names) lists nothing cluster-wide: no namespace or CRD scanning (no RBAC
     # for it). Globs need kopf's namespace scanning to be resolved.
@@ -134,12 +134,11 @@ def start(runtime: Runtime) -> None:
     spawn = runtime.supervisor.spawn
     if cfg.metrics_port:
         spawn("metrics", lambda beat: _serve_metrics(cfg, beat), allowance=3 * METRICS_CHECK_SECONDS)
+    caches = runtime.kube.caches
+    if caches is not None:
+        caches.spawn(runtime.supervisor)
     for number in range(WORKERS):
-        spawn(
-            f"worker-{number}",
-            lambda beat: runtime.queue.worker(lambda key: reconcile(runtime, key), beat),
-            allowance=RECONCILE_ALLOWANCE,
-        )
+        spawn(f"worker-{number}", lambda beat: _work(runtime, beat), allowance=RECONCILE_ALLOWANCE)
     spawn("resync", lambda beat: _resync(runtime, beat), allowance=3 * cfg.resync_seconds)
     if cfg.prometheus_url:
         url = cfg.prometheus_url
@@ -198,37 +197,41 @@ async def cleanup(memo: Any, **_: Any) -> None:
         await runtime.elector.release()
 
 
-@kopf.on.event(api.GROUP, api.VERSION, mdapi.PLURAL)
-async def modeldeployment_event(event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    runtime = _runtime(memo)
-    key = (namespace or "", name)
-    if not runtime.admits(key):
-        return
-    if event.get("type") == "DELETED":
-        _forget(runtime, key)
-        return
-    runtime.known.add(key)
-    version = ((event.get("object") or {}).get("metadata") or {}).get("resourceVersion")
-    if version is not None and runtime.kube.wrote_status(mdapi.PLURAL, key, str(version)):
-        return  # the echo of vigil's own status write: nothing in it is news to the operator
-    runtime.queue.add(key)
+async def _work(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
+    """One worker: it starts once the caches hold their first lists (a reconcile before that would
+    take a missing child for a deleted one), then reconciles keys forever."""
+    caches = runtime.kube.caches
+    if caches is not None and not caches.synced():
+        heartbeat.idle()
+        await caches.wait_synced()
+    await runtime.queue.worker(lambda key: reconcile(runtime, key), heartbeat)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={labels.MODEL_DEPLOYMENT: kopf.PRESENT})
-async def deployment_event(namespace: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _enqueue_owner(_runtime(memo), namespace, body)
+def changed(runtime: Runtime, resource: informer.Resource, old: informer.Obj | None, new: informer.Obj | None) -> None:
+    """A watched object changed (``new`` None: it is gone): mark the ModelDeployment it concerns dirty.
 
-
-@kopf.on.event("", "v1", "pods", labels={labels.MODEL_DEPLOYMENT: kopf.PRESENT})
-async def pod_event(namespace: str | None, body: kopf.Body, memo: Any, **_: Any) -> None:
-    _enqueue_owner(_runtime(memo), namespace, body)
-
-
-def _enqueue_owner(runtime: Runtime, namespace: str | None, body: kopf.Body) -> None:
-    """A child changed: its ModelDeployment (named by the label) needs a reconcile, if in scope."""
-    key = (namespace or "", body.metadata.labels[labels.MODEL_DEPLOYMENT])
-    if runtime.admits(key):
+    Echoes of vigil's own writes never arrive here (the cache already holds what was written).
+    """
+    namespace, name = informer.key_of(new if new is not None else old or {})
+    if resource is watched.MODEL_DEPLOYMENTS:
+        key = (namespace, name)
+        if not runtime.admits(key):
+            return
+        if new is None:
+            _forget(runtime, key)
+            return
+        runtime.known.add(key)
         runtime.queue.add(key)
+    elif resource is watched.RUNBOOKS:  # every deployment that names it resolves it again
+        for key, md in list(runtime.mds.items()):
+            ref = md.spec.runbook_ref
+            if key[0] == namespace and ref is not None and ref.name == name:
+                runtime.queue.add(key)
+    else:
+        meta = (new if new is not None else old or {}).get("metadata") or {}
+        owner = (meta.get("labels") or {}).get(labels.MODEL_DEPLOYMENT)
+        if owner is not None and runtime.admits((namespace, str(owner))):
+            runtime.queue.add((namespace, str(owner)))
 
 
 def _forget(runtime: Runtime, key: workqueue.Key) -> None:
@@ -236,7 +239,6 @@ def _forget(runtime: Runtime, key: workqueue.Key) -> None:
     runtime.known.discard(key)
     runtime.mds.pop(key, None)
     runtime.refresh_at.pop(key, None)
-    runtime.kube.forget_status(mdapi.PLURAL, key)
     runtime.queue.discard(key)
 
 
@@ -653,6 +655,17 @@ async def _report_invalid_spec(
         await _event(runtime, raw, core.Event("Warning", INVALID_SPEC, message))
 
 
+def _caches(runtime: Runtime, api_client: Any, watch_scope: scope.Scope) -> watched.Caches:
+    """The watch caches, HTTPRoutes among them when the cluster serves the Gateway API now (one
+    installed later is read from the server: correct, at a request per reconcile)."""
+    try:
+        gateway_api = runtime.kube.discover_httproutes()
+    except Exception as error:  # an unreachable API server: the routes are read from it later
+        log.warning("Gateway API discovery failed (%s): HTTPRoutes are read from the server", error)
+        gateway_api = False
+    return watched.build(api_client, watch_scope, lambda *change: changed(runtime, *change), gateway_api)
+
+
 def run(cfg: config.Settings) -> None:
     """Run the operator until it is stopped; bad settings raise :class:`config.ConfigError` first."""
     found = config.problems(cfg)
@@ -669,8 +682,10 @@ def run(cfg: config.Settings) -> None:
     logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter; vigil logs its decisions
     if cfg.kubeconfig:
         os.environ["KUBECONFIG"] = cfg.kubeconfig  # kopf's own login reads the same file
-    cluster_scope = scope.Scope(cfg.namespaces).exact_names is None
+    watch_scope = scope.Scope(cfg.namespaces)
+    cluster_scope = watch_scope.exact_names is None
     runtime = Runtime(settings=cfg, kube=kube.Kube(api_client, cluster_scope=cluster_scope))
+    runtime.kube.caches = _caches(runtime, api_client, watch_scope)
     if not cfg.standalone:
         identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         runtime.elector = leader.Elector(
