@@ -99,3 +99,77 @@ async def test_a_key_marked_dirty_in_flight_runs_once_more_and_never_twice_at_on
         for worker in workers:
             worker.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+
+
+async def processed_order(queue: workqueue.WorkQueue, count: int, workers: int = 1) -> list[workqueue.Key]:
+    """Run ``workers`` workers until ``count`` keys were handled; the keys in the order they started."""
+    order: list[workqueue.Key] = []
+    done = asyncio.Event()
+
+    async def handle(key: workqueue.Key) -> None:
+        order.append(key)
+        await asyncio.sleep(0)
+        if len(order) >= count:
+            done.set()
+
+    tasks = [
+        asyncio.create_task(queue.worker(handle, supervise.Heartbeat(f"worker-{n}", 300.0))) for n in range(workers)
+    ]
+    try:
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return order
+
+
+async def test_an_urgent_key_is_handled_before_a_thousand_routine_ones_queued_earlier() -> None:
+    queue = workqueue.WorkQueue()
+    for n in range(1000):
+        queue.add(("ns", f"routine-{n}"))
+    queue.add(("ns", "breached"), urgent=True)
+    order = await processed_order(queue, 1001)
+    assert order[0] == ("ns", "breached")
+    assert order[1:] == [("ns", f"routine-{n}") for n in range(1000)]  # routine keys keep their order
+
+
+async def test_a_routine_key_added_again_as_urgent_moves_ahead_once() -> None:
+    queue = workqueue.WorkQueue()
+    for n in range(50):
+        queue.add(("ns", f"routine-{n}"))
+    queue.add(("ns", "routine-40"), urgent=True)
+    queue.add(("ns", "routine-40"))  # a routine add does not demote it
+    assert queue.urgent(("ns", "routine-40"))
+    assert len(queue) == 50
+    order = await processed_order(queue, 50)
+    assert order[0] == ("ns", "routine-40")
+    assert sorted(order) == sorted(("ns", f"routine-{n}") for n in range(50))  # each once
+
+
+async def test_an_urgent_add_while_in_flight_runs_again_ahead_of_routine_work() -> None:
+    queue = workqueue.WorkQueue()
+    started, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    order: list[workqueue.Key] = []
+
+    async def handle(key: workqueue.Key) -> None:
+        order.append(key)
+        if len(order) == 1:
+            started.set()
+            await release.wait()
+        if len(order) == 12:
+            finished.set()
+
+    queue.add(KEY)
+    task = asyncio.create_task(queue.worker(handle, supervise.Heartbeat("worker", 300.0)))
+    try:
+        await asyncio.wait_for(started.wait(), 5)
+        for n in range(10):
+            queue.add(("ns", f"routine-{n}"))
+        queue.add(KEY, urgent=True)  # e.g. a breach while its previous pass runs
+        release.set()
+        await asyncio.wait_for(finished.wait(), 5)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert order[:2] == [KEY, KEY]

@@ -42,6 +42,7 @@ from vigil import labels
 from vigil.api import conditions as cond
 from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
+from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
 from vigil.reconcile import core, healing, informer, kube, leader, scope, supervise, validate, watched
 from vigil.reconcile import queue as workqueue
@@ -80,6 +81,18 @@ class Runtime:
     def leading(self) -> bool:
         return self.elector is None or self.elector.leading()
 
+    def needs_healing(self, key: workqueue.Key) -> bool:
+        """An open incident, or a breached SLO (as last reconciled, or in the latest evaluation)."""
+        md = self.mds.get(key)
+        if md is not None and (md.status.active_incident or healing.breached(md.status) is not None):
+            return True
+        report = self.fleet.deployment(*key) if self.fleet is not None else None
+        return report is not None and any(s.state is sloapi.SLOState.BREACHED for s in report.slos)
+
+    def enqueue(self, key: workqueue.Key) -> None:
+        """Mark ``key`` dirty; in the urgent lane when it needs healing, so no routine work delays it."""
+        self.queue.add(key, urgent=self.needs_healing(key))
+
     def refresh_due(self, key: workqueue.Key) -> bool:
         return time.monotonic() >= self.refresh_at.get(key, 0.0)
 
@@ -93,7 +106,7 @@ class Runtime:
         LEADER.set(1)
         self.fleet = None  # verdicts from before a standby period must not drive actions
         for key in sorted(self.known):
-            self.queue.add(key)
+            self.enqueue(key)
 
     def stopped_leading(self) -> None:
         LEADER.set(0)
@@ -221,17 +234,17 @@ def changed(runtime: Runtime, resource: informer.Resource, old: informer.Obj | N
             _forget(runtime, key)
             return
         runtime.known.add(key)
-        runtime.queue.add(key)
+        runtime.enqueue(key)
     elif resource is watched.RUNBOOKS:  # every deployment that names it resolves it again
         for key, md in list(runtime.mds.items()):
             ref = md.spec.runbook_ref
             if key[0] == namespace and ref is not None and ref.name == name:
-                runtime.queue.add(key)
+                runtime.enqueue(key)
     else:
         meta = (new if new is not None else old or {}).get("metadata") or {}
         owner = (meta.get("labels") or {}).get(labels.MODEL_DEPLOYMENT)
         if owner is not None and runtime.admits((namespace, str(owner))):
-            runtime.queue.add((namespace, str(owner)))
+            runtime.enqueue((namespace, str(owner)))
 
 
 def _forget(runtime: Runtime, key: workqueue.Key) -> None:
@@ -260,7 +273,7 @@ async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
             await asyncio.sleep(step)
             heartbeat.beat()
             if key in runtime.known and runtime.leading():
-                runtime.queue.add(key)
+                runtime.enqueue(key)
 
 
 RESYNC_JITTER = 0.1
@@ -344,7 +357,7 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
             if md is None:
                 continue
             if needs_pass(runtime, key, md.status, report, availability_changed):
-                runtime.queue.add(key)
+                runtime.enqueue(key)  # urgent when it needs healing: no routine key delays a heal
         elapsed = time.monotonic() - started
         await asyncio.sleep(max(0.0, runtime.settings.eval_interval - elapsed))
 
@@ -560,7 +573,7 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         status, heal_events = await healing.tend(runtime.kube, ctx, status)
         overrides = (status.rollback, status.scale, status.traffic)
         if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
-            runtime.queue.add(key)  # a runbook action changed what should run: reconcile again now
+            runtime.queue.add(key, urgent=True)  # a runbook action changed what should run: reconcile again now
     status, gate_events = await validate.bookkeep(runtime.kube, raw, md, status)
     failure: ApplyFailed | None = None
     try:
@@ -577,6 +590,9 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     md.status = status
     if key in runtime.known:  # a DELETED event during this reconcile forgot it: keep it forgotten
         runtime.mds[key] = md
+        wake = _next_deadline(md, now)
+        if wake is not None:
+            runtime.queue.add_after(key, wake)
     for ev in (*outcome.events, *slo_events, *heal_events, *gate_events, *([apply_event] if apply_event else [])):
         await _event(runtime, raw, ev)
     if failure is not None:
@@ -607,6 +623,18 @@ async def _validate(
     for ev in (*events, *more):
         await _event(runtime, raw, ev)
     runtime.queue.add((namespace, name))
+
+
+def _next_deadline(md: mdapi.ModelDeployment, now: datetime.datetime) -> float | None:
+    """Seconds until time alone changes this deployment's decision (its bake time ends: the previous
+    revision cools down, a good run becomes last-known-good), so that moment needs no resync."""
+    bake = sloapi.duration_seconds(md.spec.bake_time)
+    status = md.status
+    starts = [status.switched_at] if status.previous_revision is not None else []
+    starts += [r.good_since for r in status.revisions if r.name == status.current_revision and not r.last_known_good]
+    waits = [bake - (now - cond.parse_time(t)).total_seconds() for t in starts if t]
+    pending = [w for w in waits if w > 0]
+    return min(pending) + 1.0 if pending else None
 
 
 def _worth_writing(

@@ -6,6 +6,11 @@ a key marked dirty while in flight is processed once more afterwards. So bursts 
 cost one reconcile, and the number of asyncio tasks does not grow with the fleet (unlike a kopf
 timer or daemon per resource).
 
+Two lanes. Healing waits for nothing: a key added as *urgent* (a deployment with an open incident
+or a fresh breach) is taken before every routine key, however many are queued (a resync of a
+large fleet, a burst of creations), and a routine key added again as urgent moves to the urgent
+lane. Within a lane, keys are taken in the order they were added.
+
 Failures are paced like client-go's rate-limited queue: :meth:`WorkQueue.add_rate_limited` waits
 the longest of the key's own exponential backoff (doubling per consecutive failure, with jitter,
 up to a cap), one shared token bucket (so many failing keys cannot storm the API server) and the
@@ -15,6 +20,7 @@ server's ``Retry-After``. :meth:`WorkQueue.forget` after a success resets the ke
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -36,10 +42,12 @@ class WorkQueue:
         draw: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._queue: asyncio.Queue[Key] = asyncio.Queue()
-        self._queued: set[Key] = set()
+        self._urgent: collections.deque[Key] = collections.deque()
+        self._routine: collections.deque[Key] = collections.deque()
+        self._tokens: asyncio.Queue[None] = asyncio.Queue()  # one per queued key: a worker may take one
+        self._queued: dict[Key, bool] = {}  # queued key -> whether it waits in the urgent lane
         self._active: set[Key] = set()
-        self._dirty: set[Key] = set()
+        self._dirty: dict[Key, bool] = {}  # in flight and added again -> urgent
         self._later: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
         self._failures: dict[Key, int] = {}
         self.backoff = retry_backoff
@@ -47,12 +55,38 @@ class WorkQueue:
         self.draw = draw
         self.clock = clock
 
-    def add(self, key: Key) -> None:
+    def add(self, key: Key, urgent: bool = False) -> None:
+        """Queue ``key`` (once, however often it is added); ``urgent`` puts it ahead of routine keys."""
         if key in self._active:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._queue.put_nowait(key)
+            self._dirty[key] = self._dirty.get(key, False) or urgent
+            return
+        queued = self._queued.get(key)
+        if queued is None:
+            self._queued[key] = urgent
+            (self._urgent if urgent else self._routine).append(key)
+            self._tokens.put_nowait(None)
+        elif urgent and not queued:  # promoted: its routine entry is skipped when reached
+            self._queued[key] = True
+            self._urgent.append(key)
+
+    def urgent(self, key: Key) -> bool:
+        """Whether ``key`` waits in the urgent lane."""
+        return self._queued.get(key, False)
+
+    def _take(self) -> Key:
+        """The next key: urgent first; an entry left behind by a promotion is skipped."""
+        while self._urgent:
+            key = self._urgent.popleft()
+            if self._queued.get(key) is True:
+                return self._pop(key)
+        while True:
+            key = self._routine.popleft()
+            if self._queued.get(key) is False:
+                return self._pop(key)
+
+    def _pop(self, key: Key) -> Key:
+        del self._queued[key]
+        return key
 
     def add_after(self, key: Key, delay: float) -> None:
         """Add ``key`` in ``delay`` seconds; an earlier pending schedule for it wins."""
@@ -67,7 +101,7 @@ class WorkQueue:
 
     def _fire(self, key: Key) -> None:
         self._later.pop(key, None)
-        self.add(key)
+        self.add(key)  # a retry is routine: a failing key must not starve the urgent lane
 
     def add_rate_limited(self, key: Key, at_least: float = 0.0) -> float:
         """Retry ``key`` after one more failure; returns the delay chosen."""
@@ -107,15 +141,13 @@ class WorkQueue:
         """
         while True:
             heartbeat.idle()
-            key = await self._queue.get()
+            await self._tokens.get()
             heartbeat.beat()
-            self._queued.discard(key)
+            key = self._take()
             self._active.add(key)
             try:
                 await handle(key)
             finally:
                 self._active.discard(key)
                 if key in self._dirty:
-                    self._dirty.discard(key)
-                    self.add(key)
-                self._queue.task_done()
+                    self.add(key, urgent=self._dirty.pop(key))
