@@ -9,6 +9,9 @@ and requests go silent (nothing is forwarded, nothing answers), open watch strea
 :meth:`ApiProxy.restore` drops everything held during the cut (it never reaches the API server)
 and forwards new requests again. So "writes after the cut" are exactly what the replica sent
 once it could reach the API server again.
+
+:meth:`ApiProxy.slow` holds the requests a predicate picks for some seconds before forwarding
+them: an API server that is slow for some objects, so their reconciles pile up in the queue.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pathlib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -57,6 +61,7 @@ class ApiProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="apiproxy", daemon=True)
         self._open = asyncio.Event()
         self._held: set[asyncio.Task[Any]] = set()
+        self._slow: list[tuple[Callable[[str, str], bool], float]] = []
         self._runner: aiohttp.web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -100,6 +105,10 @@ class ApiProxy:
         """Heal the partition: whatever was held is dropped, new requests flow again."""
         self._call(self._restore())
 
+    def slow(self, picks: Callable[[str, str], bool], seconds: float) -> None:
+        """From now on, requests for which ``picks(method, path)`` holds wait ``seconds`` first."""
+        self._slow.append((picks, seconds))
+
     def writes_since(self, moment: float) -> list[Forwarded]:
         return [f for f in list(self.forwarded) if f.at >= moment and f.method in WRITES]
 
@@ -140,6 +149,9 @@ class ApiProxy:
         if not self._open.is_set():
             self._held.add(task)
             await asyncio.Event().wait()  # silent until restore() cancels it (the client sees a reset)
+        delay = max((seconds for picks, seconds in self._slow if picks(request.method, request.path)), default=0.0)
+        if delay:
+            await asyncio.sleep(delay)
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP} | self.auth
         if body and "Content-Type" not in request.headers:

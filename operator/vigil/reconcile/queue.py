@@ -25,6 +25,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+import prometheus_client
+
 from vigil.reconcile import backoff, supervise
 
 Key = tuple[str, str]  # (namespace, name)
@@ -32,6 +34,14 @@ Key = tuple[str, str]  # (namespace, name)
 RETRY_BACKOFF = backoff.Backoff(base=0.5, cap=300.0)
 RETRY_RATE = 10.0  # retries a second across all keys, once the burst is spent (client-go: 10 qps, 100)
 RETRY_BURST = 100
+URGENT, ROUTINE = "urgent", "routine"
+WAIT = prometheus_client.Histogram(
+    "vigil_workqueue_wait_seconds",
+    "Time a key waited in the work queue before a worker took it, by lane (urgent: healing).",
+    ("lane",),
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+DEPTH = prometheus_client.Gauge("vigil_workqueue_depth", "Keys waiting in the work queue, by lane.", ("lane",))
 
 
 class WorkQueue:
@@ -46,6 +56,7 @@ class WorkQueue:
         self._routine: collections.deque[Key] = collections.deque()
         self._tokens: asyncio.Queue[None] = asyncio.Queue()  # one per queued key: a worker may take one
         self._queued: dict[Key, bool] = {}  # queued key -> whether it waits in the urgent lane
+        self._since: dict[Key, float] = {}  # queued key -> when it entered its lane
         self._active: set[Key] = set()
         self._dirty: dict[Key, bool] = {}  # in flight and added again -> urgent
         self._later: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
@@ -63,11 +74,16 @@ class WorkQueue:
         queued = self._queued.get(key)
         if queued is None:
             self._queued[key] = urgent
+            self._since[key] = self.clock()
             (self._urgent if urgent else self._routine).append(key)
             self._tokens.put_nowait(None)
+            DEPTH.labels(URGENT if urgent else ROUTINE).inc()
         elif urgent and not queued:  # promoted: its routine entry is skipped when reached
             self._queued[key] = True
+            self._since[key] = self.clock()
             self._urgent.append(key)
+            DEPTH.labels(ROUTINE).dec()
+            DEPTH.labels(URGENT).inc()
 
     def urgent(self, key: Key) -> bool:
         """Whether ``key`` waits in the urgent lane."""
@@ -85,7 +101,9 @@ class WorkQueue:
                 return self._pop(key)
 
     def _pop(self, key: Key) -> Key:
-        del self._queued[key]
+        lane = URGENT if self._queued.pop(key) else ROUTINE
+        WAIT.labels(lane).observe(max(0.0, self.clock() - self._since.pop(key)))
+        DEPTH.labels(lane).dec()
         return key
 
     def add_after(self, key: Key, delay: float) -> None:
