@@ -83,12 +83,6 @@ class FakeKube:
     def fence(self) -> None:
         """Like ``Kube.fence`` for a single replica: it always holds the lease."""
 
-    def wrote_status(self, plural: str, key: tuple[str, str], version: str) -> bool:
-        return False  # no resourceVersions here: no event is ever taken for an echo
-
-    def forget_status(self, plural: str, key: tuple[str, str]) -> None:
-        """Nothing remembered per object."""
-
     # -- fault injection -----------------------------------------------------------------------
 
     def enter(self, name: str, effect: Any) -> Any:

@@ -7,6 +7,7 @@ The reconcile under test is the real one (``operator.reconcile``) against
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 
@@ -18,7 +19,7 @@ from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
 from vigil.reconcile import operator as op
-from vigil.reconcile import supervise
+from vigil.reconcile import supervise, watched
 
 NS, NAME = "ml", "resnet"
 KEY = (NS, NAME)
@@ -125,7 +126,7 @@ async def test_the_resync_spreads_the_fleet_over_its_period(monkeypatch: pytest.
         await real_sleep(0)
 
     monkeypatch.setattr(op.asyncio, "sleep", sleep)
-    monkeypatch.setattr(runtime.queue, "add", lambda key: added.append((clock[0], key)))
+    monkeypatch.setattr(runtime.queue, "add", lambda key, urgent=False: added.append((clock[0], key)))
     with pytest.raises(asyncio.CancelledError):
         await op._resync(runtime, supervise.Heartbeat("resync", 300.0))
     times = [t for t, _ in added]
@@ -159,3 +160,21 @@ async def test_an_open_incident_is_reconciled_after_every_evaluation() -> None:
     acting = status.model_copy(update={"active_incident": "resnet-availability-20261202180000"})
     assert op.needs_pass(runtime, KEY, acting, same, availability_changed=False)
     assert op.needs_pass(runtime, KEY, status, report("Breached", 80.0, str(status.current_revision)), False)
+
+
+def test_a_deployment_that_needs_healing_is_queued_urgent_and_a_healthy_one_routine() -> None:
+    runtime = op.Runtime(settings=op.Settings(standalone=True), kube=cluster())  # type: ignore[arg-type]
+    healthy = factories.md(name="healthy", slos=SLOS)
+    incident = factories.md(name="incident", slos=SLOS)
+    incident.status.active_incident = "incident-availability-1"
+    breached = factories.md(name="breached", slos=SLOS)
+    for md in (healthy, incident, breached):
+        runtime.mds[(NS, str(md.metadata["name"]))] = md
+    fresh = report("Breached", 80.0, "r1")  # the latest evaluation: a breach not yet reconciled
+    runtime.fleet = fleet.FleetResult(True, None, (dataclasses.replace(fresh, name="breached"),), 12, 0.1)
+    for name in ("healthy", "incident", "breached"):
+        pod = {"metadata": {"namespace": NS, "name": f"{name}-pod", "labels": {"vigil.dev/modeldeployment": name}}}
+        op.changed(runtime, watched.PODS, None, pod)
+    assert not runtime.queue.urgent((NS, "healthy"))
+    assert runtime.queue.urgent((NS, "incident"))
+    assert runtime.queue.urgent((NS, "breached"))
