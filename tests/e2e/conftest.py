@@ -45,16 +45,50 @@ ISOLATED = lanes.ISOLATED
 MEASURED = ("chaos", "outage", "apiserver-restart")
 
 
+DISRUPTS = "disrupts_sandbox"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{ISOLATED}: an e2e test with its own operator, namespaces and Prometheus and no GPUs; "
         "runs in the lane beside the others",
     )
+    config.addinivalue_line(
+        "markers",
+        f"{DISRUPTS}: a serial-lane test that kills or restarts the shared control plane; it waits until "
+        "no isolated test runs and holds the isolated lane back while it runs",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_disruption_lock(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Isolated tests share the sandbox's control plane with the serial lane: a test that kills it
+    (marked ``disrupts_sandbox``) takes this lock exclusively, every isolated test takes it shared, so the
+    two never overlap. A file lock, because the lanes are separate xdist worker processes."""
+    item = request.node
+    disrupts = item.get_closest_marker(DISRUPTS) is not None
+    if item.get_closest_marker("e2e") is None or not (disrupts or item.get_closest_marker(ISOLATED)):
+        yield
+        return
+    handle: sandbox_mod.Sandbox = request.getfixturevalue("sandbox_handle")
+    lock_file = handle.state_dir / "disruption.lock"
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if disrupts else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """An ``isolated`` test must live in a module of :data:`tests.e2e.lanes.ISOLATED_MODULES`, and only there."""
+    """An ``isolated`` test must live in a module of :data:`tests.e2e.lanes.ISOLATED_MODULES`, and only there.
+
+    Tests that disrupt the sandbox run last in their lane: by then the isolated lane, which they must
+    wait for, has usually finished, so the wait costs the serial lane nothing.
+    """
+    items.sort(key=lambda item: item.get_closest_marker(DISRUPTS) is not None)
     for item in items:
         if item.get_closest_marker("e2e") is None:
             continue

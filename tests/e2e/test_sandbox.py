@@ -271,6 +271,7 @@ def test_up_again_reuses_the_running_sandbox(
     assert report.ok, [c for c in report.components if not c.ok]
 
 
+@pytest.mark.disrupts_sandbox
 def test_a_killed_control_plane_comes_back_with_up_and_starts_new_pods_at_once(
     kube: client.ApiClient, sandbox_handle: sandbox_mod.Sandbox, sandbox: sandbox_mod.SandboxInfo
 ) -> None:
