@@ -58,10 +58,15 @@ def _cmdline(pid: int) -> list[str] | None:
 
 
 def same_command(left: Sequence[str] | None, right: Sequence[str] | None) -> bool:
-    """Equal command lines, the program compared by real path (``python`` vs ``python3.11``)."""
+    """Equal command lines, the program compared by real path (``python`` vs ``python3.11``) and by the
+    directory it was named in: every virtualenv's ``python`` resolves to the same interpreter, but
+    another checkout's ``.venv/bin/python`` runs another checkout's code (a simulator started from one
+    worktree must not be taken for this one's)."""
     if not left or not right:
         return False
-    return os.path.realpath(left[0]) == os.path.realpath(right[0]) and list(left[1:]) == list(right[1:])
+    same_program = os.path.realpath(left[0]) == os.path.realpath(right[0])
+    same_place = os.path.realpath(os.path.dirname(left[0])) == os.path.realpath(os.path.dirname(right[0]))
+    return same_program and same_place and list(left[1:]) == list(right[1:])
 
 
 @dataclasses.dataclass(frozen=True)
