@@ -14,7 +14,9 @@ from xdist.scheduler import LoadScopeScheduling
 
 ISOLATED = "isolated"
 SERIAL = "serial"
-ISOLATED_MODULES = frozenset({"tests/e2e/test_chaos.py", "tests/e2e/test_gate.py", "tests/e2e/test_shards.py"})
+ISOLATED_MODULES = frozenset(
+    {"tests/e2e/test_chaos.py", "tests/e2e/test_gate.py", "tests/e2e/test_shards.py", "tests/e2e/test_golden.py"}
+)
 
 
 def lane(nodeid: str) -> str:

@@ -17,6 +17,7 @@ import tritonclient.http
 import yaml
 from typer.testing import CliRunner
 
+from tests.unit import goldenkit
 from vigil import cli as vigil_cli
 from vigil.gate import goldenset as gs
 from vigil.sim import cluster, engine, schema, torchmodels
@@ -261,17 +262,7 @@ def test_a_golden_set_passes_against_the_simulator_serving_the_same_file_and_fai
     sim = engine.Simulator(cluster.StaticSource(simtest.make_cluster([pod], [simtest.md_service("cnn")])))
 
     def check(connection: tritonclient.http.InferenceServerClient) -> gs.Report:
-        results = []
-        for request in golden_set.requests:
-            inputs = []
-            for spec, array in zip(golden_set.inputs, golden_set.input_arrays(request).values(), strict=True):
-                tensor = tritonclient.http.InferInput(spec.name, spec.shape, spec.datatype)
-                tensor.set_data_from_numpy(array)
-                inputs.append(tensor)
-            answer = connection.infer(golden_set.model.name, inputs, model_version=golden_set.model.version)
-            served = {spec.name: answer.as_numpy(spec.name) for spec in golden_set.outputs}
-            results.append(gs.compare_request(golden_set, request, served))
-        return gs.summarize(golden_set, results)
+        return gs.compare(golden_set, goldenkit.answers(golden_set, connection, version=golden_set.model.version))
 
     with (
         simtest.serving(sim) as (threaded, address),

@@ -22,6 +22,7 @@ import tritonclient.http
 import tritonclient.http.aio
 import tritonclient.utils
 
+from tests.unit import goldenkit
 from vigil.gate import goldenset as gs
 from vigil.sim import cluster, engine, models, schema, torchmodels
 from vigil.sim import testing as simtest
@@ -86,23 +87,6 @@ def cnn_golden(batch: int = 2, requests: int = 3, atol: float = 1e-5, rtol: floa
     )
 
 
-def served_outputs(
-    golden: gs.GoldenSet, connection: tritonclient.http.InferenceServerClient, model: str, binary: bool = True
-) -> dict[str, dict[str, Any]]:
-    """Every golden request sent through tritonclient; the outputs per request id."""
-    answers: dict[str, dict[str, Any]] = {}
-    for request in golden.requests:
-        inputs = []
-        for spec, (name, array) in zip(golden.inputs, golden.input_arrays(request).items(), strict=True):
-            tensor = tritonclient.http.InferInput(name, list(array.shape), spec.datatype)
-            tensor.set_data_from_numpy(array, binary_data=binary)
-            inputs.append(tensor)
-        wanted = [tritonclient.http.InferRequestedOutput(spec.name, binary_data=binary) for spec in golden.outputs]
-        result = connection.infer(model, inputs, outputs=wanted)
-        answers[request.id] = {spec.name: result.as_numpy(spec.name) for spec in golden.outputs}
-    return answers
-
-
 def test_a_repository_model_answers_what_torch_computes_binary_and_json(
     served: tuple[simtest.ThreadedServer, str],
 ) -> None:
@@ -110,7 +94,7 @@ def test_a_repository_model_answers_what_torch_computes_binary_and_json(
     golden = cnn_golden()
     with client(address, "cnn-a") as connection:
         for binary in (True, False):
-            report = gs.compare(golden, served_outputs(golden, connection, "cnn", binary=binary))
+            report = gs.compare(golden, goldenkit.answers(golden, connection, "cnn", binary=binary))
             assert report.passed, report.describe()
             assert report.outputs[0].max_abs_error < 1e-5
             assert report.outputs[0].top_k_agreement == 1.0
@@ -186,7 +170,7 @@ def test_a_bad_export_answers_200_with_wrong_numbers(served: tuple[simtest.Threa
     _, address = served
     golden = cnn_golden()
     with client(address, "cnn-b") as connection:
-        report = gs.compare(golden, served_outputs(golden, connection, "cnn"))
+        report = gs.compare(golden, goldenkit.answers(golden, connection, "cnn"))
     assert not report.passed
     assert report.outputs[0].max_abs_error > 1e-2
 
@@ -208,11 +192,11 @@ def test_quiet_faults_corrupt_answers_without_errors_until_cleared(
     golden = cnn_golden()
     fault(threaded, sim, **corruption)
     with client(address, "cnn-a") as connection:
-        corrupted = gs.compare(golden, served_outputs(golden, connection, "cnn"))
+        corrupted = gs.compare(golden, goldenkit.answers(golden, connection, "cnn"))
         assert not corrupted.passed, corrupted.describe()
         assert corrupted.requests == 3, "every request answered: the fault raises no error"
         threaded.call(lambda: sim.clear_faults("ns", "cnn", "1"))
-        assert gs.compare(golden, served_outputs(golden, connection, "cnn")).passed
+        assert gs.compare(golden, goldenkit.answers(golden, connection, "cnn")).passed
 
 
 def test_fp16_drift_passes_a_loose_tolerance_and_fails_a_tight_one(
@@ -222,7 +206,7 @@ def test_fp16_drift_passes_a_loose_tolerance_and_fails_a_tight_one(
     golden = cnn_golden()
     fault(threaded, sim, precision="fp16")
     with client(address, "cnn-a") as connection:
-        answers = served_outputs(golden, connection, "cnn")
+        answers = goldenkit.answers(golden, connection, "cnn")
     loose = gs.compare(golden, answers, golden.tolerances(gs.ToleranceOverride(atol=0.1, rtol=1e-2)))
     tight = gs.compare(golden, answers, golden.tolerances(gs.ToleranceOverride(atol=1e-6, rtol=1e-6)))
     assert loose.passed, loose.describe()
@@ -236,7 +220,7 @@ def test_faults_stay_with_their_version(served: tuple[simtest.ThreadedServer, st
     threaded.call(lambda: sim.set_fault(schema.FaultRequest(namespace="ns", name="cnn", version="2", weight_noise=1.0)))
     golden = cnn_golden()
     with client(address, "cnn-a") as connection:
-        assert gs.compare(golden, served_outputs(golden, connection, "cnn")).passed
+        assert gs.compare(golden, goldenkit.answers(golden, connection, "cnn")).passed
 
 
 def test_a_re_exported_model_file_is_reloaded(tmp_path: pathlib.Path) -> None:
@@ -245,9 +229,9 @@ def test_a_re_exported_model_file_is_reloaded(tmp_path: pathlib.Path) -> None:
     sim = engine.Simulator(cluster.StaticSource(simtest.make_cluster([pod], [simtest.md_service("cnn")])))
     golden = cnn_golden(requests=1)
     with simtest.serving(sim) as (_, address), client(address, "p") as connection:
-        assert gs.compare(golden, served_outputs(golden, connection, "cnn")).passed
+        assert gs.compare(golden, goldenkit.answers(golden, connection, "cnn")).passed
         torchmodels.export(torchmodels.small_cnn(seed=5), tmp_path, "cnn", "1")
-        assert not gs.compare(golden, served_outputs(golden, connection, "cnn")).passed
+        assert not gs.compare(golden, goldenkit.answers(golden, connection, "cnn")).passed
 
 
 def test_requests_are_counted_per_revision_user_traffic_apart_from_direct_requests(
@@ -256,7 +240,7 @@ def test_requests_are_counted_per_revision_user_traffic_apart_from_direct_reques
     threaded, address = served
     golden = cnn_golden(requests=2)
     with client(address, "cnn-b") as connection:
-        served_outputs(golden, connection, "cnn")
+        goldenkit.answers(golden, connection, "cnn")
     counts = sim.requests_by_revision("ns", "cnn")
     assert (counts["r2"].direct, counts["r2"].user, counts["r2"].version) == (2, 0, "2")
     assert "r1" not in counts
