@@ -134,7 +134,7 @@ class Kube:
         store = self._cached(plural)
         key = (namespace, name)
         if store is not None and plural not in AUTHORITATIVE and not store.doubtful(key):
-            return informer.copied(store.get(key))
+            return store.get(key)  # a fresh copy
         found = await _unless_missing(
             self.custom.get_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
         )
@@ -147,7 +147,7 @@ class Kube:
         if store is not None and namespace is not None:
             wanted = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
             if len(wanted) == len([t for t in selector.split(",") if t]):  # equality terms only
-                return [copy.deepcopy(obj) for obj in store.matching(namespace, wanted)]
+                return store.matching(namespace, wanted)  # fresh copies
         if namespace is None:
             listed = await asyncio.to_thread(
                 self.custom.list_cluster_custom_object,
@@ -234,7 +234,7 @@ class Kube:
     async def _route_exists(self, namespace: str, name: str) -> bool:
         routes = self._cached(route.PLURAL)
         if routes is not None and not routes.doubtful((namespace, name)):
-            return routes.get((namespace, name)) is not None
+            return routes.has((namespace, name))
         try:
             await asyncio.to_thread(
                 self.custom.get_namespaced_custom_object,
