@@ -256,3 +256,14 @@ def test_observe_and_child_reads_come_from_the_caches_without_a_request() -> Non
     observed = asyncio.run(edge.observe(NS, "resnet"))
     assert dict(observed.workloads) == {"abc": kube.core.Workload("abc", 2, 1, 1)}
     assert [p.name for p in observed.pods] == ["resnet-abc-1"]  # the terminating one is not live
+
+
+def test_a_kind_not_listed_yet_is_read_from_the_server_and_the_others_from_their_caches() -> None:
+    stores = {r.plural: informer.Store(r) for r in (watched.DEPLOYMENTS, watched.PODS)}
+    unreachable = kubernetes.client.ApiClient(kubernetes.client.Configuration(host="http://127.0.0.1:9"))
+    listed, waiting = (informer.Informer(unreachable, stores[p], namespace=NS) for p in ("deployments", "pods"))
+    listed.synced.set()  # the pods stream has not listed (say, no RBAC to): pods come from the server
+    edge = kube.Kube(unreachable, caches=watched.Caches(stores, [listed, waiting]))
+    assert edge._cached("deployments") is stores["deployments"]
+    assert edge._cached("pods") is None
+    assert watched.Caches(stores, [listed, waiting]).unsynced() == [waiting.name]

@@ -103,8 +103,8 @@ class Kube:
 
     def _cached(self, plural: str) -> informer.Store | None:
         caches = self.caches
-        if caches is None or not caches.synced():
-            return None
+        if caches is None or not caches.synced(plural):
+            return None  # not listed yet (or not allowed to list): the server answers
         return caches.store(plural)
 
     def _doubt(self, plural: str, key: tuple[str, str]) -> None:

@@ -216,7 +216,14 @@ async def _work(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
     caches = runtime.kube.caches
     if caches is not None and not caches.synced():
         heartbeat.idle()
-        await caches.wait_synced()
+        try:
+            await asyncio.wait_for(caches.wait_synced(), SYNC_GRACE_SECONDS)
+        except TimeoutError:  # e.g. RBAC without list/watch on a kind: read it from the server
+            log.warning(
+                "watches not listed after %.0fs (%s): reading those kinds from the API server",
+                SYNC_GRACE_SECONDS,
+                ", ".join(caches.unsynced()),
+            )
     await runtime.queue.worker(lambda key: reconcile(runtime, key), heartbeat)
 
 
@@ -277,6 +284,7 @@ async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
 
 
 RESYNC_JITTER = 0.1
+SYNC_GRACE_SECONDS = 60.0
 REFRESH_JITTER = 0.2
 
 

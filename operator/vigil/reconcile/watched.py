@@ -72,8 +72,12 @@ class Caches:
     def store(self, plural: str) -> informer.Store | None:
         return self.stores.get(plural)
 
-    def synced(self) -> bool:
-        return all(i.synced.is_set() for i in self.informers)
+    def synced(self, plural: str | None = None) -> bool:
+        """Whether every stream (of ``plural``, or of all kinds) has its first list in the store."""
+        return all(i.synced.is_set() for i in self.informers if plural in (None, i.store.resource.plural))
+
+    def unsynced(self) -> list[str]:
+        return [i.name for i in self.informers if not i.synced.is_set()]
 
     async def wait_synced(self) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
