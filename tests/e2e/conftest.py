@@ -163,6 +163,21 @@ def own_prometheus(
     prom.stop()
 
 
+@pytest.fixture
+def scoped_operator(
+    sandbox: sandbox_mod.SandboxInfo,
+    namespace: str,
+    own_prometheus: own_prometheus_mod.OwnPrometheus,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[operator_fixtures.OperatorProcess]:
+    """An operator (not started yet) watching only this test's namespace, judged by the lane's own Prometheus."""
+    logs = tmp_path_factory.mktemp("scoped-operator")
+    proc = operator_fixtures.OperatorProcess(str(sandbox.kubeconfig), logs, own_prometheus.url, namespaces=(namespace,))
+    yield proc
+    proc.stop()
+    print(proc.logs()[-3000:])
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """Print what the chaos and outage tests measured (their record_property), also from xdist workers."""
     lines = [

@@ -79,6 +79,27 @@ def apply_md(kube: client.ApiClient, ns: str, body: dict[str, Any]) -> None:
     )
 
 
+def apply_runbook(kube: client.ApiClient, ns: str, name: str, spec: dict[str, Any]) -> None:
+    """A Runbook applied the way a user would (server-side, idempotent)."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Runbook", "metadata": {"name": name}, "spec": spec}
+    retried(
+        lambda: client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+            GROUP, VERSION, ns, "runbooks", name, body, field_manager="e2e-user", force=True, _content_type=APPLY
+        ),
+        f"apply Runbook {ns}/{name}",
+    )
+
+
+def step_of(incident: dict[str, Any], name: str) -> dict[str, Any]:
+    """A plan step's progress by name ({} while the plan has no such step yet)."""
+    steps = ((incident.get("status") or {}).get("plan") or {}).get("steps", [])
+    return next((s for s in steps if s["name"] == name), {})
+
+
+def entries(incident: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [e for e in (incident.get("status") or {}).get("timeline", []) if e["type"] == type_]
+
+
 def get_md(kube: client.ApiClient, ns: str, name: str) -> dict[str, Any]:
     found: dict[str, Any] = client.CustomObjectsApi(kube).get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
     return found

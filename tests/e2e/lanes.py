@@ -15,7 +15,14 @@ from xdist.scheduler import LoadScopeScheduling
 ISOLATED = "isolated"
 SERIAL = "serial"
 ISOLATED_MODULES = frozenset(
-    {"tests/e2e/test_chaos.py", "tests/e2e/test_gate.py", "tests/e2e/test_shards.py", "tests/e2e/test_golden.py"}
+    {
+        "tests/e2e/test_chaos.py",
+        "tests/e2e/test_gate.py",
+        "tests/e2e/test_shards.py",
+        "tests/e2e/test_golden.py",
+        "tests/e2e/test_fresh_verification.py",
+        "tests/e2e/test_prometheus_outage.py",
+    }
 )
 
 

@@ -18,12 +18,10 @@ import dataclasses
 import datetime
 import json
 import os
-import pathlib
 import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,8 +29,6 @@ from kubernetes import client
 
 from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.own_prometheus import OwnPrometheus
-from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
@@ -92,16 +88,6 @@ class Chaos:
 @pytest.fixture
 def chaos_seed() -> int:
     return int(os.environ.get("VIGIL_CHAOS_SEED") or random.SystemRandom().randrange(2**31))
-
-
-@pytest.fixture
-def scoped_operator(
-    sandbox: sandbox_mod.SandboxInfo, namespace: str, own_prometheus: OwnPrometheus, tmp_path: pathlib.Path
-) -> Iterator[OperatorProcess]:
-    """An operator watching only this test's namespace, judged by the lane's own Prometheus."""
-    proc = OperatorProcess(str(sandbox.kubeconfig), tmp_path, own_prometheus.url, namespaces=(namespace,))
-    yield proc
-    proc.stop()
 
 
 def step_states(kube: client.ApiClient, ns: str) -> dict[str, int]:

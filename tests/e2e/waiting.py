@@ -29,3 +29,23 @@ def until(probe: Callable[[], T | None], timeout: float, what: str, interval: fl
         if time.monotonic() > deadline:
             raise Timeout(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+def holds(check: Callable[[], None], seconds: float, interval: float = 5.0) -> int:
+    """Run ``check`` every ``interval`` for ``seconds``, failing at the first ``AssertionError`` it
+    raises (an invariant that must hold throughout, e.g. "nothing acts during the outage");
+    returns how many checks passed. Other errors (the API server restarting) skip a round."""
+    deadline = time.monotonic() + seconds
+    passed = 0
+    while True:
+        try:
+            check()
+            passed += 1
+        except AssertionError:
+            raise
+        except Exception:  # a transient API error: this round proves nothing either way
+            pass
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return passed
+        time.sleep(min(interval, remaining))
