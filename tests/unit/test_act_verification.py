@@ -16,7 +16,7 @@ from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
 from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
-from vigil.observe import slo
+from vigil.observe import promql, slo
 from vigil.reconcile import healing
 from vigil.reconcile import operator as op
 
@@ -349,3 +349,20 @@ def test_a_verdict_on_fresh_data_says_so() -> None:
     text = slo.describe(spec, sloapi.SLOState.MET, capped, "abc", 50.0, origin)
     assert text == f"every window within its limit on revision abc (windows capped to {origin}, 50s)"
     assert "capped" not in slo.describe(spec, sloapi.SLOState.MET, measurement, "abc", 50.0, origin)
+
+
+def test_the_fleets_verdict_after_fresh_data_rests_on_it_alone_once_min_window_has_passed() -> None:
+    """The chain the e2e relies on: freshData -> capped windows -> SLOStatus -> Judged from judgedFrom on."""
+    md = actkit.deployment(switched_at=at(-3600))
+    md.spec.slos = [sloapi.SLOSpec(name="queue", kind=sloapi.SLOKind.QUEUE_TIME, threshold_ms=50, period="1h")]
+    md.status.fresh_data = mdapi.FreshData(since=cond.rfc3339(at(10)), incident=INCIDENT, step="scale")
+    settings = slo.Settings(min_window_seconds=20)
+    for seconds, fresh in ((15, False), (29, False), (30, True), (31, True), (75, True), (4000, True)):
+        now = at(seconds)
+        target = slo.Target.of(md, op.serving_revisions(md))
+        series = promql.SeriesKey(target.namespace, target.name, str(md.status.current_revision))
+        results = {q.need: {series: 5.0} for q in slo.plan_fleet([target], now, settings).queries}
+        (status,) = slo.evaluate(target, results, now, settings).slos
+        judged = machine.Judged.of(status)
+        assert judged is not None
+        assert (judged.since >= at(10)) is fresh, (seconds, judged, status.burn_rates)
