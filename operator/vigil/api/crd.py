@@ -175,6 +175,11 @@ def all_crds() -> dict[str, Schema]:
                 _column("Ready", ".status.readyReplicas", "integer"),
                 _column("Available", '.status.conditions[?(@.type=="Available")].status'),
                 _column("SLO", '.status.conditions[?(@.type=="SLOMet")].status'),
+                _column(
+                    "Validated",
+                    '.status.conditions[?(@.type=="Validated")].status',
+                    description="Whether the spec's revision answered its golden requests within tolerance",
+                ),
                 _column("Revision", ".status.currentRevision", priority=1),
                 age,
             ],
