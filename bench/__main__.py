@@ -1,4 +1,4 @@
-"""``python -m bench [detection|healing|cost|fleet ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
+"""``python -m bench [detection|healing|cost|gate|fleet ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
 
 Brings the local sandbox up (reusing a running one; it is never taken down), runs the chosen
 benchmarks (detection, healing and cost by default) each against its own operator and namespace,
@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, cost, detection, fleet, healing, plots, report, waiting
+from bench import cluster, cost, detection, fleet, gate, healing, plots, report, waiting
 from bench.common import Context
 from bench.operator import OperatorSettings
 from vigil.dev import sandbox as sandbox_mod
@@ -29,10 +29,11 @@ BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "detection": detection.run,
     "healing": healing.run,
     "cost": cost.run,
+    "gate": gate.run,
     "fleet": fleet.run,
 }
-DEFAULT = ("detection", "healing", "cost")
-SEPARATE = ("fleet",)  # written to <name>.json / <name>.md, so a run of it keeps the others' results
+DEFAULT = ("detection", "healing", "cost", "gate")
+SEPARATE = ("gate", "fleet")  # written to <name>.json / <name>.md, so a run of it keeps the others' results
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 

@@ -61,6 +61,7 @@ class Context:
             namespaces,
             self.results_dir / "logs" / f"operator-{label}.log",
             settings or self.settings,
+            inference_url=self.info.inference_url,
         )
         proc.start()
         if proc.pid is not None:

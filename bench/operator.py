@@ -60,6 +60,7 @@ class OperatorProcess:
         namespaces: list[str],
         log_file: pathlib.Path,
         settings: OperatorSettings,
+        inference_url: str | None = None,
     ) -> None:
         if not namespaces:
             # Without --namespace the operator would act cluster-wide, on the demo's or a test's objects.
@@ -69,6 +70,8 @@ class OperatorProcess:
         self.namespaces = namespaces
         self.log_file = log_file
         self.settings = settings
+        self.inference_url = inference_url
+        """Where the golden-request gate reaches pods (the sandbox's simulator)."""
         self.metrics_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -81,6 +84,8 @@ class OperatorProcess:
         for namespace in self.namespaces:
             args += ["--namespace", namespace]
         args += ["--prometheus-url", self.prometheus_url, "--metrics-port", str(self.metrics_port)]
+        if self.inference_url:
+            args += ["--inference-url", self.inference_url]
         return args + self.settings.args()
 
     def start(self) -> None:

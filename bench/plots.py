@@ -182,7 +182,29 @@ def fleet(result: Mapping[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-PLOTS = {"detection": detection, "healing": healing, "cost": cost, "fleet": fleet}
+def gate(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    runs = [r for r in result["runs"] if "error" not in r]
+    fig, (wrong, delay) = plt.subplots(1, 2, figsize=(10, 4))
+    labels = ["with the gate", "without"]
+    for ax, key, title in (
+        (wrong, "wrongAnswers", "wrong answers served per bad export"),
+        (delay, "readyToTrafficSeconds", "pods Ready -> traffic moved (s)"),
+    ):
+        series = [[float(r[key][name] or 0) for r in runs] for name in ("gated", "ungated")]
+        medians = [sorted(s)[len(s) // 2] if s else 0.0 for s in series]
+        ax.bar(labels, medians, color=[COLORS["vigil"], COLORS["baseline"]])
+        for x, values in enumerate(series):
+            ax.scatter([x] * len(values), values, color="black", s=12, zorder=3)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0, top=max([*medians, *(v for s in series for v in s), 1.0]) * 1.25)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle("Golden-request gate: bad export blocked, cost of a good rollout (bars: median; dots: runs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+PLOTS = {"detection": detection, "healing": healing, "cost": cost, "gate": gate, "fleet": fleet}
 
 
 def write(benchmarks: Mapping[str, Any], directory: pathlib.Path) -> list[str]:

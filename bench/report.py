@@ -278,7 +278,48 @@ def fleet_section(result: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-SECTIONS = {"detection": detection_section, "healing": healing_section, "cost": cost_section, "fleet": fleet_section}
+def gate_section(result: Mapping[str, Any]) -> str:
+    summary = result["summary"]
+    settings = result["settings"]
+
+    def median(key: str, digits: int = 0) -> str:
+        found = summary.get(key)
+        return DASH if not found else number(found["median"], digits)
+
+    rows = [
+        [
+            "wrong answers served in the bad-export window (median)",
+            median("wrongAnswersGated"),
+            median("wrongAnswersUngated"),
+        ],
+        [
+            "new pods Ready -> Service moved (s, median)",
+            median("readyToTrafficGated", 2),
+            median("readyToTrafficUngated", 2),
+        ],
+    ]
+    runs = [r for r in result["runs"] if "error" not in r]
+    intro = (
+        f"Two deployments under the same operator and load ({settings['rate']:g} req/s each), the same small CNN "
+        f"(TorchScript, served by the simulator on CPU); one with spec.validation ({settings['goldenRequests']} golden "
+        f"requests per pod, {settings['replicas']} pods), one without, moved to a bad export (weights perturbed by "
+        f"{settings['badExportNoise']:g} std) at the same moment. {len(runs)} of {len(result['runs'])} runs completed."
+    )
+    return (
+        f"## 4. Golden-request gate\n\n{intro}\n\n{table(['', 'with the gate', 'without (baseline)'], rows)}\n\n"
+        f"Time the gate adds to a good rollout: **{_spread(summary.get('gateAddsSeconds'))}** "
+        f"(the golden requests themselves, as the operator measured them: {_spread(summary.get('goldenRequestsSeconds'))}; "
+        "target <= 5 s).\n"
+    )
+
+
+SECTIONS = {
+    "detection": detection_section,
+    "healing": healing_section,
+    "cost": cost_section,
+    "gate": gate_section,
+    "fleet": fleet_section,
+}
 
 
 def render(results: Mapping[str, Any]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import cost, detection, healing, report
+from bench import cost, detection, gate, healing, report
 
 ENV = {"scrapeIntervalSeconds": 5.0, "evalIntervalSeconds": 5.0, "otherOperators": []}
 
@@ -136,3 +136,36 @@ def test_render_has_every_section_failures_and_warnings() -> None:
     assert "## cost\n\nFAILED: RuntimeError('boom')" in text
     assert "- `python -m vigil run -A`" in text
     assert "![detection.png](detection.png)" in text
+
+
+def gate_result() -> dict[str, Any]:
+    runs: list[dict[str, Any]] = [
+        {
+            "wrongAnswers": {"gated": 0, "ungated": 540},
+            "readyToTrafficSeconds": {"gated": 1.4, "ungated": 0.3},
+            "gateAddsSeconds": 1.1,
+            "goldenRequestsSeconds": 0.8,
+        },
+        {
+            "wrongAnswers": {"gated": 0, "ungated": 560},
+            "readyToTrafficSeconds": {"gated": 1.6, "ungated": 0.4},
+            "gateAddsSeconds": 1.2,
+            "goldenRequestsSeconds": 0.9,
+        },
+        {"error": "timed out"},
+    ]
+    return gate.summarize(runs, ENV)
+
+
+def test_gate_summary_compares_wrong_answers_with_and_without_the_gate() -> None:
+    summary = gate_result()["summary"]
+    assert summary["wrongAnswersGated"]["max"] == 0
+    assert summary["wrongAnswersUngated"]["median"] == 550
+    assert summary["gateAddsSeconds"]["n"] == 2
+
+
+def test_gate_section_shows_both_sides_and_the_target() -> None:
+    text = report.gate_section(gate_result())
+    assert "| wrong answers served in the bad-export window (median) | 0 | 550 |" in text
+    assert "2 of 3 runs completed" in text
+    assert "target <= 5 s" in text
