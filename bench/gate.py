@@ -42,6 +42,13 @@ GATED, UNGATED = "gated", "ungated"
 GOLDEN = f"{MODEL}-golden"
 BAD_EXPORT_NOISE = 0.5
 SETTLE = 120.0
+# No GPU held (a toleration for the GPU nodes' taint instead): benchmarks must not starve the tests.
+NO_GPU = {
+    "gpus": 0,
+    "cpu": "100m",
+    "memory": "256Mi",
+    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+}
 
 
 def export_models(repository: pathlib.Path) -> None:
@@ -156,7 +163,7 @@ def one_run(ctx: Context, index: int) -> dict[str, Any]:
         make_golden(ctx, repository, ns)
         with ctx.operator([ns], f"gate-{index}"):
             for name in (GATED, UNGATED):
-                body = cluster.manifest(name, version="1", replicas=REPLICAS, triton={"gpus": 0})
+                body = cluster.manifest(name, version="1", replicas=REPLICAS, triton=NO_GPU)
                 body["spec"].update(_spec(repository, "1", gated=name == GATED))
                 ctx.kube.create(ns, cluster.MDS, body)
             _rollout(ctx.kube, ns, "1")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import waiting
+from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
 from tests.unit import gatekit
@@ -58,7 +58,7 @@ def validation(**fields: Any) -> dict[str, Any]:
 
 def deploy(kube: client.ApiClient, ns: str, version: str = "1", **spec: Any) -> None:
     spec.setdefault("validation", validation())
-    create(kube, ns, manifest(NAME, version=version, triton={"gpus": 0}, **spec))
+    create(kube, ns, manifest(NAME, version=version, triton=fleet.NO_GPU, **spec))
 
 
 def patch_spec(kube: client.ApiClient, ns: str, spec: dict[str, Any]) -> None:
