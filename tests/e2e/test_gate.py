@@ -1,36 +1,45 @@
 """The golden-request gate on the sandbox: no new revision takes traffic before its pods answer right.
 
-The real operator (a subprocess, so it can be SIGKILLed) reaches every simulated pod's KServe v2
-endpoint with ``tritonclient.http.aio`` through the simulator, the way it reaches ``<podIP>:8000``
-in a cluster. The golden set lives in a ConfigMap as ``vigil golden`` writes it. The simulator
-routes user traffic by the Service the operator renders and counts requests per pod, so "answers
-zero user requests" is measured, not inferred. No SLOs and no Prometheus: the gate needs neither.
+Real models: the tests export small torch models (TorchScript, Triton's repository layout) into a
+local model repository, ``vigil golden`` makes the golden set from version 1 and applies it as a
+ConfigMap, and the simulator's pods load ``<repository>/<model>/<version>/model.pt`` and run it on
+CPU, as Triton would. A "bad export" is a version whose weights are perturbed: it answers 200 at
+normal latency with wrong numbers. The real operator (a subprocess, so it can be SIGKILLed) reaches
+every pod's KServe v2 endpoint with ``tritonclient.http.aio`` through the simulator, the way it
+reaches ``<podIP>:8000`` in a cluster. The simulator routes user traffic by the Service the operator
+renders and counts each revision's user and direct (golden) requests, so "answers zero user
+requests" is measured. No SLOs and no Prometheus: the gate needs neither. No GPU is held.
 """
 
 from __future__ import annotations
 
 import datetime
+import pathlib
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
+from typer.testing import CliRunner
 
 from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
-from tests.unit import gatekit
+from vigil import cli as vigil_cli
 from vigil.dev import sandbox as sandbox_mod
-from vigil.gate import goldenset
 from vigil.sim import client as simclient
+from vigil.sim import torchmodels
 
 pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 NAME = "resnet"
+CNN = "cnn"
+TWO = "twoio"
 GOLDEN = "resnet-golden"
 RATE = 20.0
-SETTLE = 60  # seconds for a rollout: pods Ready 2 s after start, golden requests well under a second
+SETTLE = 60  # seconds for a rollout: pods Ready 2 s after start, golden requests in about a second
+GOOD, BAD, GOOD_AGAIN, DRIFT = "1", "2", "3", "4"
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +56,43 @@ def gate_operator(
     print(proc.logs()[-3000:])
 
 
-def store_golden(kube: client.ApiClient, ns: str, golden: goldenset.GoldenSet) -> None:
-    body = goldenset.configmap_manifest(golden, GOLDEN, ns)
-    client.CoreV1Api(kube).create_namespaced_config_map(ns, body)
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """Good exports (1, 3 and 4: the same weights), a bad one (2: perturbed), and a two-in two-out model."""
+    root = tmp_path_factory.mktemp("models")
+    for version in (GOOD, GOOD_AGAIN, DRIFT):
+        torchmodels.export(torchmodels.small_cnn(seed=0), root, CNN, version)
+    torchmodels.export(torchmodels.perturbed(torchmodels.small_cnn(seed=0), 0.05), root, CNN, BAD)
+    torchmodels.export(torchmodels.two_in_two_out(seed=0), root, TWO, GOOD)
+    torchmodels.export(torchmodels.perturbed(torchmodels.two_in_two_out(seed=0), 0.5), root, TWO, BAD)
+    return root
+
+
+def store_golden(
+    sandbox: sandbox_mod.SandboxInfo, ns: str, repository: pathlib.Path, model: str = CNN, requests: int = 64
+) -> None:
+    """What a user runs: ``vigil golden <repository>/<model>/1/model.pt ... --apply``."""
+    args = ["golden", str(repository / model / GOOD / "model.pt"), "--requests", str(requests)]
+    if model == CNN:
+        args += ["--top-k", "3"]
+    args += ["--configmap", GOLDEN, "--apply", "-n", ns, "--kubeconfig", str(sandbox.kubeconfig)]
+    made = CliRunner().invoke(vigil_cli.app, args)
+    assert made.exit_code == 0, made.output
 
 
 def validation(**fields: Any) -> dict[str, Any]:
     return {"goldenSet": {"configMapRef": {"name": GOLDEN}}, "requests": 64, **fields}
 
 
-def deploy(kube: client.ApiClient, ns: str, version: str = "1", **spec: Any) -> None:
+def deploy(kube: client.ApiClient, ns: str, repository: pathlib.Path, model: str = CNN, **spec: Any) -> None:
     spec.setdefault("validation", validation())
-    create(kube, ns, manifest(NAME, version=version, triton=fleet.NO_GPU, **spec))
+    body = manifest(NAME, version=GOOD, triton=fleet.NO_GPU, **spec)
+    body["spec"]["model"] = {"name": model, "repository": str(repository), "version": GOOD}
+    create(kube, ns, body)
+
+
+def release(kube: client.ApiClient, ns: str, version: str, **spec: Any) -> None:
+    patch_spec(kube, ns, {"model": {"version": version}, **spec})
 
 
 def patch_spec(kube: client.ApiClient, ns: str, spec: dict[str, Any]) -> None:
@@ -94,14 +128,15 @@ def serving(kube: client.ApiClient, ns: str, version: str) -> dict[str, Any] | N
     return md if selected(kube, ns) == record["name"] else None
 
 
-def requests_by_revision(sim: simclient.ControlClient, ns: str) -> dict[str, int]:
-    """Requests each revision's pods answered (user traffic and golden requests alike)."""
-    totals: dict[str, int] = {}
-    for pod in sim.state()["pods"]:
-        if pod["namespace"] == ns and pod["modeldeployment"] == NAME:
-            rev = str(pod["revision"])
-            totals[rev] = totals.get(rev, 0) + int(pod["success"]) + sum(pod["failure"].values())
-    return totals
+def user_requests(sim: simclient.ControlClient, ns: str, revision: str) -> int:
+    """User requests (the simulator's load, routed by the Service) a revision's pods answered."""
+    rows = sim.state()["revisions"]
+    return sum(int(r["userRequests"]) for r in rows if r["namespace"] == ns and r["revision"] == revision)
+
+
+def direct_requests(sim: simclient.ControlClient, ns: str, revision: str) -> int:
+    rows = sim.state()["revisions"]
+    return sum(int(r["directRequests"]) for r in rows if r["namespace"] == ns and r["revision"] == revision)
 
 
 def events(kube: client.ApiClient, ns: str, reason: str) -> list[str]:
@@ -122,107 +157,180 @@ def at(stamp: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
-def serving_v1(kube: client.ApiClient, ns: str, sim: simclient.ControlClient, **spec: Any) -> dict[str, Any]:
-    store_golden(kube, ns, gatekit.golden_set(count=64, shape=(1, 16)))
-    deploy(kube, ns, **spec)
-    md = waiting.until(lambda: serving(kube, ns, "1"), SETTLE, "v1 validated and serving")
+def serving_v1(
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    ns: str,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
+    **spec: Any,
+) -> dict[str, Any]:
+    store_golden(sandbox, ns, repository)
+    deploy(kube, ns, repository, **spec)
+    md = waiting.until(lambda: serving(kube, ns, GOOD), SETTLE, "v1 validated and serving")
     sim.set_load({"namespace": ns, "name": NAME, "rate": RATE})
     return md
 
 
 def test_a_good_version_passes_its_golden_requests_before_it_takes_traffic(
+    sandbox: sandbox_mod.SandboxInfo,
     kube: client.ApiClient,
     namespace: str,
     gate_operator: OperatorProcess,
     sim: simclient.ControlClient,
+    repository: pathlib.Path,
     record_property: Any,
 ) -> None:
-    md = serving_v1(kube, namespace, sim)
-    v1 = revision(md, "1")
+    md = serving_v1(sandbox, kube, namespace, sim, repository)
+    v1 = revision(md, GOOD)
     assert v1 is not None
     assert v1["validation"]["phase"] == "Passed"
     assert v1["validation"]["requests"] == 64
     assert len(v1["validation"]["pods"]) == 2
     assert (condition(md, "Validated") or {}).get("status") == "True"
-    patch_spec(kube, namespace, {"model": {"version": "2"}})
-    md = waiting.until(lambda: serving(kube, namespace, "2"), SETTLE, "v2 validated and serving")
-    v2 = revision(md, "2")
-    assert v2 is not None
-    assert v2["validation"]["phase"] == "Passed"
-    assert at(md["status"]["switchedAt"]) >= at(v2["validation"]["finished"])  # the verdict came first
-    seconds = gate_seconds(kube, namespace, v2["name"])
+    release(kube, namespace, GOOD_AGAIN)
+    md = waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 validated and serving")
+    v3 = revision(md, GOOD_AGAIN)
+    assert v3 is not None
+    assert v3["validation"]["phase"] == "Passed"
+    (output,) = v3["validation"]["outputs"]
+    assert output["maxAbsError"] < 1e-4
+    assert output["topKAgreement"] == 1.0
+    assert at(md["status"]["switchedAt"]) >= at(v3["validation"]["finished"])  # the verdict came first
+    assert direct_requests(sim, namespace, v3["name"]) == 128  # 64 golden requests x 2 pods
+    seconds = gate_seconds(kube, namespace, v3["name"])
     record_property("gate", f"{seconds:.2f}s for 64 golden requests x 2 pods")
     assert seconds < 30
 
 
-def test_a_version_that_answers_with_errors_is_blocked_and_serves_no_user(
-    kube: client.ApiClient, namespace: str, gate_operator: OperatorProcess, sim: simclient.ControlClient
+def test_a_bad_export_is_blocked_answers_zero_user_requests_and_is_recorded_as_bad_model(
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
 ) -> None:
-    serving_v1(kube, namespace, sim)
-    sim.set_fault({"namespace": namespace, "name": NAME, "version": "2", "errorRatio": 1.0})
-    patch_spec(kube, namespace, {"model": {"version": "2"}})
-    md = waiting.until(lambda: phase(get(kube, namespace, NAME), "2") == "Failed" or None, SETTLE, "v2 Failed")
-    v1, v2 = revision(md, "1"), revision(md, "2")
+    serving_v1(sandbox, kube, namespace, sim, repository)
+    release(kube, namespace, BAD)
+    md = waiting.until(lambda: phase(get(kube, namespace, NAME), BAD) == "Failed" or None, SETTLE, "v2 Failed")
+    v1, v2 = revision(md, GOOD), revision(md, BAD)
     assert v1 is not None
     assert v2 is not None
     validated = condition(md, "Validated") or {}
-    assert (validated.get("status"), validated.get("reason")) == ("False", "InferenceError")
+    assert (validated.get("status"), validated.get("reason")) == ("False", "GoldenMismatch")
+    assert "OUTPUT__0: " in validated["message"]
+    assert "answers out of tolerance; max abs error" in validated["message"]
     incident_name = v2["validation"]["incident"]
-    incident = waiting.until(
-        lambda: client.CustomObjectsApi(kube).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "incidents", incident_name
-        ),
-        30,
-        "the BadModel incident",
-    )
+    incident = waiting.until(lambda: incident_of(kube, namespace, incident_name), 30, "the BadModel incident")
     assert incident["status"]["diagnosis"]["cause"] == "BadModel"
-    # Traffic never moved: v2 scales to zero, the Service keeps selecting v1, and v2's pods saw only
-    # the golden requests (each answered with an error), no user request.
+    assert any(e["kind"] == "goldenOutput" for e in incident["status"]["diagnosis"]["evidence"])
+    # Traffic never moved: v2 scales to zero, the Service keeps selecting v1, users never reached v2.
     waiting.until(lambda: not [p for p in sim.state()["pods"] if p["revision"] == v2["name"]], SETTLE, "v2 gone")
     assert selected(kube, namespace) == v1["name"]
-    assert get(kube, namespace, NAME)["status"]["currentRevision"] == v1["name"]
+    status = get(kube, namespace, NAME)["status"]
+    assert status["currentRevision"] == v1["name"]
     progressing = condition(get(kube, namespace, NAME), "Progressing") or {}
     assert (progressing.get("status"), progressing.get("reason")) == ("False", "ValidationFailed")
+    assert user_requests(sim, namespace, v2["name"]) == 0
+    assert direct_requests(sim, namespace, v2["name"]) == 128
+    assert user_requests(sim, namespace, v1["name"]) > 0
+    # A fixed export (a new generation) is validated, takes traffic, and closes the incident.
+    release(kube, namespace, GOOD_AGAIN)
+    waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 serving")
+    closed = waiting.until(
+        lambda: (
+            (incident_of(kube, namespace, incident_name) or {}).get("status", {}).get("phase") == "Resolved" or None
+        ),
+        30,
+        "the BadModel incident resolved",
+    )
+    assert closed
+
+
+def incident_of(kube: client.ApiClient, ns: str, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = client.CustomObjectsApi(kube).get_namespaced_custom_object(
+            GROUP, VERSION, ns, "incidents", name
+        )
+    except client.exceptions.ApiException:
+        return None
+    return found
+
+
+def test_fp16_drift_fails_a_tight_tolerance_and_passes_a_loose_one(
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
+) -> None:
+    tight = validation(tolerance={"atol": 1e-6, "rtol": 1e-6})
+    serving_v1(sandbox, kube, namespace, sim, repository, validation=validation())
+    sim.set_fault({"namespace": namespace, "name": NAME, "version": DRIFT, "precision": "fp16"})
+    release(kube, namespace, DRIFT, validation=tight)
+    md = waiting.until(lambda: phase(get(kube, namespace, NAME), DRIFT) == "Failed" or None, SETTLE, "FP16 Failed")
+    drift = revision(md, DRIFT)
+    assert drift is not None
+    (output,) = drift["validation"]["outputs"]
+    assert 1e-6 < output["maxAbsError"] < 0.1
+    assert selected(kube, namespace) == (revision(md, GOOD) or {}).get("name")
+    # A looser tolerance is a new generation: the same revision is tried again, and passes.
+    patch_spec(kube, namespace, {"validation": {"tolerance": {"atol": 0.1, "rtol": 1e-2}}})
+    md = waiting.until(lambda: serving(kube, namespace, DRIFT), SETTLE, "FP16 serving at a loose tolerance")
+    assert phase(md, DRIFT) == "Passed"
 
 
 def test_a_pod_that_times_out_is_not_validated_until_it_answers(
-    kube: client.ApiClient, namespace: str, gate_operator: OperatorProcess, sim: simclient.ControlClient
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
 ) -> None:
-    serving_v1(kube, namespace, sim, validation=validation(timeout="1s", requests=8))
-    sim.set_fault({"namespace": namespace, "name": NAME, "version": "2", "baseLatencyMs": 3000})
-    patch_spec(kube, namespace, {"model": {"version": "2"}})
+    serving_v1(sandbox, kube, namespace, sim, repository, validation=validation(timeout="1s", requests=8))
+    sim.set_fault({"namespace": namespace, "name": NAME, "version": GOOD_AGAIN, "baseLatencyMs": 3000})
+    release(kube, namespace, GOOD_AGAIN)
     md = waiting.until(
-        lambda: phase(get(kube, namespace, NAME), "2") == "NotValidated" or None, SETTLE, "v2 NotValidated"
+        lambda: phase(get(kube, namespace, NAME), GOOD_AGAIN) == "NotValidated" or None, SETTLE, "v3 NotValidated"
     )
     validated = condition(md, "Validated") or {}
     assert (validated.get("status"), validated.get("reason")) == ("Unknown", "PodTimeout")
-    v1 = revision(md, "1")
+    v1 = revision(md, GOOD)
     assert v1 is not None
     assert selected(kube, namespace) == v1["name"]
-    sim.clear_faults(namespace, NAME, "2")
-    waiting.until(lambda: serving(kube, namespace, "2"), SETTLE, "v2 serving once its pods answer in time")
+    sim.clear_faults(namespace, NAME, GOOD_AGAIN)
+    waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 serving once its pods answer in time")
 
 
 def test_an_operator_killed_mid_validation_validates_again_before_moving_traffic(
-    kube: client.ApiClient, namespace: str, gate_operator: OperatorProcess, sim: simclient.ControlClient
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
 ) -> None:
-    serving_v1(kube, namespace, sim, validation=validation(timeout="5s"))
+    serving_v1(sandbox, kube, namespace, sim, repository, validation=validation(timeout="5s"))
     # Each golden request takes ~0.8 s: 64 of them, 8 in flight, hold the validation for ~6 s.
-    sim.set_fault({"namespace": namespace, "name": NAME, "version": "2", "baseLatencyMs": 800})
-    patch_spec(kube, namespace, {"model": {"version": "2"}})
-    waiting.until(lambda: phase(get(kube, namespace, NAME), "2") == "Validating" or None, SETTLE, "v2 Validating")
+    sim.set_fault({"namespace": namespace, "name": NAME, "version": GOOD_AGAIN, "baseLatencyMs": 800})
+    release(kube, namespace, GOOD_AGAIN)
+    waiting.until(
+        lambda: phase(get(kube, namespace, NAME), GOOD_AGAIN) == "Validating" or None, SETTLE, "v3 Validating"
+    )
     gate_operator.kill()
     killed = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     md = get(kube, namespace, NAME)
-    v1, v2 = revision(md, "1"), revision(md, "2")
+    v1 = revision(md, GOOD)
     assert v1 is not None
-    assert v2 is not None
     assert md["status"]["currentRevision"] == v1["name"]
     assert selected(kube, namespace) == v1["name"]
-    sim.clear_faults(namespace, NAME, "2")
+    sim.clear_faults(namespace, NAME, GOOD_AGAIN)
     gate_operator.start()
-    md = waiting.until(lambda: serving(kube, namespace, "2"), SETTLE, "v2 serving after the restart")
-    record = revision(md, "2")
+    md = waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 serving after the restart")
+    record = revision(md, GOOD_AGAIN)
     assert record is not None
     assert record["validation"]["phase"] == "Passed"
     assert at(record["validation"]["started"]) >= killed  # validated again from the start
@@ -230,36 +338,52 @@ def test_an_operator_killed_mid_validation_validates_again_before_moving_traffic
 
 
 def test_a_model_with_several_inputs_and_outputs_is_compared_output_by_output(
-    kube: client.ApiClient, namespace: str, gate_operator: OperatorProcess, sim: simclient.ControlClient
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
 ) -> None:
-    golden = gatekit.golden_set(count=16, names=(("IMAGE", "LOGITS"), ("META", "EMBEDDING")), shape=(1, 8))
-    store_golden(kube, namespace, golden)
-    deploy(kube, namespace, validation=validation(requests=16))
-    md = waiting.until(lambda: serving(kube, namespace, "1"), SETTLE, "v1 validated and serving")
-    record = revision(md, "1")
+    store_golden(sandbox, namespace, repository, model=TWO, requests=16)
+    deploy(kube, namespace, repository, model=TWO, validation=validation(requests=16))
+    md = waiting.until(lambda: serving(kube, namespace, GOOD), SETTLE, "v1 validated and serving")
+    record = revision(md, GOOD)
     assert record is not None
     outputs = {o["name"]: o for o in record["validation"]["outputs"]}
-    assert set(outputs) == {"LOGITS", "EMBEDDING"}
+    assert set(outputs) == {"OUTPUT__0", "OUTPUT__1"}
     assert all(o["passed"] and o["requests"] == 32 for o in outputs.values())
+    release(kube, namespace, BAD)
+    md = waiting.until(lambda: phase(get(kube, namespace, NAME), BAD) == "Failed" or None, SETTLE, "v2 Failed")
+    bad = revision(md, BAD)
+    assert bad is not None
+    failed = {o["name"]: o for o in bad["validation"]["outputs"]}
+    assert failed["OUTPUT__0"]["passed"] is False
+    assert failed["OUTPUT__0"]["maxAbsError"] > 1e-3
 
 
 def test_a_rollback_to_last_known_good_is_never_gated(
-    kube: client.ApiClient, namespace: str, gate_operator: OperatorProcess, sim: simclient.ControlClient
+    sandbox: sandbox_mod.SandboxInfo,
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
 ) -> None:
-    serving_v1(kube, namespace, sim)
+    serving_v1(sandbox, kube, namespace, sim, repository)
     waiting.until(
-        lambda: (revision(get(kube, namespace, NAME), "1") or {}).get("lastKnownGood"), SETTLE, "v1 last-known-good"
+        lambda: (revision(get(kube, namespace, NAME), GOOD) or {}).get("lastKnownGood"), SETTLE, "v1 last-known-good"
     )
-    patch_spec(kube, namespace, {"model": {"version": "2"}})
-    waiting.until(lambda: serving(kube, namespace, "2"), SETTLE, "v2 serving")
+    release(kube, namespace, GOOD_AGAIN)
+    waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 serving")
     # From now on nothing can pass the gate: the golden set is gone.
     client.CoreV1Api(kube).delete_namespaced_config_map(GOLDEN, namespace)
-    before = revision(get(kube, namespace, NAME), "1")
+    before = revision(get(kube, namespace, NAME), GOOD)
     assert before is not None
-    patch_spec(kube, namespace, {"model": {"version": "1"}})
-    md = waiting.until(lambda: serving(kube, namespace, "1"), SETTLE, "v1 serving again")
+    release(kube, namespace, GOOD)
+    md = waiting.until(lambda: serving(kube, namespace, GOOD), SETTLE, "v1 serving again")
     validated = condition(md, "Validated") or {}
     assert (validated.get("status"), validated.get("reason")) == ("True", "RollbackNotGated")
-    after = revision(md, "1")
+    after = revision(md, GOOD)
     assert after is not None
     assert after["validation"] == before["validation"]  # no golden request was needed
