@@ -40,7 +40,7 @@ REPLICAS = 2
 MODEL = "cnn"
 GATED, UNGATED = "gated", "ungated"
 GOLDEN = f"{MODEL}-golden"
-BAD_EXPORT_NOISE = 0.5
+BAD_EXPORT_NOISE = 0.05
 SETTLE = 120.0
 # No GPU held (a toleration for the GPU nodes' taint instead): benchmarks must not starve the tests.
 NO_GPU = {
