@@ -306,7 +306,7 @@ def gate_section(result: Mapping[str, Any]) -> str:
         f"{settings['badExportNoise']:g} std) at the same moment. {len(runs)} of {len(result['runs'])} runs completed."
     )
     return (
-        f"## 4. Golden-request gate\n\n{intro}\n\n{table(['', 'with the gate', 'without (baseline)'], rows)}\n\n"
+        f"## 5. Golden-request gate\n\n{intro}\n\n{table(['', 'with the gate', 'without (baseline)'], rows)}\n\n"
         f"Time the gate adds to a good rollout: **{_spread(summary.get('gateAddsSeconds'))}** "
         f"(the golden requests themselves, as the operator measured them: {_spread(summary.get('goldenRequestsSeconds'))}; "
         "target <= 5 s).\n"
