@@ -197,7 +197,7 @@ def test_a_good_version_passes_its_golden_requests_before_it_takes_traffic(
     assert output["maxAbsError"] < 1e-4
     assert output["topKAgreement"] == 1.0
     assert at(md["status"]["switchedAt"]) >= at(v3["validation"]["finished"])  # the verdict came first
-    assert direct_requests(sim, namespace, v3["name"]) == 128  # 64 golden requests x 2 pods
+    assert direct_requests(sim, namespace, v3["name"]) >= 128  # 64 golden requests x 2 pods (more after a retry)
     seconds = gate_seconds(kube, namespace, v3["name"])
     record_property("gate", f"{seconds:.2f}s for 64 golden requests x 2 pods")
     assert seconds < 30
@@ -233,7 +233,7 @@ def test_a_bad_export_is_blocked_answers_zero_user_requests_and_is_recorded_as_b
     progressing = condition(get(kube, namespace, NAME), "Progressing") or {}
     assert (progressing.get("status"), progressing.get("reason")) == ("False", "ValidationFailed")
     assert user_requests(sim, namespace, v2["name"]) == 0
-    assert direct_requests(sim, namespace, v2["name"]) == 128
+    assert direct_requests(sim, namespace, v2["name"]) >= 128
     assert user_requests(sim, namespace, v1["name"]) > 0
     # A fixed export (a new generation) is validated, takes traffic, and closes the incident.
     release(kube, namespace, GOOD_AGAIN)
