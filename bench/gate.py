@@ -3,8 +3,8 @@
 Two deployments run side by side in one namespace under the same operator and the same user load
 (:data:`RATE` requests/s each), serving the same real torch model (a small CNN classifier, exported
 TorchScript into a local model repository that the simulator's pods load, as Triton would):
-``gated`` carries ``spec.validation`` (64 golden requests per pod, made by ``vigil golden`` from
-version 1), ``ungated`` does not. Per run:
+``gated`` carries ``spec.validation`` (64 golden requests per pod, made once by ``vigil golden`` from
+version 1 and stored as a ConfigMap in each run's namespace), ``ungated`` does not. Per run:
 
 1. **Bad export.** Version 2 is the same network with perturbed weights (it answers 200, at
    normal latency, with wrong logits). Both deployments move to it at the same moment. For
@@ -31,6 +31,7 @@ from kubernetes import client
 
 from bench import cluster, stats, waiting
 from bench.common import Context, attempt
+from vigil.gate import goldenset
 
 RATE = 20.0
 WINDOW = 30.0
@@ -60,27 +61,20 @@ def export_models(repository: pathlib.Path) -> None:
     torchmodels.export(torchmodels.small_cnn(seed=0), repository, MODEL, "3")
 
 
-def make_golden(ctx: Context, repository: pathlib.Path, namespace: str) -> None:
-    """``vigil golden`` on version 1, applied as a ConfigMap: the user's own workflow."""
-    command = [
-        sys.executable,
-        "-m",
-        "vigil",
-        "golden",
-        str(repository / MODEL / "1" / "model.pt"),
-        "--requests",
-        str(REQUESTS),
-        "--top-k",
-        "5",
-        "--configmap",
-        GOLDEN,
-        "--apply",
-        "--namespace",
-        namespace,
-        "--kubeconfig",
-        str(ctx.info.kubeconfig),
-    ]
-    subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
+def make_golden(repository: pathlib.Path) -> goldenset.GoldenSet:
+    """``vigil golden`` on version 1 (the user's own command), once per invocation: ``import torch``
+    alone takes most of a minute on a loaded machine."""
+    out = repository / "golden.json"
+    command = [sys.executable, "-m", "vigil", "golden", str(repository / MODEL / "1" / "model.pt")]
+    command += ["--requests", str(REQUESTS), "--top-k", "5", "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+    return goldenset.GoldenSet.parse(out.read_text())
+
+
+def store_golden(ctx: Context, golden: goldenset.GoldenSet, namespace: str) -> None:
+    """The ConfigMap ``vigil golden --apply`` would write, in this run's namespace."""
+    body = goldenset.configmap_manifest(golden, GOLDEN, namespace)
+    ctx.kube.core.create_namespaced_config_map(namespace, body)  # type: ignore[arg-type]  # a dict is a body too
 
 
 def _spec(repository: pathlib.Path, version: str, gated: bool) -> dict[str, Any]:
@@ -155,12 +149,10 @@ def _rollout(kube: cluster.Cluster, namespace: str, version: str) -> dict[str, d
     return marks
 
 
-def one_run(ctx: Context, index: int) -> dict[str, Any]:
+def one_run(ctx: Context, index: int, repository: pathlib.Path, golden: goldenset.GoldenSet) -> dict[str, Any]:
     window = QUICK_WINDOW if ctx.quick else WINDOW
-    with tempfile.TemporaryDirectory(prefix="vigil-bench-gate-") as tmp, ctx.namespace("gate") as ns:
-        repository = pathlib.Path(tmp) / "repository"
-        export_models(repository)
-        make_golden(ctx, repository, ns)
+    with ctx.namespace("gate") as ns:
+        store_golden(ctx, golden, ns)
         with ctx.operator([ns], f"gate-{index}"):
             for name in (GATED, UNGATED):
                 body = cluster.manifest(name, version="1", replicas=REPLICAS, triton=NO_GPU)
@@ -236,5 +228,12 @@ def summarize(runs: list[dict[str, Any]], environment: dict[str, Any]) -> dict[s
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    runs = [attempt(ctx, f"gate run {i + 1}", functools.partial(one_run, ctx, i)) for i in range(ctx.runs)]
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-gate-") as tmp:
+        repository = pathlib.Path(tmp) / "repository"  # read by the simulator's pods: this machine, an absolute path
+        export_models(repository)
+        golden = make_golden(repository)
+        runs = [
+            attempt(ctx, f"gate run {i + 1}", functools.partial(one_run, ctx, i, repository, golden))
+            for i in range(ctx.runs)
+        ]
     return summarize(runs, ctx.environment())
