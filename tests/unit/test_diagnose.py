@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 
+from tests.unit import factories
+from vigil.api import conditions
 from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 from vigil.diagnose import cause
 from vigil.diagnose import pods as podfacts
+from vigil.observe import promql, slo
+from vigil.reconcile import core, healing
 
 NOW = datetime.datetime(2026, 11, 22, 12, 0, tzinfo=datetime.UTC)
 BREACH = NOW - datetime.timedelta(minutes=2)
@@ -541,3 +545,60 @@ def test_symptoms_and_settings_are_frozen() -> None:
         symptoms().slo_name = "other"  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         cause.DEFAULT_SETTINGS.surge_factor = 2.0  # type: ignore[misc]
+
+
+# Honest rate windows for young deployments.
+
+
+def test_surge_evidence_names_the_windows_it_compared() -> None:
+    state = symptoms(**SURGE, rate_window_seconds=300, baseline_window_seconds=480, windows_capped=True)
+    diagnosis = cause.diagnose(state)
+    assert diagnosis.cause is Cause.LOAD_SURGE
+    assert evidence_of(diagnosis, cause.REQUEST_RATE).message == (
+        "30 req/s over 5m is 3x the baseline of 10 req/s over 8m (windows capped to the age of the data) "
+        "(surge at 1.5x)"
+    )
+
+
+def test_too_young_for_a_baseline_no_surge_is_judged_and_the_evidence_says_so() -> None:
+    state = symptoms(request_rate=30.0, baseline_request_rate=None, rate_window_seconds=120, windows_capped=True)
+    diagnosis = cause.diagnose(state)
+    assert diagnosis.cause is Cause.UNKNOWN
+    assert evidence_of(diagnosis, cause.MISSING_DATA).message == (
+        "the data is too young for a baseline longer than the current window over 2m: a load surge is not judged"
+    )
+
+
+def _young_breach(age_seconds: float) -> incapi.Diagnosis:
+    """A 10 req/s deployment ``age_seconds`` old breaching a queue-time SLO, diagnosed the way the
+    worker does it: the fleet's report (rates as Prometheus reads them), then healing.symptoms."""
+    queue = {"name": "queue", "kind": "queueTime", "thresholdMs": 100}
+    md = factories.md(slos=[queue])
+    md.metadata["creationTimestamp"] = conditions.rfc3339(NOW - datetime.timedelta(seconds=age_seconds))
+    revision = slo.RevisionRef(name=NEW, since=NOW - datetime.timedelta(seconds=age_seconds))
+    target = slo.Target.of(md, [revision])
+    settings = slo.Settings(min_window_seconds=20, current_rate_window_seconds=300, baseline_rate_window_seconds=1800)
+    results: dict[promql.Need, promql.Vector] = {}
+    for query in slo.query_plan([target], NOW, settings):
+        window = query.need.window or 1
+        # rate() over a window longer than the series divides what there is by the whole window
+        per_second = {promql.Family.SUCCESS: 10.0, promql.Family.QUEUE: 10.0 * 400_000.0}
+        if query.need.family in per_second:
+            value = per_second[query.need.family] * min(1.0, age_seconds / window)
+            results[query.need] = {promql.SeriesKey("ml", "resnet", NEW): value}
+    report = slo.evaluate(target, results, NOW, settings)
+    [breach] = report.slos
+    assert breach.state is sloapi.SLOState.BREACHED
+    ctx = healing.Context(
+        raw={}, md=md, observed=core.Observed(workloads={}), report=report, metrics_available=True, now=NOW
+    )
+    status = md.status.model_copy(update={"current_revision": NEW, "slos": list(report.slos)})
+    return cause.diagnose(healing.symptoms(ctx, status, breach))
+
+
+@pytest.mark.parametrize("age_minutes", [2, 6, 12, 25])
+def test_a_young_deployment_breaching_at_steady_load_is_not_diagnosed_a_load_surge(age_minutes: int) -> None:
+    diagnosis = _young_breach(age_minutes * 60)
+    assert diagnosis.cause is not Cause.LOAD_SURGE, diagnosis.summary
+    rates = [e.message for e in diagnosis.evidence if e.kind in (cause.REQUEST_RATE, cause.MISSING_DATA)]
+    assert any("capped to the age of the data" in m or "too young for a baseline" in m for m in rates), rates

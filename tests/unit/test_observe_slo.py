@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import datetime
 import math
 
@@ -549,11 +550,54 @@ def test_traffic_reports_current_and_baseline_rates_error_ratio_and_gauges() -> 
         error_ratio=0.1,
         pending_requests=4.0,
         gpu_memory_utilization=0.5,
+        windows=slo.RateWindows(current_seconds=300, baseline_seconds=1800, capped=False),
     )
 
 
 def test_traffic_without_series_is_all_unknown() -> None:
-    assert evaluate(target(), {}).revisions[0].traffic == slo.Traffic(None, None, None, None, None)
+    traffic = evaluate(target(), {}).revisions[0].traffic
+    assert (traffic.request_rate, traffic.baseline_request_rate, traffic.error_ratio) == (None, None, None)
+    assert (traffic.pending_requests, traffic.gpu_memory_utilization) == (None, None)
+
+
+def young_rate(rate: float, age: float) -> collections.abc.Callable[[int], float]:
+    """What Prometheus' rate() reads for a steady ``rate`` whose series are ``age`` seconds old:
+    the requests there are, divided by the whole window."""
+    return lambda window: rate * min(1.0, age / window)
+
+
+def test_rate_windows_of_a_young_revision_are_capped_to_its_age() -> None:
+    young = revision(age=720)  # 12 minutes: the 5m window fits, the 30m baseline does not
+    data: Data = {"r1": {F.SUCCESS: young_rate(10.0, 720), F.FAILURE: 0.0}}
+    traffic = evaluate(target(revisions=(young,)), data).revisions[0].traffic
+    assert traffic.windows == slo.RateWindows(current_seconds=300, baseline_seconds=480, capped=True)
+    assert (traffic.request_rate, traffic.baseline_request_rate) == (10.0, 10.0)
+
+
+def test_rate_windows_are_capped_to_the_deployment_age_too() -> None:
+    created = NOW - datetime.timedelta(seconds=720)
+    t = dataclasses.replace(target(), created=created)  # an old revision record, a new deployment
+    traffic = evaluate(t, {"r1": {F.SUCCESS: young_rate(10.0, 720), F.FAILURE: 0.0}}).revisions[0].traffic
+    assert traffic.windows == slo.RateWindows(current_seconds=300, baseline_seconds=480, capped=True)
+    assert traffic.baseline_request_rate == 10.0
+
+
+def test_a_revision_too_young_for_a_baseline_longer_than_now_has_none() -> None:
+    young = revision(age=200)
+    traffic = evaluate(target(revisions=(young,)), {"r1": {F.SUCCESS: young_rate(10.0, 200)}}).revisions[0].traffic
+    assert traffic.windows == slo.RateWindows(current_seconds=120, baseline_seconds=None, capped=True)
+    assert (traffic.request_rate, traffic.baseline_request_rate) == (10.0, None)
+
+
+def test_the_capped_rate_windows_are_queried() -> None:
+    needs = {q.need for q in slo.query_plan([target(revisions=(revision(age=720),))], NOW, SETTINGS)}
+    assert {promql.Need(F.SUCCESS, 480), promql.Need(F.FAILURE, 480), promql.Need(F.SUCCESS, 300)} <= needs
+
+
+def test_target_of_a_model_deployment_carries_its_creation_time() -> None:
+    md = factories.md(slos=[{"name": "avail", "kind": "availability"}])
+    md.metadata["creationTimestamp"] = "2025-06-01T11:48:00Z"
+    assert slo.Target.of(md, [revision()]).created == NOW - datetime.timedelta(minutes=12)
 
 
 # --- the SLOMet verdict -----------------------------------------------------------------------

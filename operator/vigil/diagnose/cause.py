@@ -34,7 +34,11 @@ quotes them: restart counts, reasons, exit codes and the scheduler's message as 
   The request rate is at least ``surge_factor`` (default 1.5) times its baseline, and the
   breached SLO is of a load-driven kind (``surge_kinds``: latency and queueTime by default). A
   surge next to an availability or GPU-memory breach is shown as evidence but not blamed. Both
-  rates must be known and the baseline positive.
+  rates must be known and the baseline positive. Both are read over windows capped to the age
+  of the data (the younger of the revision and the deployment, see
+  :func:`vigil.observe.slo.rate_windows`), and the evidence names the windows: a young
+  deployment whose baseline would be no longer than its current window has no baseline, and no
+  surge is judged.
 
 Pods are considered when their revision is the current or the breached one, or unknown; pods
 of a revision still rolling out receive no traffic and cannot cause the breach.
@@ -116,7 +120,9 @@ class Symptoms:
     value/threshold ratio). Any measure where higher is worse and all revisions share a unit
     works, such as the error ratio for availability. ``None`` (or an absent key) is no data.
     ``request_rate`` and ``baseline_request_rate`` are requests/s now (e.g. over 5m) and over a
-    longer baseline (e.g. 30m). ``pods`` are the deployment's live pods as observed.
+    longer baseline (e.g. 30m), read over ``rate_window_seconds`` and ``baseline_window_seconds``
+    (None: unknown, or for the baseline: the data is too young for one); ``windows_capped`` says
+    they were capped to the age of the data. ``pods`` are the deployment's live pods as observed.
     """
 
     now: datetime.datetime
@@ -129,6 +135,9 @@ class Symptoms:
     revision_switched_at: datetime.datetime | None = None
     request_rate: float | None = None
     baseline_request_rate: float | None = None
+    rate_window_seconds: int | None = None
+    baseline_window_seconds: int | None = None
+    windows_capped: bool = False
     pods: tuple[podfacts.PodFacts, ...] = ()
     per_revision_burn: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
 
@@ -189,6 +198,10 @@ def _ago(seconds: float) -> str:
 
 def _rate(value: float) -> str:
     return f"{value:.3g} req/s"
+
+
+def _window(seconds: int | None) -> str:
+    return f" over {sloapi.format_duration(seconds)}" if seconds is not None else ""
 
 
 def _breach_at(symptoms: Symptoms) -> datetime.datetime:
@@ -322,6 +335,13 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
     """A request rate well above its baseline, for an SLO that load drives."""
     cause = rbapi.Cause.LOAD_SURGE
     rate, baseline = symptoms.request_rate, symptoms.baseline_request_rate
+    if baseline is None and symptoms.windows_capped and symptoms.baseline_window_seconds is None:
+        window = _window(symptoms.rate_window_seconds)
+        lack = _evidence(
+            MISSING_DATA,
+            f"the data is too young for a baseline longer than the current window{window}: a load surge is not judged",
+        )
+        return Check(cause, False, "too young for a baseline request rate", missing=(lack,))
     if rate is None or baseline is None:
         which = " and ".join(name for name, value in (("current", rate), ("baseline", baseline)) if value is None)
         lack = _evidence(MISSING_DATA, f"no {which} request rate: a load surge is not judged")
@@ -330,7 +350,12 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
         lack = _evidence(MISSING_DATA, f"no baseline traffic to compare {_rate(rate)} with: a load surge is not judged")
         return Check(cause, False, "no baseline traffic", missing=(lack,))
     ratio = rate / baseline
-    described = f"{_rate(rate)} is {ratio:.3g}x the baseline of {_rate(baseline)}"
+    described = (
+        f"{_rate(rate)}{_window(symptoms.rate_window_seconds)} is {ratio:.3g}x the baseline of "
+        f"{_rate(baseline)}{_window(symptoms.baseline_window_seconds)}"
+    )
+    if symptoms.windows_capped:
+        described += " (windows capped to the age of the data)"
     evidence = _evidence(REQUEST_RATE, f"{described} (surge at {settings.surge_factor:g}x)", ratio)
     if ratio < settings.surge_factor:
         headline = f"request rate {ratio:.3g}x its baseline (surge at {settings.surge_factor:g}x)"

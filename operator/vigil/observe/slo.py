@@ -40,6 +40,14 @@ Young revisions are judged on their own series over windows capped to their age
 (:func:`vigil.observe.windows.capped`), because a breach that needs an hour of history to show in
 a 1h window would otherwise let a bad release burn for minutes before paging.
 
+The request rates diagnosis compares (:class:`Traffic`: now, and a longer baseline) are capped
+the same way, to the younger of the revision and the deployment (:func:`rate_windows`):
+``rate()`` over a window longer than the data divides the few requests there are by the whole
+window, so an uncapped 30m baseline of a 5-minute-old deployment reads a sixth of the real rate
+and any latency breach would look like a load surge. A baseline that, capped, is no longer than
+the current window compares nothing and is left unknown. :class:`Traffic` says which windows
+were read, and diagnosis quotes them as evidence.
+
 Roll-up. A deployment's SLO state is the worst state among the revisions currently receiving
 traffic, by :data:`SEVERITY`: Breached, then NoData, then InsufficientTraffic, then Warning, then
 Met. "Worst" means "least able to vouch for the deployment": a revision without data or without
@@ -109,6 +117,8 @@ class Target:
     revisions: tuple[RevisionRef, ...]
     previous: tuple[sloapi.SLOStatus, ...] = ()
     previous_condition: conditions.Condition | None = None
+    created: datetime.datetime | None = None
+    """The deployment's ``metadata.creationTimestamp``: none of its series is older."""
 
     @classmethod
     def of(cls, md: mdapi.ModelDeployment, revisions: collections.abc.Iterable[RevisionRef]) -> Target:
@@ -121,7 +131,13 @@ class Target:
             revisions=tuple(revisions),
             previous=tuple(md.status.slos),
             previous_condition=conditions.find(md.status.conditions, SLO_MET),
+            created=_created(md),
         )
+
+
+def _created(md: mdapi.ModelDeployment) -> datetime.datetime | None:
+    stamp = md.metadata.get("creationTimestamp")
+    return conditions.parse_time(str(stamp)) if stamp else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,10 +267,43 @@ def age_of(revision: RevisionRef, now: datetime.datetime) -> float:
     return (now - revision.since).total_seconds()
 
 
+@dataclasses.dataclass(frozen=True)
+class RateWindows:
+    """The windows a revision's request rates are read over: now, and the baseline (None: too young)."""
+
+    current_seconds: int
+    baseline_seconds: int | None
+    capped: bool
+    """Whether either window was capped to the age of the revision or deployment."""
+
+
+def rate_windows(target: Target, revision: RevisionRef, now: datetime.datetime, settings: Settings) -> RateWindows:
+    """The current and baseline rate windows for ``revision``, capped to the age of its data.
+
+    The data is no older than the revision's start and the deployment's creation; both windows
+    are capped to that age like SLO windows (:func:`vigil.observe.windows.capped_window`). A
+    baseline that is then no longer than the current window would compare a window with itself:
+    it is None, and a surge is not judged.
+    """
+    age = age_of(revision, now)
+    if target.created is not None:
+        age = min(age, (now - target.created).total_seconds())
+    floor = settings.min_window_seconds
+    current = windows.capped_window(settings.current_rate_window_seconds, age, floor)
+    baseline = windows.capped_window(settings.baseline_rate_window_seconds, age, floor)
+    capped = (current, baseline) != (settings.current_rate_window_seconds, settings.baseline_rate_window_seconds)
+    return RateWindows(current, baseline if baseline > current else None, capped)
+
+
 def target_needs(target: Target, now: datetime.datetime, settings: Settings) -> tuple[set[promql.Need], set[float]]:
     """The questions and histogram thresholds one target adds to a cycle."""
     needs: set[promql.Need] = set()
     thresholds: set[float] = set()
+    for revision in target.revisions:
+        rates = rate_windows(target, revision, now, settings)
+        for seconds in (rates.current_seconds, rates.baseline_seconds):
+            if seconds is not None:
+                needs.update(promql.Need(family, seconds) for family in (Family.SUCCESS, Family.FAILURE))
     for spec in target.slos:
         if _is_histogram(spec) and spec.threshold_ms is not None:
             thresholds.add(spec.threshold_ms)
@@ -670,25 +719,36 @@ def slo_met_verdict(
 
 @dataclasses.dataclass(frozen=True)
 class Traffic:
-    """A revision's traffic for diagnosis: now, and a longer baseline to compare with."""
+    """A revision's traffic for diagnosis: now, and a longer baseline to compare with.
+
+    ``windows`` says which windows the rates were read over (None: the defaults, uncapped).
+    """
 
     request_rate: float | None
     baseline_request_rate: float | None
     error_ratio: float | None
     pending_requests: float | None
     gpu_memory_utilization: float | None
+    windows: RateWindows | None = None
 
 
-def traffic_of(lookup_key: promql.SeriesKey, results: promql.Results, settings: Settings) -> Traffic:
+def traffic_of(
+    lookup_key: promql.SeriesKey, results: promql.Results, settings: Settings, rates: RateWindows | None = None
+) -> Traffic:
+    """The revision's traffic over ``rates`` (by default the settings' windows, uncapped)."""
+    if rates is None:
+        rates = RateWindows(settings.current_rate_window_seconds, settings.baseline_rate_window_seconds, False)
     lookup = _Lookup(results, lookup_key.namespace, lookup_key.modeldeployment, lookup_key.revision)
-    current = lookup.counters(settings.current_rate_window_seconds)
+    current = lookup.counters(rates.current_seconds)
     total = None if current is None else current[0] + current[1]
+    baseline = None if rates.baseline_seconds is None else lookup.request_rate(rates.baseline_seconds)
     return Traffic(
         request_rate=total,
-        baseline_request_rate=lookup.request_rate(settings.baseline_rate_window_seconds),
+        baseline_request_rate=baseline,
         error_ratio=None if current is None or not total else current[1] / total,
         pending_requests=promql.finite(lookup.get(Family.PENDING)),
         gpu_memory_utilization=promql.finite(lookup.get(Family.GPU_MEMORY)),
+        windows=rates,
     )
 
 
@@ -739,7 +799,12 @@ def evaluate(target: Target, results: promql.Results, now: datetime.datetime, se
         RevisionReport(
             revision=revision.name,
             since=revision.since,
-            traffic=traffic_of(promql.SeriesKey(target.namespace, target.name, revision.name), results, settings),
+            traffic=traffic_of(
+                promql.SeriesKey(target.namespace, target.name, revision.name),
+                results,
+                settings,
+                rate_windows(target, revision, now, settings),
+            ),
             judgements=tuple(judge(spec, revision, results, target, now, settings) for spec in target.slos),
         )
         for revision in target.revisions

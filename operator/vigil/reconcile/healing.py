@@ -103,6 +103,9 @@ def symptoms(ctx: Context, status: mdapi.ModelDeploymentStatus, breach: sloapi.S
         revision_switched_at=cond.parse_time(status.switched_at) if status.switched_at else None,
         request_rate=traffic.request_rate if traffic else None,
         baseline_request_rate=traffic.baseline_request_rate if traffic else None,
+        rate_window_seconds=traffic.windows.current_seconds if traffic and traffic.windows else None,
+        baseline_window_seconds=traffic.windows.baseline_seconds if traffic and traffic.windows else None,
+        windows_capped=bool(traffic and traffic.windows and traffic.windows.capped),
         pods=ctx.observed.pods,
         per_revision_burn=burns,
     )
