@@ -11,7 +11,9 @@ wire) *before* the worker executes it, and rebuilds the intent from that record 
 that the first execution already changed (a scale-out "current + 2" computed twice would add 4).
 
 Three intents are overrides in the ModelDeployment's status (``status.rollback``, ``.scale``,
-``.traffic``) that the reconcile core turns into Deployments and routes; :func:`override` applies
+``.traffic``) that the reconcile core turns into Deployments and routes, and a fourth,
+:class:`Release`, removes an incident's scale or traffic override (the last step of giving back
+what it added, :mod:`vigil.act.giveback`); :func:`override` applies
 one to a status copy and :func:`applied` tells whether a status already carries it, so the step
 machine can see that an intent was executed even when the worker crashed before saying so. The
 other two (restart a pod, notify a webhook) are executed by :mod:`vigil.act.restart` and
@@ -83,6 +85,18 @@ class ShiftTraffic:
     key: str
 
 
+SCALE = "scale"
+TRAFFIC = "traffic"
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """Remove the incident's ``scale`` or ``traffic`` override: the spec's replicas, or all traffic home."""
+
+    what: str  # SCALE | TRAFFIC
+    key: str
+
+
 @dataclasses.dataclass(frozen=True)
 class RestartPod:
     """Delete one pod so its ReplicaSet replaces it (a 404 counts as done)."""
@@ -125,13 +139,13 @@ class Notify:
     key: str
 
 
-Intent = Rollback | Scale | ShiftTraffic | RestartPod | Notify
-Override = Rollback | Scale | ShiftTraffic
+Intent = Rollback | Scale | ShiftTraffic | Release | RestartPod | Notify
+Override = Rollback | Scale | ShiftTraffic | Release
 
 
 def is_override(intent: Intent) -> bool:
     """Whether the worker executes ``intent`` by writing the ModelDeployment's status."""
-    return isinstance(intent, Rollback | Scale | ShiftTraffic)
+    return isinstance(intent, Rollback | Scale | ShiftTraffic | Release)
 
 
 def encode_splits(splits: tuple[tuple[str, int], ...]) -> str:
@@ -164,6 +178,8 @@ def to_target(intent: Intent) -> dict[str, str]:
         return {SPLITS: encode_splits(intent.splits)}
     if isinstance(intent, RestartPod):
         return {POD: intent.pod}
+    if isinstance(intent, Release):
+        return {REPLICAS: "spec"} if intent.what == SCALE else {SPLITS: ""}
     target = {MESSAGE: intent.message}
     hook = intent.webhook
     if hook is not None:
@@ -204,6 +220,8 @@ def describe(intent: Intent) -> str:
         return "shift traffic to " + ", ".join(f"{backend} {weight}%" for backend, weight in intent.splits)
     if isinstance(intent, RestartPod):
         return f"restart pod {intent.pod}"
+    if isinstance(intent, Release):
+        return "return to spec.replicas" if intent.what == SCALE else "shift all traffic home"
     return f"notify {intent.webhook}" if intent.webhook else "notify (Events only: no webhook configured)"
 
 
@@ -215,6 +233,9 @@ def applied(status: mdapi.ModelDeploymentStatus, intent: Override, incident: str
     if isinstance(intent, Scale):
         sc = status.scale
         return sc is not None and sc.incident == incident and sc.replicas == intent.replicas
+    if isinstance(intent, Release):
+        held = status.scale if intent.what == SCALE else status.traffic
+        return held is None or held.incident != incident
     tr = status.traffic
     return (
         tr is not None and tr.incident == incident and tuple((s.backend, s.weight) for s in tr.splits) == intent.splits
@@ -247,6 +268,11 @@ def override(
             generation=generation,
             since=since,
         )
+    elif isinstance(intent, Release):
+        if intent.what == SCALE:
+            result.scale = None
+        else:
+            result.traffic = None
     elif isinstance(intent, Scale):
         result.scale = mdapi.ScaleOverride(
             replicas=intent.replicas, incident=incident, generation=generation, since=since

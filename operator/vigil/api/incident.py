@@ -94,6 +94,62 @@ class StepProgress(KubeModel):
     result: str | None = pydantic.Field(default=None, description="How it ended, in words.")
 
 
+class GiveBackPhase(enum.StrEnum):
+    STABILIZING = "Stabilizing"
+    RETURNING = "Returning"
+    RETURNED = "Returned"
+    STOPPED = "Stopped"
+    SUPERSEDED = "Superseded"
+    KEPT = "Kept"
+
+
+GIVE_BACK_STEPS_LIMIT = 16
+
+
+class GiveBackStep(KubeModel):
+    """One step of returning what the incident added: an absolute target, recorded before acting."""
+
+    number: int = pydantic.Field(ge=1, description="Steps are numbered from 1, in order.")
+    target: dict[str, str] = pydantic.Field(
+        description="replicas (a count, or 'spec': the scale override removed) or splits (weighted backends, "
+        "'' for all traffic home: the traffic override removed); intendedAt."
+    )
+    restore: bool = pydantic.Field(
+        default=False, description="This step restores a level that held, after the previous step degraded the SLO."
+    )
+    state: StepState = pydantic.Field(
+        default=StepState.INTENDED, description="Intended, Verifying, Succeeded or Failed."
+    )
+    judged_from: str | None = pydantic.Field(
+        default=None, description="When the step took effect: it is judged only on data from then on."
+    )
+    verify_at: str | None = pydantic.Field(default=None, description="When the SLOs are judged.")
+    finished_at: str | None = pydantic.Field(default=None, description="When the step ended.")
+    result: str | None = pydantic.Field(default=None, description="How it ended, in words.")
+
+
+class GiveBack(KubeModel):
+    """Returning what the incident added, once its SLOs held again: the durable state of the return."""
+
+    phase: GiveBackPhase = pydantic.Field(
+        description="Stabilizing, Returning, Returned, Stopped (the SLO degraded: the last level that held is "
+        "kept), Superseded (a new spec generation or incident owns it now) or Kept (giveBack disabled)."
+    )
+    generation: int = pydantic.Field(ge=0, description="The ModelDeployment generation the overrides apply to.")
+    held: dict[str, str] = pydantic.Field(
+        description="What the incident held when the give-back began: replicas and/or splits (as recorded)."
+    )
+    stable_since: str | None = pydantic.Field(
+        default=None, description="Start of the current run of SLOs Met (stabilization)."
+    )
+    steps: list[GiveBackStep] = pydantic.Field(
+        default_factory=list,
+        max_length=GIVE_BACK_STEPS_LIMIT,
+        description="The latest steps (bounded; the timeline records all of them).",
+    )
+    message: str | None = pydantic.Field(default=None, description="Where the give-back stands, in words.")
+
+
 class Plan(KubeModel):
     """The runbook being played and its progress."""
 
@@ -136,6 +192,9 @@ class IncidentStatus(KubeModel):
     burn_rate: float | None = pydantic.Field(default=None, description="The burn rate at detection.")
     diagnosis: Diagnosis | None = pydantic.Field(default=None, description="The likely cause.")
     plan: Plan | None = pydantic.Field(default=None, description="The runbook being played.")
+    give_back: GiveBack | None = pydantic.Field(
+        default=None, description="Returning what the plan added, once the SLOs held again."
+    )
     timeline: list[TimelineEntry] = pydantic.Field(
         default_factory=list, max_length=TIMELINE_LIMIT, description="Every decision, oldest first (bounded)."
     )

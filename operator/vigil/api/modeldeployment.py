@@ -366,6 +366,38 @@ class Traffic(KubeModel):
     )
 
 
+class GiveBack(KubeModel):
+    """How vigil returns what an incident added (replicas beyond spec.replicas, a traffic shift).
+
+    It lives on the ModelDeployment, not on the Runbook: it returns what *any* incident added,
+    under the built-in runbook as under a referenced one, and it is the deployment's capacity
+    policy, as an HPA's scale-down behaviour is the workload's (see vigil.act.giveback).
+    """
+
+    enabled: bool = pydantic.Field(
+        default=True, description="Return what incidents added; false keeps it until the next spec generation."
+    )
+    stabilization_window: formats.Duration = pydantic.Field(
+        default="5m",
+        description="Every SLO must have stayed Met this long after the incident before the first step "
+        "(like the HPA's scale-down stabilization window). Longer than 0s.",
+    )
+    step_replicas: int = pydantic.Field(
+        default=1, ge=1, le=100, description="Replicas returned per step, at most (1-100); never below spec.replicas."
+    )
+    step_weight: int = pydantic.Field(
+        default=25, ge=1, le=100, description="Percent of traffic shifted home per step, at most (1-100)."
+    )
+    interval: formats.Duration = pydantic.Field(
+        default="60s",
+        description="Each step is judged on this much data from after it took effect; the next step waits for "
+        "that verdict, so at most one step per interval. Longer than 0s.",
+    )
+    timeout: formats.Duration = pydantic.Field(
+        default="5m", description="A step not in effect after this long stops the give-back. Longer than 0s."
+    )
+
+
 class PodShape(KubeModel):
     """Everything that shapes a Triton pod: its hash is the revision."""
 
@@ -431,6 +463,10 @@ class ModelDeploymentSpec(PodShape):
         description="Golden-request gate: a new revision takes traffic only after each of its pods answers the "
         "golden set within tolerance (rollbacks to last-known-good are never gated). Without it, a revision "
         "takes traffic once its pods are Ready.",
+    )
+    give_back: GiveBack = pydantic.Field(
+        default_factory=GiveBack,
+        description="Returning what an incident added, step by step and verified, once the SLOs held again.",
     )
 
     def max_replicas_or_default(self) -> int:
@@ -531,10 +567,15 @@ class ModelDeploymentStatus(KubeModel):
         "than the longest window.",
     )
     active_incident: str | None = pydantic.Field(default=None, description="The open Incident, if any.")
+    giving_back: list[str] = pydantic.Field(
+        default_factory=list,
+        description="Incidents whose give-back (of replicas or a traffic shift they added) is under way.",
+    )
     conditions: list[Condition] = pydantic.Field(
         default_factory=list,
         description="Available, Progressing, Degraded (reason InvalidSpec for a spec vigil refuses), SLOMet, "
-        "MetricsAvailable, RolledBack, ScaledOut, TrafficShifted, Validated (the spec's revision's golden requests).",
+        "MetricsAvailable, RolledBack, ScaledOut, TrafficShifted, GivingBack, Validated (the spec's revision's "
+        "golden requests).",
     )
 
 

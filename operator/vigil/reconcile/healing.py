@@ -28,7 +28,7 @@ import pydantic
 from kubernetes.client import exceptions
 
 from vigil import labels
-from vigil.act import guards, machine, notify, restart
+from vigil.act import giveback, guards, machine, notify, restart
 from vigil.act import intents as acts
 from vigil.act import runbooks as playbooks
 from vigil.api import conditions as cond
@@ -185,7 +185,8 @@ async def _unrecorded(client: kube.Kube, ctx: Context, slo_name: str) -> str | N
     return max(open_ones)[1] if open_ones else None
 
 
-async def prune_history(client: kube.Kube, namespace: str, md_name: str) -> None:
+async def prune_history(client: kube.Kube, namespace: str, md_name: str, keep: frozenset[str] = frozenset()) -> None:
+    """Delete resolved Incidents beyond the newest few; never one in ``keep`` (it is still giving back)."""
     items = await client.list_custom(incapi.PLURAL, namespace, f"{labels.MODEL_DEPLOYMENT}={md_name}")
     rows = [
         (
@@ -194,6 +195,7 @@ async def prune_history(client: kube.Kube, namespace: str, md_name: str) -> None
             str((i.get("status") or {}).get("phase", incapi.Phase.OPEN.value)),
         )
         for i in items
+        if str(i["metadata"]["name"]) not in keep
     ]
     for name in record.prune(rows, HISTORY_LIMIT):
         await client.delete_custom(incapi.PLURAL, namespace, name)
@@ -267,6 +269,7 @@ async def tend(
     draft = status.model_copy(deep=True)
     events: list[core.Event] = []
     try:
+        draft, events = await give_back(client, ctx, draft)
         draft, events = await _tend(client, ctx, draft, events)
     except UnreadableIncident as unreadable:
         log.warning("%s/%s: %s; holding", ctx.namespace, ctx.name, unreadable)
@@ -296,7 +299,8 @@ async def _tend(
         status.active_incident = str(incident.metadata["name"])
         events.append(event)
         events += _runbook_condition(ctx, status, await resolve_runbook(client, ctx, _breach_of(incident)))
-        await prune_history(client, ctx.namespace, ctx.name)
+        keep = frozenset([*giveback.holders(status), *status.giving_back])
+        await prune_history(client, ctx.namespace, ctx.name, keep)
         return status, events
     resolution = await resolve_runbook(client, ctx, _breach_of(active))
     events += _runbook_condition(ctx, status, resolution)
@@ -313,6 +317,71 @@ async def _tend(
             core.Event("Normal", "IncidentResolved", f"incident {active.metadata['name']}: SLO {found.name} met again")
         )
         status.active_incident = None
+    return status, events
+
+
+async def give_back(
+    client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus
+) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
+    """Drive the give-back of every incident that holds an override or is still giving back.
+
+    Runs before incidents are opened or followed in the same pass, so a step that degraded the
+    SLO is restored (and recorded in its own incident) before a new breach is acted on.
+    """
+    events: list[core.Event] = []
+    for name in dict.fromkeys([*giveback.holders(status), *status.giving_back]):
+        incident = await load_incident(client, ctx.namespace, name)
+        if incident is None:  # deleted by someone: no record to keep; the override stays until a new spec
+            status.giving_back = [n for n in status.giving_back if n != name]
+            continue
+        status, more = await _give_back_one(client, ctx, status, incident)
+        events += more
+    return status, events
+
+
+async def _give_back_one(
+    client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus, incident: incapi.Incident
+) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
+    name = str(incident.metadata["name"])
+    other = status.active_incident if status.active_incident not in (None, name) else None
+    events: list[core.Event] = []
+    done: dict[str, acts.Result] = {}
+    for _ in range(MAX_STEPS_PER_PASS):
+        context = giveback.Context(
+            now=ctx.now,
+            incident=name,
+            incident_status=incident.status,
+            md=ctx.md.model_copy(update={"status": status}),
+            metrics_available=ctx.metrics_available,
+            other_incident=other,
+            done=done,
+        )
+        decision = giveback.advance(incident.status.give_back, context)
+        updated = incident.status.model_copy(
+            update={
+                "give_back": decision.record,
+                "timeline": record.bounded([*incident.status.timeline, *decision.entries], incapi.TIMELINE_LIMIT),
+            }
+        )
+        if updated.wire() != incident.status.wire():
+            incident.status = updated
+            await write_incident_status(client, incident)  # the intent is durable before it is acted on
+        events += [core.Event(e.type, e.reason, e.message) for e in decision.events]
+        if not decision.intents:
+            break
+        for intent in decision.intents:
+            log.info("incident %s: give back: %s", name, acts.describe(intent))
+            status, done[intent.key] = await _execute(client, ctx, status, incident, intent)
+    result = incident.status.give_back
+    underway = result is not None and result.phase not in giveback.TERMINAL
+    status.giving_back = [n for n in status.giving_back if n != name] + ([name] if underway else [])
+    found = giveback.condition(result, name)
+    if found is not None:
+        value, reason, message = found
+        generation = int(ctx.md.metadata.get("generation") or 0)
+        status.conditions, _ = cond.set_condition(
+            status.conditions, giveback.CONDITION, value, reason, message, generation, ctx.now
+        )
     return status, events
 
 
