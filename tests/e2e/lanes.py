@@ -22,6 +22,7 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_golden.py",
         "tests/e2e/test_fresh_verification.py",
         "tests/e2e/test_prometheus_outage.py",
+        "tests/e2e/test_giveback.py",
     }
 )
 
