@@ -582,6 +582,10 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         overrides = (status.rollback, status.scale, status.traffic)
         if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
             runtime.queue.add(key, urgent=True)  # a runbook action changed what should run: reconcile again now
+        elif status.giving_back:
+            # A give-back waits on the clock (stabilization, a step's verification), which no watch
+            # event announces: look again after one evaluation, whatever the resync period.
+            runtime.queue.add_after(key, runtime.settings.eval_interval)
     status, gate_events = await validate.bookkeep(runtime.kube, raw, md, status)
     failure: ApplyFailed | None = None
     try:
