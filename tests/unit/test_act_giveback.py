@@ -450,3 +450,13 @@ def test_holders_names_each_incident_once_traffic_first() -> None:
     assert giveback.holders(status) == ["b", "a"]
     status.traffic.incident = "a"  # type: ignore[union-attr]
     assert giveback.holders(status) == ["a"]
+
+
+def test_an_override_removed_by_someone_else_ends_the_give_back() -> None:
+    w = world(held=5)
+    w.run(0, 60)
+    w.md.status.scale = None
+    w.run(65, 900)
+    assert w.issued == []
+    assert w.record is not None
+    assert w.record.phase is P.SUPERSEDED

@@ -511,6 +511,8 @@ def _taken_over(d: _Draft, now_held: Held) -> str | None:
     for kind, override in (("scale", md.status.scale), ("traffic", md.status.traffic)):
         if override is not None and override.incident != d.ctx.incident and _owns(d.record, kind):
             return f"superseded: incident {override.incident} holds the {kind} override now"
+    if now_held.nothing and _in_flight(d.record) is None:
+        return "superseded: the overrides were removed by someone else; nothing more is returned"
     return None
 
 
