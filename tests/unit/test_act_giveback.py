@@ -107,8 +107,9 @@ class World:
             self.record = decision.record
             self.timeline += decision.entries
             self.events += decision.events
-            if decision.fresh_since is not None:
-                self.fresh_since = decision.fresh_since
+            mark = giveback.judged_from(decision.record)
+            if mark is not None:
+                self.fresh_since = cond.parse_time(mark[0])
             if not decision.intents or crash_before_execute:
                 break
             for intent in decision.intents:

@@ -752,3 +752,12 @@ def test_report_finds_the_judgement_behind_each_status() -> None:
     assert judgement is not None
     assert (judgement.revision, judgement.state) == ("new", S.BREACHED)
     assert evaluate(target(revisions=()), {}).decisive(sloapi.SLOStatus(name="avail", state=S.MET)) is None
+
+
+def test_rate_windows_follow_the_revision_start_not_the_fresh_data_mark() -> None:
+    """An action's fresh-data mark caps the SLO windows, but traffic before it is still traffic."""
+    marked = slo.RevisionRef(
+        name="r1", since=NOW - datetime.timedelta(seconds=90), started=NOW - datetime.timedelta(days=1)
+    )
+    traffic = evaluate(target(revisions=(marked,)), {"r1": {F.SUCCESS: 10.0, F.FAILURE: 0.0}}).revisions[0].traffic
+    assert traffic.windows == slo.RateWindows(current_seconds=300, baseline_seconds=1800, capped=False)

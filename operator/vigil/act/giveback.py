@@ -105,16 +105,12 @@ class Context:
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
-    """The new give-back record (write it first), the intents, the timeline entries and Events.
-
-    ``fresh_since``: a step took effect at this moment; SLOs must be judged on data from then on.
-    """
+    """The new give-back record (write it first), the intents, the timeline entries and Events."""
 
     record: incapi.GiveBack | None
     intents: tuple[acts.Intent, ...] = ()
     entries: tuple[incapi.TimelineEntry, ...] = ()
     events: tuple[machine.Event, ...] = ()
-    fresh_since: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +165,6 @@ class _Draft:
     intents: list[acts.Intent] = dataclasses.field(default_factory=list)
     entries: list[incapi.TimelineEntry] = dataclasses.field(default_factory=list)
     events: list[machine.Event] = dataclasses.field(default_factory=list)
-    fresh_since: datetime.datetime | None = None
 
     def note(self, type_: str, message: str, *, reason: str, warning: bool = False, once: bool = False) -> None:
         """A timeline entry and its Event; ``once``: not when it repeats the record's message."""
@@ -219,7 +214,6 @@ def advance(record: incapi.GiveBack | None, ctx: Context) -> Decision:
         intents=tuple(draft.intents),
         entries=tuple(draft.entries),
         events=tuple(draft.events),
-        fresh_since=draft.fresh_since,
     )
 
 
@@ -299,7 +293,6 @@ def _follow(d: _Draft, step: incapi.GiveBackStep) -> bool:
             return False
         step.judged_from = d.stamp
         step.verify_at = cond.rfc3339(ctx.now + _seconds(settings.interval))
-        d.fresh_since = ctx.now
         d.note(
             EFFECTIVE,
             f"step {step.number}: {what} took effect; judging every SLO on data from {step.judged_from} on, "
@@ -563,11 +556,18 @@ def _effective(md: mdapi.ModelDeployment, intent: acts.Override) -> bool:
 
 def _fresh(status: sloapi.SLOStatus, since: datetime.datetime) -> bool:
     """Whether every window of ``status``'s verdict starts at or after ``since``."""
-    if status.last_evaluation_time is None:
-        return False
-    until = cond.parse_time(status.last_evaluation_time)
-    longest = max((sloapi.duration_seconds(b.window) for b in status.burn_rates), default=0.0)
-    return until - datetime.timedelta(seconds=longest) >= since
+    judged = machine.Judged.of(status)
+    return judged is not None and judged.since >= since
+
+
+def judged_from(record: incapi.GiveBack | None) -> tuple[str, str] | None:
+    """The latest step's ``judgedFrom`` and a name for it: the md's SLO windows start there
+    (``status.freshData``), so the step's verdict reads only data from after it."""
+    marked = [s for s in record.steps if s.judged_from] if record is not None else []
+    if not marked:
+        return None
+    step = max(marked, key=lambda s: cond.parse_time(s.judged_from or ""))
+    return str(step.judged_from), f"give-back-{step.number}"
 
 
 def _intended_at(step: incapi.GiveBackStep) -> datetime.datetime:

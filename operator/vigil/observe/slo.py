@@ -99,11 +99,15 @@ class RevisionRef:
     ``origin`` says why its data starts at ``since`` when that is not when the revision started
     serving: an incident's action took effect then (``status.freshData``), and what came before
     describes the deployment before it. Its windows are capped to ``since`` all the same.
+    ``started`` is when the revision started serving, if that is earlier than ``since``: the
+    request rates diagnosis compares describe the traffic, which an action does not reset, so
+    they are capped to that (:func:`rate_windows`).
     """
 
     name: str
     since: datetime.datetime
     origin: str | None = None
+    started: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,12 +284,13 @@ class RateWindows:
 def rate_windows(target: Target, revision: RevisionRef, now: datetime.datetime, settings: Settings) -> RateWindows:
     """The current and baseline rate windows for ``revision``, capped to the age of its data.
 
-    The data is no older than the revision's start and the deployment's creation; both windows
+    The data is no older than the revision's start (``started``, else ``since``) and the
+    deployment's creation; both windows
     are capped to that age like SLO windows (:func:`vigil.observe.windows.capped_window`). A
     baseline that is then no longer than the current window would compare a window with itself:
     it is None, and a surge is not judged.
     """
-    age = age_of(revision, now)
+    age = (now - (revision.started or revision.since)).total_seconds()
     if target.created is not None:
         age = min(age, (now - target.created).total_seconds())
     floor = settings.min_window_seconds

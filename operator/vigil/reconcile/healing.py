@@ -373,6 +373,7 @@ async def _give_back_one(
             log.info("incident %s: give back: %s", name, acts.describe(intent))
             status, done[intent.key] = await _execute(client, ctx, status, incident, intent)
     result = incident.status.give_back
+    status = freshen(status, name, giveback.judged_from(result))
     underway = result is not None and result.phase not in giveback.TERMINAL
     status.giving_back = [n for n in status.giving_back if n != name] + ([name] if underway else [])
     found = giveback.condition(result, name)
@@ -497,7 +498,13 @@ def fresh_data(status: mdapi.ModelDeploymentStatus, incident: incapi.Incident) -
     so the verdict the step waits for reads only data from after its action took effect.
     It only moves forward, and stays after the incident: windows outgrow it by themselves.
     """
-    latest = machine.judged_from(incident.status)
+    return freshen(status, str(incident.metadata["name"]), machine.judged_from(incident.status))
+
+
+def freshen(
+    status: mdapi.ModelDeploymentStatus, incident: str, latest: tuple[str, str] | None
+) -> mdapi.ModelDeploymentStatus:
+    """``status`` with ``freshData`` moved to ``latest`` (judgedFrom, step) of ``incident``, if newer."""
     if latest is None:
         return status
     since, step = latest
@@ -505,5 +512,5 @@ def fresh_data(status: mdapi.ModelDeploymentStatus, incident: incapi.Incident) -
     if current is not None and cond.parse_time(current.since) >= cond.parse_time(since):
         return status
     updated = status.model_copy(deep=True)
-    updated.fresh_data = mdapi.FreshData(since=since, incident=str(incident.metadata["name"]), step=step)
+    updated.fresh_data = mdapi.FreshData(since=since, incident=incident, step=step)
     return updated

@@ -297,12 +297,12 @@ def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
     for rev in status.revisions:
         if rev.name != status.current_revision:
             continue
-        since = cond.parse_time(status.switched_at or rev.created)
+        started = since = cond.parse_time(status.switched_at or rev.created)
         origin = None
         if fresh is not None and cond.parse_time(fresh.since) > since:
             since = cond.parse_time(fresh.since)
             origin = f"the data since {fresh.since} (incident {fresh.incident}, step {fresh.step})"
-        refs.append(slo.RevisionRef(name=rev.name, since=since, origin=origin))
+        refs.append(slo.RevisionRef(name=rev.name, since=since, origin=origin, started=started))
     return refs
 
 
@@ -382,9 +382,10 @@ def needs_pass(
     A flipped state, metrics that came or went, a due refresh of the numbers; and an open
     incident, whose plan moves with time and with every verdict (verifyAt, timeouts, a
     verification waiting for data from after its action), so it is reconciled after every
-    evaluation rather than at the next refresh. Few deployments have one.
+    evaluation rather than at the next refresh; a give-back under way likewise (stabilization,
+    each step's verification). Few deployments have either.
     """
-    if availability_changed or runtime.refresh_due(key) or status.active_incident is not None:
+    if availability_changed or runtime.refresh_due(key) or status.active_incident is not None or status.giving_back:
         return True
     return report is not None and merge.material_change(status, report)
 
@@ -582,10 +583,6 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         overrides = (status.rollback, status.scale, status.traffic)
         if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
             runtime.queue.add(key, urgent=True)  # a runbook action changed what should run: reconcile again now
-        elif status.giving_back:
-            # A give-back waits on the clock (stabilization, a step's verification), which no watch
-            # event announces: look again after one evaluation, whatever the resync period.
-            runtime.queue.add_after(key, runtime.settings.eval_interval)
     status, gate_events = await validate.bookkeep(runtime.kube, raw, md, status)
     failure: ApplyFailed | None = None
     try:
