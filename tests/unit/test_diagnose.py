@@ -555,8 +555,8 @@ def test_surge_evidence_names_the_windows_it_compared() -> None:
     diagnosis = cause.diagnose(state)
     assert diagnosis.cause is Cause.LOAD_SURGE
     assert evidence_of(diagnosis, cause.REQUEST_RATE).message == (
-        "30 req/s over 5m is 3x the baseline of 10 req/s over 8m (windows capped to the age of the data) "
-        "(surge at 1.5x)"
+        "30 req/s over 5m is 3x the baseline of 10 req/s over the 3m before it "
+        "(windows capped to the age of the data) (surge at 1.5x)"
     )
 
 
@@ -569,22 +569,34 @@ def test_too_young_for_a_baseline_no_surge_is_judged_and_the_evidence_says_so() 
     )
 
 
-def _young_breach(age_seconds: float) -> incapi.Diagnosis:
+def _young_breach(
+    age_seconds: float, surge: tuple[float, float] = (0.0, 1.0), current: int = 300, baseline: int = 1800
+) -> incapi.Diagnosis:
     """A 10 req/s deployment ``age_seconds`` old breaching a queue-time SLO, diagnosed the way the
-    worker does it: the fleet's report (rates as Prometheus reads them), then healing.symptoms."""
+    worker does it: the fleet's report (rates as Prometheus reads them), then healing.symptoms.
+    ``surge``: (seconds ago, factor): the rate was multiplied by factor that long ago."""
+    ago, factor = surge
+
+    def mean_rate(window: float) -> float:
+        # rate() over a window longer than the series divides what there is by the whole window
+        surged = min(window, ago, age_seconds)
+        before = max(0.0, min(window, age_seconds) - surged)
+        return 10.0 * (before + factor * surged) / window
+
     queue = {"name": "queue", "kind": "queueTime", "thresholdMs": 100}
     md = factories.md(slos=[queue])
     md.metadata["creationTimestamp"] = conditions.rfc3339(NOW - datetime.timedelta(seconds=age_seconds))
     revision = slo.RevisionRef(name=NEW, since=NOW - datetime.timedelta(seconds=age_seconds))
     target = slo.Target.of(md, [revision])
-    settings = slo.Settings(min_window_seconds=20, current_rate_window_seconds=300, baseline_rate_window_seconds=1800)
+    settings = slo.Settings(
+        min_window_seconds=20, current_rate_window_seconds=current, baseline_rate_window_seconds=baseline
+    )
     results: dict[promql.Need, promql.Vector] = {}
     for query in slo.query_plan([target], NOW, settings):
         window = query.need.window or 1
-        # rate() over a window longer than the series divides what there is by the whole window
-        per_second = {promql.Family.SUCCESS: 10.0, promql.Family.QUEUE: 10.0 * 400_000.0}
-        if query.need.family in per_second:
-            value = per_second[query.need.family] * min(1.0, age_seconds / window)
+        per_request = {promql.Family.SUCCESS: 1.0, promql.Family.QUEUE: 400_000.0}  # 400 ms queued each
+        if query.need.family in per_request:
+            value = per_request[query.need.family] * mean_rate(window)
             results[query.need] = {promql.SeriesKey("ml", "resnet", NEW): value}
     report = slo.evaluate(target, results, NOW, settings)
     [breach] = report.slos
@@ -602,3 +614,12 @@ def test_a_young_deployment_breaching_at_steady_load_is_not_diagnosed_a_load_sur
     assert diagnosis.cause is not Cause.LOAD_SURGE, diagnosis.summary
     rates = [e.message for e in diagnosis.evidence if e.kind in (cause.REQUEST_RATE, cause.MISSING_DATA)]
     assert any("capped to the age of the data" in m or "too young for a baseline" in m for m in rates), rates
+
+
+@pytest.mark.parametrize(("age", "ago"), [(100, 12), (100, 20), (300, 15), (1500, 60)])
+def test_a_young_deployment_under_a_real_surge_is_diagnosed_a_load_surge(age: int, ago: int) -> None:
+    """Tripled traffic in the last seconds stands out against the capped baseline before it
+    (30s current and 10m baseline windows, as the end-to-end tests' operator reads them)."""
+    diagnosis = _young_breach(age, surge=(ago, 3.0), current=30, baseline=600)
+    assert diagnosis.cause is Cause.LOAD_SURGE, diagnosis.summary
+    assert " before it" in evidence_of(diagnosis, cause.REQUEST_RATE).message

@@ -534,7 +534,7 @@ def test_no_data_with_warn_policy_asks_for_a_warning_event() -> None:
     assert evaluate(target(spec()), {}).no_data_warnings == ()
 
 
-def test_traffic_reports_current_and_baseline_rates_error_ratio_and_gauges() -> None:
+def test_traffic_reports_current_and_earlier_baseline_rates_error_ratio_and_gauges() -> None:
     data: Data = {
         "r1": {
             F.SUCCESS: at({300: 90.0, 1800: 45.0}, 1.0),
@@ -546,7 +546,7 @@ def test_traffic_reports_current_and_baseline_rates_error_ratio_and_gauges() -> 
     traffic = evaluate(target(), data).revisions[0].traffic
     assert traffic == slo.Traffic(
         request_rate=100.0,
-        baseline_request_rate=45.0,
+        baseline_request_rate=34.0,  # the 25m before the last 5m: (45 x 1800 - 100 x 300) / 1500
         error_ratio=0.1,
         pending_requests=4.0,
         gpu_memory_utilization=0.5,

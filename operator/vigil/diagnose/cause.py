@@ -121,7 +121,8 @@ class Symptoms:
     works, such as the error ratio for availability. ``None`` (or an absent key) is no data.
     ``request_rate`` and ``baseline_request_rate`` are requests/s now (e.g. over 5m) and over a
     longer baseline (e.g. 30m), read over ``rate_window_seconds`` and ``baseline_window_seconds``
-    (None: unknown, or for the baseline: the data is too young for one); ``windows_capped`` says
+    (None: unknown, or for the baseline: the data is too young for one); the baseline rate is the
+    part of its window before the current window (:class:`vigil.observe.slo.Traffic`); ``windows_capped`` says
     they were capped to the age of the data. ``pods`` are the deployment's live pods as observed.
     """
 
@@ -351,9 +352,11 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
         return Check(cause, False, "no baseline traffic", missing=(lack,))
     ratio = rate / baseline
     described = (
-        f"{_rate(rate)}{_window(symptoms.rate_window_seconds)} is {ratio:.3g}x the baseline of "
-        f"{_rate(baseline)}{_window(symptoms.baseline_window_seconds)}"
+        f"{_rate(rate)}{_window(symptoms.rate_window_seconds)} is {ratio:.3g}x the baseline of {_rate(baseline)}"
     )
+    if symptoms.rate_window_seconds is not None and symptoms.baseline_window_seconds is not None:
+        before = symptoms.baseline_window_seconds - symptoms.rate_window_seconds
+        described += f" over the {sloapi.format_duration(before)} before it"
     if symptoms.windows_capped:
         described += " (windows capped to the age of the data)"
     evidence = _evidence(REQUEST_RATE, f"{described} (surge at {settings.surge_factor:g}x)", ratio)

@@ -724,8 +724,12 @@ def slo_met_verdict(
 
 @dataclasses.dataclass(frozen=True)
 class Traffic:
-    """A revision's traffic for diagnosis: now, and a longer baseline to compare with.
+    """A revision's traffic for diagnosis: now, and the baseline before it to compare with.
 
+    ``baseline_request_rate`` is the rate over the part of the baseline window *before* the
+    current window (from the two averages: ``(B x Wb - C x Wc) / (Wb - Wc)``), so the requests of
+    a surge do not dilute the baseline they are compared with; that matters most for a young
+    deployment, whose capped baseline window is only a little longer than the current one.
     ``windows`` says which windows the rates were read over (None: the defaults, uncapped).
     """
 
@@ -747,6 +751,9 @@ def traffic_of(
     current = lookup.counters(rates.current_seconds)
     total = None if current is None else current[0] + current[1]
     baseline = None if rates.baseline_seconds is None else lookup.request_rate(rates.baseline_seconds)
+    if baseline is not None and total is not None and rates.baseline_seconds is not None:
+        earlier = rates.baseline_seconds - rates.current_seconds
+        baseline = max(0.0, (baseline * rates.baseline_seconds - total * rates.current_seconds) / earlier)
     return Traffic(
         request_rate=total,
         baseline_request_rate=baseline,
