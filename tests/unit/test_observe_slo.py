@@ -11,8 +11,10 @@ import pytest
 
 from tests.unit import factories
 from vigil.api import conditions
+from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import promql, slo, windows
+from vigil.reconcile import operator as op
 
 F = promql.Family
 S = sloapi.SLOState
@@ -761,3 +763,25 @@ def test_rate_windows_follow_the_revision_start_not_the_fresh_data_mark() -> Non
     )
     traffic = evaluate(target(revisions=(marked,)), {"r1": {F.SUCCESS: 10.0, F.FAILURE: 0.0}}).revisions[0].traffic
     assert traffic.windows == slo.RateWindows(current_seconds=300, baseline_seconds=1800, capped=False)
+
+
+def test_the_rate_windows_start_when_the_first_revision_was_ready_and_outlive_fresh_data() -> None:
+    md = factories.md(slos=[{"name": "avail", "kind": "availability"}])
+    shape = mdapi.PodShape(model=md.spec.model, triton=md.spec.triton)
+    created = cond_stamp(-600)
+    md.status = mdapi.ModelDeploymentStatus(
+        current_revision="r1",
+        switched_at=created,
+        revisions=[
+            mdapi.Revision(
+                name="r1", model_version="1", shape=shape, generation=1, created=created, ready_since=cond_stamp(-420)
+            )
+        ],
+        fresh_data=mdapi.FreshData(since=cond_stamp(-60), incident="i", step="scale"),
+    )
+    (ref,) = op.serving_revisions(md)
+    assert (ref.since, ref.started) == (NOW - datetime.timedelta(seconds=60), NOW - datetime.timedelta(seconds=420))
+
+
+def cond_stamp(seconds: float) -> str:
+    return conditions.rfc3339(NOW + datetime.timedelta(seconds=seconds))

@@ -297,7 +297,10 @@ def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
     for rev in status.revisions:
         if rev.name != status.current_revision:
             continue
-        started = since = cond.parse_time(status.switched_at or rev.created)
+        since = cond.parse_time(status.switched_at or rev.created)
+        # The first revision "serves" from the start, before its pods can answer: its traffic
+        # series begin once they are ready (rate windows are capped to that).
+        started = max(since, cond.parse_time(rev.ready_since)) if rev.ready_since else since
         origin = None
         if fresh is not None and cond.parse_time(fresh.since) > since:
             since = cond.parse_time(fresh.since)
