@@ -37,7 +37,7 @@ from vigil.sim import client as simclient
 pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 SHORT = [{"long": "40s", "short": "20s", "factor": 1.0, "severity": "page"}]
-QUEUE = {"name": "queue", "kind": "queueTime", "thresholdMs": 400, "period": "1h", "windows": SHORT}
+QUEUE = {"name": "queue", "kind": "queueTime", "thresholdMs": 600, "period": "1h", "windows": SHORT}
 AVAILABILITY = {
     "name": "availability",
     "kind": "availability",
@@ -221,8 +221,10 @@ def _scale_in(
     md = fleet.get_md(kube, ns, "back")
     assert "scale" not in md["status"], "the override is released"
     assert md["spec"]["replicas"] == 2, "the user's spec is never written"
-    assert fleet.condition(md, "ScaledOut") == "False"
-    assert fleet.condition(md, "GivingBack") == "False"
+    waiting.until(
+        lambda: fleet.condition(fleet.get_md(kube, ns, "back"), "GivingBack") == "False", 30, "GivingBack=False"
+    )
+    assert fleet.condition(fleet.get_md(kube, ns, "back"), "ScaledOut") == "False"
     revision = md["status"]["currentRevision"]
     assert recorder.history.replicas[f"back-{revision}"][-3:] == [4, 3, 2], recorder.history.replicas
     steps = [s for s in record["steps"] if not s.get("restore")]
@@ -241,7 +243,9 @@ def _scale_in(
     assert (restore["target"]["replicas"], restore.get("restore")) == ("4", True), record["steps"]
     waiting.until(lambda: serving_replicas(kube, ns, "stay") == 4, 60, "stay restored to 4 replicas")
     assert fleet.get_md(kube, ns, "stay")["status"]["scale"]["replicas"] == 4
-    assert fleet.condition(fleet.get_md(kube, ns, "stay"), "GivingBack") == "False"
+    waiting.until(
+        lambda: fleet.condition(fleet.get_md(kube, ns, "stay"), "GivingBack") == "False", 30, "GivingBack=False"
+    )
     [stopped] = events(kube, ns, "stay", "ScaleInStopped")
     assert stopped.type == "Warning"
     assert "back to 4 replicas" in stopped.message, stopped.message
