@@ -21,8 +21,6 @@ Shift home (a primary whose errors moved all its traffic to a fallback):
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,8 +28,6 @@ from kubernetes import client
 
 from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.own_prometheus import OwnPrometheus
-from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
@@ -47,18 +43,6 @@ AVAILABILITY = {
 }
 CAPACITY = 50.0  # requests/s per simulated replica
 CALM, SURGE = 40.0, 160.0  # 2 replicas: 40% and 160% busy; 4 replicas: 80%; 3 replicas: 107%
-
-
-@pytest.fixture
-def scoped_operator(
-    sandbox: sandbox_mod.SandboxInfo, namespace: str, own_prometheus: OwnPrometheus, tmp_path: pathlib.Path
-) -> Iterator[OperatorProcess]:
-    """An operator watching only this test's namespace, judged by the lane's own Prometheus."""
-    proc = OperatorProcess(str(sandbox.kubeconfig), tmp_path, own_prometheus.url, namespaces=(namespace,))
-    proc.start()
-    yield proc
-    proc.stop()
-    print(proc.logs()[-3000:])
 
 
 def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
@@ -176,6 +160,7 @@ def apply_hpa(kube: client.ApiClient, ns: str, target: str, min_replicas: int) -
 def test_a_scale_out_is_given_back_step_by_step_stopped_when_it_degrades_and_handed_to_an_hpa(
     kube: client.ApiClient, namespace: str, scoped_operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
+    scoped_operator.start()
     names = ["back", "stay", "hpa"]
     apply_runbook(kube, namespace, "surge", SCALE_RUNBOOK)
     for name in names:
@@ -294,6 +279,7 @@ def route_backends(kube: client.ApiClient, ns: str, name: str) -> list[tuple[str
 def test_a_shift_to_the_fallback_comes_home_in_steps_and_is_aborted_while_the_primary_still_fails(
     kube: client.ApiClient, namespace: str, scoped_operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
+    scoped_operator.start()
     primaries = {"healed": "healed-fb", "sick": "sick-fb"}
     apply_runbook(kube, namespace, "away", SHIFT_RUNBOOK)
     for primary, backup in primaries.items():
