@@ -235,7 +235,7 @@ WORKLOAD_QUESTIONS = (
     ("create", "incidents.vigil.dev"),
     ("get", "secrets"),
 )
-CLUSTER_KINDS = {"ClusterRole", "ClusterRoleBinding", "ClusterKopfPeering", "Namespace"}
+CLUSTER_KINDS = {"ClusterRole", "ClusterRoleBinding", "Namespace"}
 
 
 def test_namespace_scoped_installs_cannot_touch_other_namespaces_and_do_not_fight(

@@ -21,6 +21,27 @@ def test_crds_directories_are_up_to_date_with_the_models(directory: str, name: s
     assert path.read_text() == crd.render_yaml(crd.all_crds()[name]), f"{path} is stale: run `vigil crds`"
 
 
+@pytest.mark.parametrize("directory", ["crds", "charts/vigil/crds"])
+def test_crds_directories_hold_only_the_generated_crds(directory: str) -> None:
+    assert sorted(p.name for p in (ROOT / directory).glob("*.yaml")) == sorted(crd.all_crds())
+
+
+def test_only_vigils_crds_are_generated() -> None:
+    groups = {c["spec"]["group"] for c in crd.all_crds().values()}
+    assert groups == {"vigil.dev"}  # kopf's peering CRDs retired with kopf peering (a Lease elects the leader)
+
+
+def test_write_all_removes_retired_generated_files_and_keeps_hand_written_ones(tmp_path: pathlib.Path) -> None:
+    retired = tmp_path / "kopf-peering.yaml"
+    retired.write_text(crd.HEADER + "kind: CustomResourceDefinition\n")
+    own = tmp_path / "extra.yaml"
+    own.write_text("kind: ConfigMap\n")
+    written = crd.write_all(tmp_path)
+    assert sorted(p.name for p in written) == sorted(crd.all_crds())
+    assert not retired.exists()
+    assert own.read_text() == "kind: ConfigMap\n"
+
+
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     if isinstance(node, dict):

@@ -55,6 +55,8 @@ DEFAULT_PROMETHEUS_PORT = int(os.environ.get("VIGIL_PROMETHEUS_PORT", "9090"))
 DEFAULT_SIM_PORT = int(os.environ.get("VIGIL_SIM_PORT", "9400"))
 # Leader leases are renewed every 2 s and last 15 s; one older than this has no live holder.
 LEADER_FRESH_SECONDS = 10.0
+# kopf's peering CRDs, applied by sandboxes from before the Lease election replaced kopf peering.
+RETIRED_CRDS = ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
 KWOK_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 
@@ -440,7 +442,7 @@ class Sandbox:
     # -- objects --------------------------------------------------------------------------------
 
     def _crd_documents(self, extra_files: Iterable[pathlib.Path] = ()) -> list[dict[str, Any]]:
-        docs = _package_yaml("kwok-stage-crd.yaml") + _package_yaml("peering-crds.yaml")
+        docs = _package_yaml("kwok-stage-crd.yaml")
         files = list(extra_files)
         if self.crds_dir is not None and self.crds_dir.is_dir():
             files += sorted(self.crds_dir.glob("*.yaml"))
@@ -456,7 +458,7 @@ class Sandbox:
             raise SandboxError(str(error)) from error
         docs = self._crd_documents(module_files)
         progress(
-            f"applying {len(docs)} CRDs (kwok Stage, kopf peering, Gateway API {versions.GATEWAY_API} "
+            f"applying {len(docs)} CRDs (kwok Stage, Gateway API {versions.GATEWAY_API} "
             f"{build.GATEWAY_API_CHANNEL}, prometheus-operator {versions.PROMETHEUS_OPERATOR} monitoring, "
             f"vigil from {self.crds_dir or 'nowhere'})"
         )
@@ -470,6 +472,8 @@ class Sandbox:
                 _request_timeout=REQUEST_TIMEOUT,
             )
 
+        self._delete_retired_crds(extensions)
+
         def established() -> bool:
             for doc in docs:
                 found = extensions.read_custom_resource_definition(doc["metadata"]["name"])
@@ -479,6 +483,20 @@ class Sandbox:
             return True
 
         self._wait(established, 60, "the CRDs to be established")
+
+    @staticmethod
+    def _delete_retired_crds(extensions: client.ApiextensionsV1Api) -> None:
+        """Remove the CRDs an older sandbox applied and nothing uses any more (only ours: applied by vigil)."""
+        for name in RETIRED_CRDS:
+            try:
+                found = extensions.read_custom_resource_definition(name, _request_timeout=REQUEST_TIMEOUT)
+            except exceptions.ApiException as error:
+                if error.status == 404:
+                    continue
+                raise
+            managers = {entry.manager for entry in (found.metadata.managed_fields or [])}
+            if managers == {labels.FIELD_MANAGER}:
+                extensions.delete_custom_resource_definition(name, _request_timeout=REQUEST_TIMEOUT)
 
     def _apply_stages(self, api: client.ApiClient, ready_delay_ms: int) -> None:
         custom = client.CustomObjectsApi(api)
