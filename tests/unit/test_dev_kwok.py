@@ -250,3 +250,14 @@ def test_cpu_nodes_have_no_gpu_labels_no_taint_and_their_own_names_and_addresses
     assert status["allocatable"][labels.GPU_RESOURCE] == "0"
     assert status["addresses"][0]["address"] == "10.241.0.4"
     assert kwok.node_manifest(3, kwok.NodeShape(), "vigil")["metadata"]["labels"][kwok.NODE_POOL_LABEL] == "gpu"
+
+
+def test_a_forgotten_pid_is_no_longer_recorded_so_kwokctl_starts_that_component(tmp_path: pathlib.Path) -> None:
+    runner = kwok.Kwokctl(tmp_path / "kwokctl", "box", tmp_path / "work")
+    pids = runner.cluster_dir / "pids"
+    pids.mkdir(parents=True)
+    (pids / "kube-scheduler.pid").write_text("4242")
+    (pids / "etcd.pid").write_text("4243")
+    runner.forget_pid("kube-scheduler")
+    runner.forget_pid("kube-scheduler")  # already gone: nothing to do
+    assert runner.component_pids() == {"etcd": 4243}

@@ -729,6 +729,10 @@ class Kwokctl:
                 pids[path.stem] = int(text)
         return pids
 
+    def forget_pid(self, component: str) -> None:
+        """Drop a component's pid file: ``start`` then starts it (kwokctl skips any with a live pid)."""
+        (self.cluster_dir / "pids" / f"{component}.pid").unlink(missing_ok=True)
+
     def kill_components(self) -> None:
         """Last resort after ``delete``: stop what kwokctl recorded, should any process linger."""
         for pid in self.component_pids().values():

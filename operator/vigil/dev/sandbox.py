@@ -23,12 +23,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import enum
 import importlib.resources
 import ipaddress
 import json
 import os
 import pathlib
 import shutil
+import signal
 import sys
 import time
 import typing
@@ -57,6 +59,7 @@ DEFAULT_SIM_PORT = int(os.environ.get("VIGIL_SIM_PORT", "9400"))
 LEADER_FRESH_SECONDS = 10.0
 # kopf's peering CRDs, applied by sandboxes from before the Lease election replaced kopf peering.
 RETIRED_CRDS = ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev")
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
 KWOK_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller")
 
 
@@ -91,6 +94,14 @@ def check_service_cidr(cidr: str) -> None:
     clash = [str(other) for other in taken if network.overlaps(other)]
     if clash:
         raise SandboxError(f"--service-cidr {cidr} overlaps the sandbox's pod or node network {', '.join(clash)}")
+
+
+class ControlPlane(enum.Enum):
+    """What :meth:`Sandbox.up` found the control plane to need."""
+
+    KEPT = "kept"  # everything ran and answered
+    RESTARTED = "restarted"  # components started again in place (same ports, same data)
+    CREATED = "created"  # a new cluster (new ports): clients of the old one must reconnect
 
 
 class SandboxError(RuntimeError):
@@ -159,6 +170,17 @@ class SandboxInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class Restart:
+    """What :meth:`Sandbox.restart_component` measured, in seconds from its SIGTERM."""
+
+    component: str
+    stopped: float  # the process was gone
+    down: float  # it was started again
+    settled: float  # the API server answered and both controllers led again
+    repaired: tuple[str, ...]  # every component started again (the restarted one and any that died meanwhile)
+
+
+@dataclasses.dataclass(frozen=True)
 class ComponentStatus:
     name: str
     ok: bool
@@ -203,6 +225,24 @@ def _http_status(url: str, method: str = "GET", timeout: float = 2.0) -> int | N
 def _http_json(url: str, timeout: float = 3.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def _leads(api: client.ApiClient, component: str, since: float) -> bool:
+    """Whether ``component`` renewed its leader lease at or after ``since`` (wall clock).
+
+    A restarted controller waits for its predecessor's lease to expire; until it renews the lease
+    itself, nothing creates or binds pods.
+    """
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease(
+            component, "kube-system", _request_timeout=REQUEST_TIMEOUT
+        )
+    except (exceptions.ApiException, urllib3.exceptions.HTTPError, OSError):
+        return False
+    renew = lease.spec.renew_time if lease.spec else None
+    if not (lease.spec and lease.spec.holder_identity and renew):
+        return False
+    return bool(renew.timestamp() >= since)
 
 
 def _write_if_changed(path: pathlib.Path, text: str) -> bool:
@@ -313,8 +353,8 @@ class Sandbox:
             raise SandboxError(str(error)) from error
 
         started = time.time()
-        fresh_control_plane = self._ensure_control_plane(binaries, service_cidr, progress)
-        if fresh_control_plane:
+        plane = self._ensure_control_plane(binaries, service_cidr, progress)
+        if plane is ControlPlane.CREATED:
             # They hold clients for the previous API server (its port changes on re-creation).
             self.stop_simulator()
             self.stop_prometheus()
@@ -338,7 +378,8 @@ class Sandbox:
             self._apply_node_status(api, pools)
             # A kept control plane renews its leases every 2 s; a restarted one only counts once
             # its new processes have taken the leases over.
-            self._wait_controllers(api, started if fresh_control_plane else time.time() - LEADER_FRESH_SECONDS)
+            kept = plane is ControlPlane.KEPT
+            self._wait_controllers(api, time.time() - LEADER_FRESH_SECONDS if kept else started)
             apiserver_url = str(api.configuration.host)
 
         info = SandboxInfo(
@@ -364,13 +405,16 @@ class Sandbox:
         self.start_prometheus(progress)
         return info
 
-    def _ensure_control_plane(self, binaries: dict[str, pathlib.Path], service_cidr: str, progress: Progress) -> bool:
-        """Create, restart or keep the kwokctl cluster; True unless it was kept as it ran."""
+    def _ensure_control_plane(
+        self, binaries: dict[str, pathlib.Path], service_cidr: str, progress: Progress
+    ) -> ControlPlane:
+        """Create the kwokctl cluster, start the components that died, or keep it as it runs."""
         kwokctl = kwok.Kwokctl(binaries["kwokctl"], self.name, self.kwok_workdir)
         log = self.state_dir / "logs" / "kwokctl.log"
         config_path = self.state_dir / "kwokctl.yaml"
         config_text = yaml.safe_dump_all(kwok.kwokctl_config(binaries, service_cidr), sort_keys=False)
         config_changed = _write_if_changed(config_path, config_text)
+        created = True
         try:
             if kwokctl.exists() and config_changed:
                 # Other binaries or kwok options: kwokctl only reads its config when creating.
@@ -379,16 +423,23 @@ class Sandbox:
                 kwokctl.kill_components()
                 kwokctl.create(config_path, self.kubeconfig, log)
             elif kwokctl.exists():
-                dead = [name for name in KWOK_COMPONENTS if not self._component_alive(kwokctl, name)]
+                dead = self._dead_components(kwokctl)
                 if not dead and self._apiserver_answers():
                     progress("control plane already running")
-                    return False
-                progress(f"restarting the control plane ({', '.join(dead) or 'API server not answering'})")
+                    return ControlPlane.KEPT
+                created = False
                 try:
-                    kwokctl.stop(log)
-                    kwokctl.start(log)
+                    if dead:
+                        # Only what died: the rest keeps running (and its clients connected).
+                        progress(f"starting what stopped: {', '.join(dead)}")
+                        self._start_dead(kwokctl, dead, log)
+                    else:
+                        progress("restarting the control plane (API server not answering)")
+                        kwokctl.stop(log)
+                        kwokctl.start(log)
                 except kwok.KwokctlError:
                     progress("restart failed; recreating the control plane")
+                    created = True
                     kwokctl.delete(self.kubeconfig, log)
                     kwokctl.kill_components()
                     kwokctl.create(config_path, self.kubeconfig, log)
@@ -402,7 +453,18 @@ class Sandbox:
             shutil.copyfile(kwokctl.cluster_dir / "kubeconfig.yaml", self.kubeconfig)
         progress("waiting for the API server")
         self._wait(self._apiserver_answers, 120, "the API server to answer")
-        return True
+        return ControlPlane.CREATED if created else ControlPlane.RESTARTED
+
+    def _dead_components(self, kwokctl: kwok.Kwokctl) -> list[str]:
+        return [name for name in KWOK_COMPONENTS if not self._component_alive(kwokctl, name)]
+
+    @staticmethod
+    def _start_dead(kwokctl: kwok.Kwokctl, dead: Iterable[str], log: pathlib.Path) -> None:
+        """``kwokctl start cluster`` starts exactly the components without a live pid; a dead one's
+        pid file goes first, so neither a zombie nor a reused pid passes for it."""
+        for name in dead:
+            kwokctl.forget_pid(name)
+        kwokctl.start(log)
 
     def _component_alive(self, kwokctl: kwok.Kwokctl, component: str) -> bool:
         pid = kwokctl.component_pids().get(component)
@@ -494,7 +556,8 @@ class Sandbox:
                 if error.status == 404:
                     continue
                 raise
-            managers = {entry.manager for entry in (found.metadata.managed_fields or [])}
+            fields = found.metadata.managed_fields if found.metadata else None
+            managers = {entry.manager for entry in fields or []}
             if managers == {labels.FIELD_MANAGER}:
                 extensions.delete_custom_resource_definition(name, _request_timeout=REQUEST_TIMEOUT)
 
@@ -578,7 +641,6 @@ class Sandbox:
 
     def _wait_controllers(self, api: client.ApiClient, since: float) -> None:
         core = client.CoreV1Api(api)
-        coordination = client.CoordinationV1Api(api)
 
         def default_service_account() -> bool:
             # Created by kube-controller-manager; without it no pod can be admitted in "default".
@@ -588,24 +650,77 @@ class Sandbox:
                 return False
             return True
 
-        def leading(component: str) -> Callable[[], bool]:
-            # A restarted controller waits for its predecessor's lease to expire; until it renews
-            # the lease itself (after ``since``), nothing creates or binds pods.
-            def renewed() -> bool:
-                try:
-                    lease = coordination.read_namespaced_lease(component, "kube-system")
-                except exceptions.ApiException:
-                    return False
-                renew = lease.spec.renew_time if lease.spec else None
-                if not (lease.spec and lease.spec.holder_identity and renew):
-                    return False
-                return renew.timestamp() >= since
-
-            return renewed
-
         self._wait(default_service_account, 90, "kube-controller-manager (the default ServiceAccount)")
-        self._wait(leading("kube-controller-manager"), 90, "kube-controller-manager to renew its leader lease")
-        self._wait(leading("kube-scheduler"), 90, "kube-scheduler to renew its leader lease")
+        for component in CONTROLLERS:
+            self._wait(lambda c=component: _leads(api, c, since), 90, f"{component} to renew its leader lease")  # type: ignore[misc]
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def restart_component(
+        self, component: str, *, down_for: float = 0.0, grace: float = 15.0, progress: Progress = _quiet
+    ) -> Restart:
+        """Stop one control-plane process (SIGTERM, SIGKILL after ``grace`` seconds), keep it down
+        until ``down_for`` seconds after the SIGTERM, then start it again and repair what its absence
+        broke (:meth:`start_stopped_components`), also when interrupted. Returns what it measured."""
+        if component not in KWOK_COMPONENTS:
+            raise SandboxError(f"unknown component {component!r}; one of {', '.join(KWOK_COMPONENTS)}")
+        kwokctl = self._kwokctl()
+        if kwokctl is None or not kwokctl.exists() or not self._component_alive(kwokctl, component):
+            raise SandboxError(f"{component} of sandbox {self.name!r} is not running; run `vigil dev up` first")
+        pid = kwokctl.component_pids()[component]
+        began = time.monotonic()
+        stopped = down = float("nan")
+        repaired: tuple[str, ...] = ()
+        try:
+            progress(f"stopping {component} (pid {pid})")
+            os.kill(pid, signal.SIGTERM)
+            try:
+                procs.wait_for(lambda: not self._component_alive(kwokctl, component), grace, f"{component} to exit")
+            except procs.Timeout:
+                os.kill(pid, signal.SIGKILL)
+                self._wait(lambda: not self._component_alive(kwokctl, component), 30, f"{component} to be killed")
+            stopped = time.monotonic() - began
+            time.sleep(max(0.0, down_for - stopped))  # the outage itself: its length is the point
+        finally:
+            down = time.monotonic() - began
+            repaired = self.start_stopped_components(progress)
+        settled = time.monotonic() - began
+        return Restart(component, round(stopped, 1), round(down, 1), round(settled, 1), repaired)
+
+    def start_stopped_components(self, progress: Progress = _quiet, timeout: float = 180.0) -> tuple[str, ...]:
+        """Start every control-plane process that is not running, until the API server answers and
+        both controllers lead again; returns the components it started.
+
+        kube-controller-manager and kube-scheduler *exit* when they cannot renew their leader lease
+        (an API server gone for longer than their renew deadline), and kwokctl's binary runtime
+        restarts nothing. So a controller may die a little after the API server returns: this keeps
+        starting whatever is dead until both have renewed their leases since the repair began.
+        """
+        kwokctl = self._kwokctl()
+        if kwokctl is None or not kwokctl.exists():
+            raise SandboxError(f"no sandbox {self.name!r} under {self.state_dir}; run `vigil dev up` first")
+        log = self.state_dir / "logs" / "kwokctl.log"
+        since = time.time()
+        started: list[str] = []
+
+        def settled() -> bool:
+            dead = self._dead_components(kwokctl)
+            if dead:
+                progress(f"starting what stopped: {', '.join(dead)}")
+                started.extend(name for name in dead if name not in started)
+                try:
+                    self._start_dead(kwokctl, dead, log)
+                except kwok.KwokctlError as error:
+                    progress(f"kwokctl start failed, retrying: {str(error).splitlines()[0]}")
+                    return False
+            if not self._apiserver_answers():
+                return False
+            with contextlib.closing(self.api_client()) as api:
+                leading = all(_leads(api, component, since) for component in CONTROLLERS)
+            return leading and not self._dead_components(kwokctl)
+
+        self._wait(settled, timeout, "the control plane to run again with both controllers leading")
+        return tuple(started)
 
     # -- Prometheus and the simulator -------------------------------------------------------------
 
@@ -787,7 +902,7 @@ class Sandbox:
         with contextlib.closing(self.api_client()) as api:
             version = client.VersionApi(api).get_code(_request_timeout=REQUEST_TIMEOUT).git_version
             nodes = self._ready_nodes(api)
-            leases = self._lease_ages(api, ("kube-controller-manager", "kube-scheduler"))
+            leases = self._lease_ages(api, CONTROLLERS)
         ready = sum(1 for _name, ok, _gpu in nodes if ok)
         gpus = sum(int(gpu) for _name, ok, gpu in nodes if ok and gpu.isdigit())
         total = info.nodes + info.cpu_nodes
