@@ -667,20 +667,108 @@ def test_guards_hold_the_next_round_while_verification_goes_on() -> None:
 # --- cancellation and stop --------------------------------------------------------------------
 
 
-def test_a_new_generation_cancels_the_running_plan_without_intents() -> None:
+def spec_generation(generation: int, desired: str | None, **spec: object) -> mdapi.ModelDeployment:
+    """The deployment after a spec edit: ``generation``, whose spec asks for revision ``desired``."""
+    md = actkit.deployment(generation=generation, **spec)  # type: ignore[arg-type]
+    md.status.desired_revision = desired
+    return md
+
+
+def rolled_back_and_verifying() -> tuple[mdapi.ModelDeployment, incapi.IncidentStatus]:
+    """A bad rollout whose rollback was found applied and in effect at 5 s: judged at 65 s."""
+    md, decision = first_advance(Cause.BAD_ROLLOUT)
+    md.status = intents.override(md.status, decision.intents[0], INCIDENT, 1, NOW)  # type: ignore[arg-type]
+    md.status.current_revision = GOOD
+    md.status.desired_revision = BAD
+    status = machine.advance(decision.status, actkit.context(md, now=at(5))).status
+    assert actkit.step(status, "rollback").verify_at == cond.rfc3339(at(65))
+    return md, status
+
+
+def test_a_new_revision_cancels_the_running_plan_without_intents() -> None:
     _, decision = first_advance(Cause.BAD_ROLLOUT)
-    newer = actkit.deployment(generation=2)
+    newer = spec_generation(2, "new0000000")
     cancelled = machine.advance(decision.status, actkit.context(newer, now=at(10)))
     assert cancelled.intents == ()
     assert actkit.step(cancelled.status, "rollback").state is S.CANCELLED
     assert all(state in guards.TERMINAL for _, state in actkit.states(cancelled.status))
     assert cancelled.status.phase is incapi.Phase.ESCALATED
     assert cancelled.status.timeline[-1].message == (
-        "plan cancelled: spec generation 2 supersedes generation 1 (and the overrides made for it)"
+        f"plan cancelled: spec generation 2 asks for revision new0000000, superseding the plan made for "
+        f"revision {BAD} and the overrides made for it"
     )
+    assert [e.reason for e in cancelled.events] == ["PlanCancelled"]
     again = machine.advance(cancelled.status, actkit.context(newer, now=at(20)))
     assert again.status == cancelled.status
     assert again.intents == ()
+
+
+def test_a_new_generation_of_unknown_revision_cancels_the_plan_as_before() -> None:
+    _, decision = first_advance(Cause.BAD_ROLLOUT)
+    cancelled = machine.advance(decision.status, actkit.context(spec_generation(2, None), now=at(10)))
+    assert actkit.step(cancelled.status, "rollback").state is S.CANCELLED
+    assert cancelled.status.timeline[-1].message == (
+        "plan cancelled: spec generation 2 supersedes generation 1 (and the overrides made for it)"
+    )
+
+
+def test_kubectl_scale_during_the_rollbacks_verification_keeps_the_plan_which_then_succeeds() -> None:
+    md, status = rolled_back_and_verifying()
+    scaled = spec_generation(2, BAD, replicas=3)
+    scaled.status = md.status.model_copy(deep=True)
+    assert scaled.status.rollback is not None
+    scaled.status.rollback.generation = 2  # what the reconcile core does (RollbackKept)
+    kept = machine.advance(status, actkit.context(scaled, now=at(20)))
+    assert kept.intents == ()
+    assert actkit.step(kept.status, "rollback").state is S.VERIFYING
+    assert kept.status.phase is incapi.Phase.MITIGATING
+    note = kept.status.timeline[-1]
+    assert (note.type, note.message) == (
+        machine.SPEC_CHANGED,
+        f"spec generation 2 keeps revision {BAD}: the plan continues, serving the rollback to {GOOD} "
+        "at the spec's replicas",
+    )
+    assert [e.reason for e in kept.events] == ["PlanContinues"]
+    # said once per generation, however many passes follow
+    later = machine.advance(kept.status, actkit.context(scaled, now=at(30)))
+    assert later.status == kept.status
+    assert later.events == ()
+    done = machine.advance(later.status, actkit.context(scaled, now=at(65), slo=actkit.MET))
+    assert actkit.step(done.status, "rollback").state is S.SUCCEEDED
+    assert [e.type for e in done.status.timeline].count(machine.SPEC_CHANGED) == 1
+
+
+def test_a_rollback_intended_before_a_scale_is_still_carried_out_after_it() -> None:
+    _, decision = first_advance(Cause.BAD_ROLLOUT)
+    (intent,) = decision.intents
+    replay = machine.advance(decision.status, actkit.context(spec_generation(2, BAD, replicas=3), now=at(5)))
+    assert replay.intents == (intent,)  # the same recorded intent: the bad revision is still the spec's
+    assert actkit.step(replay.status, "rollback").state is S.INTENDED
+
+
+def test_the_plans_own_revision_decides_not_the_breached_one() -> None:
+    """A breach judged on the serving revision while the spec already asked for another one."""
+    spec = actkit.runbook({"name": "tell", "action": "notify"}, {"name": "again", "action": "notify"})
+    plan = machine.start_plan("custom", spec, None, Cause.UNKNOWN, NOW, revision="next000000")
+    scaled = spec_generation(2, "next000000", replicas=3)
+    kept = machine.advance(actkit.opened(plan), actkit.context(scaled, cause=Cause.UNKNOWN))
+    assert actkit.step(kept.status, "tell").state is S.INTENDED
+    assert any(e.type == machine.SPEC_CHANGED for e in kept.status.timeline)
+
+
+def test_a_scale_supersedes_a_plan_whose_scale_out_it_replaces() -> None:
+    md = spec_generation(1, GOOD, replicas=2, maxReplicas=8, current=GOOD, previous=None)
+    plan = machine.start_plan(runbooks.BUILTIN, runbooks.builtin_default(), None, Cause.LOAD_SURGE, NOW, GOOD)
+    decision = machine.advance(actkit.opened(plan), actkit.context(md, cause=Cause.LOAD_SURGE))
+    assert isinstance(decision.intents[0], intents.Scale)
+    scaled = spec_generation(2, GOOD, replicas=3, maxReplicas=8, current=GOOD, previous=None)
+    cancelled = machine.advance(decision.status, actkit.context(scaled, cause=Cause.LOAD_SURGE, now=at(5)))
+    assert cancelled.intents == ()
+    assert actkit.step(cancelled.status, "scale-out").state is S.CANCELLED
+    assert cancelled.status.timeline[-1].message == (
+        f"plan cancelled: spec generation 2 keeps revision {GOOD} but sets replicas and traffic itself, "
+        "superseding what step scale-out (scaleOut) changed"
+    )
 
 
 def test_on_failure_stop_hands_over_without_notifying() -> None:

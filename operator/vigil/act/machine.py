@@ -43,7 +43,8 @@ States of one step (``StepProgress.state``)::
     Verifying --at verifyAt: Breached (or inconclusive one more
                 verifyAfter): another round (scaleOut, restartPods)--> Intended  => next intent
     Verifying --no further round-------------------------------------> Failed -> onFailure
-    any unfinished --new md generation-------------------------------> Cancelled
+    any unfinished --new md generation with another revision, or
+                     superseding the plan's scale-out/traffic overrides---> Cancelled
 
 ``onFailure``: ``next`` moves on; ``escalate`` skips the rest and escalates; ``stop`` skips the
 rest and hands over without notifying. A plan whose steps all ended without restoring the SLO
@@ -57,8 +58,10 @@ and the worker sets ``Resolved`` (:func:`vigil.record.incidents.resolve`) once t
 A succeeded plan stays ``Mitigating`` until then; a breach that returns before that escalates.
 
 Safety, in the order it is checked
-  1. A new md generation cancels the running plan: the spec is the humans' answer and it
-     supersedes every override (recorded, no intents).
+  1. A new md generation with another revision cancels the running plan: the spec is the
+     humans' answer and it supersedes every override (recorded, no intents). One that keeps the
+     revision (``kubectl scale``, SLOs) cancels it only if the plan made or intends a scale-out or
+     traffic override, which the new spec replaces; otherwise the plan continues (recorded once).
   2. No new action while metrics are unavailable or the SLO is NoData ("holding: metrics
      unavailable", recorded once), and none unless the SLO is Breached: a plan acts on a breach,
      not on a Warning and not on a recovery.
@@ -132,6 +135,7 @@ CANCELLED = "Cancelled"
 ESCALATED = "Escalated"
 STOPPED = "Stopped"
 NOTIFIED = "Notified"
+SPEC_CHANGED = "SpecChanged"
 
 _S = incapi.StepState
 _MAX_TRANSITIONS = 4 * (16 + 1) + 4  # every transition that continues the loop ends a step or starts one
@@ -292,11 +296,13 @@ def start_plan(
     mode: rbapi.Mode | None,
     cause: rbapi.Cause,
     now: datetime.datetime,
+    revision: str | None = None,
 ) -> incapi.Plan:
     """A new plan for ``cause``: ``mode`` (see :func:`mode_override`) wins over the runbook's.
 
     The runbook is snapshotted into the plan, so editing the Runbook never changes a running plan.
     Steps for other causes are skipped up front, so the plan shows at once what may run.
+    ``revision`` is the one the spec asks for now: only a spec with another one supersedes the plan.
     """
     steps: list[incapi.StepProgress] = []
     for step in spec.steps:
@@ -307,7 +313,12 @@ def start_plan(
             progress.result = f"not for cause {cause}"
         steps.append(progress)
     return incapi.Plan(
-        runbook=runbook_name, mode=mode or spec.mode, current=0, steps=steps, spec=spec.model_copy(deep=True)
+        runbook=runbook_name,
+        mode=mode or spec.mode,
+        current=0,
+        steps=steps,
+        spec=spec.model_copy(deep=True),
+        revision=revision,
     )
 
 
@@ -324,17 +335,17 @@ def advance(state: PlanState, ctx: Context) -> Decision:
     # A plan without a usable snapshot is only ever cancelled, which reads no step definition.
     draft = _Draft(status=status, plan=plan, spec=spec or runbooks.builtin_default(), ctx=ctx)
     generation = int(ctx.md.metadata.get("generation") or 0)
+    changed = generation != ctx.incident_spec.generation
+    superseded = _superseded(draft, generation) if changed else None
     if guards.finished(plan):
         _after_plan(draft)
-    elif generation != ctx.incident_spec.generation:
-        _cancel(
-            draft,
-            f"plan cancelled: spec generation {generation} supersedes generation "
-            f"{ctx.incident_spec.generation} (and the overrides made for it)",
-        )
+    elif superseded is not None:
+        _cancel(draft, f"plan cancelled: {superseded}")
     elif problem is not None:
         _cancel(draft, f"plan cancelled: {problem}")
     else:
+        if changed:
+            _carry_on(draft, generation)
         if status.phase is incapi.Phase.OPEN:
             _announce(draft)
         _run(draft)
@@ -707,6 +718,52 @@ def _cancel(d: _Draft, reason: str) -> None:
     d.plan.current = len(d.plan.steps)
     d.status.phase = incapi.Phase.ESCALATED
     d.record(CANCELLED, reason, reason="PlanCancelled")
+
+
+def _planned_revision(d: _Draft) -> str | None:
+    return d.plan.revision or d.ctx.incident_spec.revision
+
+
+def _superseded(d: _Draft, generation: int) -> str | None:
+    """Why spec ``generation`` (newer than the incident's) ends the plan; None when the plan carries on.
+
+    A new revision (model version, image, resources) is the humans' answer to the incident: it
+    supersedes the plan and every override made for it. A generation that keeps the plan's revision
+    (``kubectl scale``, SLOs, bake time) does not, as Flagger and Argo Rollouts keep a rollout's
+    analysis through a scale: the reconcile core keeps the rollback (RollbackKept). It does drop a
+    scale-out or traffic override on any new generation (the spec's replicas win), so a plan that
+    made or intends one of those is cancelled instead of fighting the new spec.
+    """
+    planned = _planned_revision(d)
+    wanted = d.ctx.md.status.desired_revision
+    if planned is None or wanted is None:
+        opened = d.ctx.incident_spec.generation
+        return f"spec generation {generation} supersedes generation {opened} (and the overrides made for it)"
+    if wanted != planned:
+        return (
+            f"spec generation {generation} asks for revision {wanted}, superseding the plan made for "
+            f"revision {planned} and the overrides made for it"
+        )
+    overriding = (rbapi.Action.SCALE_OUT, rbapi.Action.SHIFT_TRAFFIC)
+    made = [s for s in d.plan.steps if s.action in overriding and s.target and s.state is not _S.DRY_RUN]
+    if made:
+        names = ", ".join(f"{s.name} ({s.action})" for s in made)
+        return (
+            f"spec generation {generation} keeps revision {planned} but sets replicas and traffic itself, "
+            f"superseding what step {names} changed"
+        )
+    return None
+
+
+def _carry_on(d: _Draft, generation: int) -> None:
+    """Say once per generation that a spec change left the plan running, and why."""
+    planned = _planned_revision(d)
+    message = f"spec generation {generation} keeps revision {planned}: the plan continues"
+    rollback = d.ctx.md.status.rollback
+    if rollback is not None and rollback.incident == d.ctx.incident:
+        message += f", serving the rollback to {rollback.revision} at the spec's replicas"
+    if not any(e.type == SPEC_CHANGED and e.message == message for e in d.status.timeline):
+        d.record(SPEC_CHANGED, message, reason="PlanContinues")
 
 
 def _announce(d: _Draft) -> None:

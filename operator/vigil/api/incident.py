@@ -161,6 +161,14 @@ class Plan(KubeModel):
         default=None,
         description="The runbook as it was when the plan started: edits to the Runbook do not change a running plan.",
     )
+    revision: str | None = pydantic.Field(
+        default=None,
+        max_length=63,
+        description=(
+            "The revision the spec asked for when the plan started. A spec generation with another revision "
+            "cancels the plan; one that keeps it (kubectl scale, SLOs, bake time) does not."
+        ),
+    )
 
 
 class IncidentSpec(KubeModel):

@@ -467,7 +467,9 @@ async def run_plan(
         if resolution is None:
             resolution = await resolve_runbook(client, ctx, breach)
         mode = resolution.mode or machine.mode_override(ctx.md.spec)
-        incident.status.plan = machine.start_plan(resolution.runbook, resolution.spec, mode, breach.cause, ctx.now)
+        incident.status.plan = machine.start_plan(
+            resolution.runbook, resolution.spec, mode, breach.cause, ctx.now, revision=status.desired_revision
+        )
         if not resolution.usable:
             incident.status = record.append(incident.status, RUNBOOK_UNRESOLVED, resolution.message, ctx.now)
     done: dict[str, acts.Result] = {}
