@@ -9,8 +9,9 @@ the operator neither exits nor logs a traceback.
 
 Set ``VIGIL_VALIDATION_REPORT`` to a path to get the table of cases and refusals as Markdown.
 
-A second test: Triton pods that vigil renders are admitted in a namespace that enforces the
-``restricted`` Pod Security Standard.
+Then: Triton pods that vigil renders are admitted in a namespace that enforces the ``restricted``
+Pod Security Standard, and a spec whose pods that namespace refuses is reported on the
+ModelDeployment with the API server's own message (Degraded, reason FailedCreate).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from kubernetes import client
 from tests import validation_cases as cases
 from tests.e2e import operator_fixtures, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
+from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, condition_is, create, get, manifest
 from tests.e2e.test_observe import deploy_and_warm
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
@@ -172,15 +173,20 @@ def write_report(path: pathlib.Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_a_modeldeployment_in_a_restricted_namespace_gets_its_pods_admitted_and_ready(
-    kube: client.ApiClient, namespace: str, operator: OperatorProcess
-) -> None:
-    core = client.CoreV1Api(kube)
+def restrict(core: client.CoreV1Api, namespace: str) -> None:
+    """Enforce the ``restricted`` Pod Security Standard in ``namespace``."""
     enforce = {
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/enforce-version": "latest",
     }
     core.patch_namespace(namespace, {"metadata": {"labels": enforce}})
+
+
+def test_a_modeldeployment_in_a_restricted_namespace_gets_its_pods_admitted_and_ready(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    core = client.CoreV1Api(kube)
+    restrict(core, namespace)
     # The control: a pod without a hardened securityContext is refused there.
     plain = client.V1Pod(
         metadata=client.V1ObjectMeta(name="plain"),
@@ -206,6 +212,36 @@ def test_a_modeldeployment_in_a_restricted_namespace_gets_its_pods_admitted_and_
         container = pod.spec.containers[0].security_context
         assert container.allow_privilege_escalation is False
         assert container.capabilities.drop == ["ALL"]
+    assert operator.alive()
+
+
+def test_pods_refused_by_pod_security_degrade_the_modeldeployment_with_the_api_servers_message(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess
+) -> None:
+    """No pod exists to show why, so the revision Deployment's ReplicaFailure is what the user sees."""
+    core = client.CoreV1Api(kube)
+    restrict(core, namespace)
+    create(
+        kube, namespace, manifest("loose", replicas=1, triton={"securityContext": {"allowPrivilegeEscalation": True}})
+    )
+
+    def refused() -> dict[str, Any] | None:
+        found = condition(get(kube, namespace, "loose"), "Degraded") or {}
+        return found if (found.get("status"), found.get("reason")) == ("True", "FailedCreate") else None
+
+    degraded = waiting.until(refused, 120, "Degraded=True FailedCreate")
+    assert 'violates PodSecurity "restricted:latest"' in degraded["message"]
+    assert "allowPrivilegeEscalation" in degraded["message"]
+    assert (condition(get(kube, namespace, "loose"), "Available") or {}).get("status") == "False"
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=loose").items
+    assert any(e.type == "Warning" and "violates PodSecurity" in (e.message or "") for e in events)
+
+    # The user complies: a new revision is admitted and serves, and the condition says so.
+    client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "loose", {"spec": {"triton": {"securityContext": None}}}
+    )
+    waiting.until(lambda: condition_is(kube, namespace, "loose", "Available", "True"), 120, "Available=True")
+    assert (condition(get(kube, namespace, "loose"), "Degraded") or {}).get("status") == "False"
     assert operator.alive()
 
 

@@ -136,6 +136,49 @@ def test_unschedulable_pods_degrade_with_the_schedulers_message() -> None:
     assert any(e.type == "Warning" and e.reason == "DegradedTrue" for e in outcome.events)
 
 
+REFUSED = (
+    'pods "resnet-x-abcde" is forbidden: violates PodSecurity "restricted:latest": '
+    'allowPrivilegeEscalation != false (container "triton" must set securityContext.allowPrivilegeEscalation=false)'
+)
+
+
+def test_pods_the_api_server_refuses_degrade_with_its_message_and_a_warning() -> None:
+    md = factories.md(replicas=1)
+    rev = revision.revision_of(md.spec)
+    md = settle(md, core.decide(md, "uid-1", observed(), NOW))
+    outcome = core.decide(md, "uid-1", core.Observed({rev: core.Workload(rev, 1, 0, 0, refused=REFUSED)}), later(5))
+    degraded = status_of(outcome, "Degraded")
+    assert degraded.status is cond.ConditionStatus.TRUE
+    assert degraded.reason == "FailedCreate"
+    assert degraded.message == f"the API server refuses pods of revision {rev}: {REFUSED}"
+    assert [e.reason for e in outcome.events if e.type == "Warning"] == ["DegradedTrue"]
+    assert status_of(outcome, "Available").status is cond.ConditionStatus.FALSE
+    # admitted again (the Deployment's ReplicaFailure cleared): no longer degraded
+    md = settle(md, outcome)
+    healed = core.decide(md, "uid-1", observed(**{rev: (1, 1)}), later(10))
+    assert status_of(healed, "Degraded").status is cond.ConditionStatus.FALSE
+    assert status_of(healed, "Available").status is cond.ConditionStatus.TRUE
+
+
+def test_refused_pods_of_an_already_degraded_deployment_still_raise_a_warning() -> None:
+    md = factories.md(replicas=2, triton={"gpus": 16})
+    rev = revision.revision_of(md.spec)
+    pending = podfacts.PodFacts(
+        "resnet-x-1", rev, phase="Pending", scheduled=False, schedule_reason="Unschedulable", schedule_message="no"
+    )
+    md = settle(md, core.decide(md, "uid-1", core.Observed({rev: core.Workload(rev, 2, 0, 0)}, (pending,)), NOW))
+    before = cond.find(md.status.conditions, "Degraded")
+    assert before is not None
+    assert before.reason == "Unschedulable"
+    refused = core.Observed({rev: core.Workload(rev, 2, 0, 0, refused="exceeded quota: q")}, (pending,))
+    outcome = core.decide(md, "uid-1", refused, later(5))
+    assert status_of(outcome, "Degraded").reason == "FailedCreate"
+    warnings = [(e.reason, e.message) for e in outcome.events if e.type == "Warning"]
+    assert warnings == [("FailedCreate", f"the API server refuses pods of revision {rev}: exceeded quota: q")]
+    again = core.decide(settle(md, outcome), "uid-1", refused, later(10))
+    assert not [e for e in again.events if e.type == "Warning"]  # said once
+
+
 def test_crash_looping_pods_degrade_with_their_observed_restarts_and_reasons() -> None:
     md = factories.md(replicas=1)
     rev = revision.revision_of(md.spec)

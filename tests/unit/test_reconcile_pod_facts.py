@@ -123,3 +123,24 @@ def test_a_healthy_pod_is_copied_as_ready_and_judged_healthy() -> None:
     assert facts.scheduled is None
     assert not cause.failing(facts, FINISHED)
     assert not cause.unschedulable(facts)
+
+
+def test_a_deployments_replica_failure_is_copied_with_the_api_servers_message() -> None:
+    refused = 'pods "resnet-abc-x" is forbidden: violates PodSecurity "restricted:latest": privileged'
+    deployment: dict[str, Any] = {
+        "metadata": {"name": "resnet-abc", "labels": {labels.REVISION: "abc"}},
+        "spec": {"replicas": 2},
+        "status": {
+            "conditions": [
+                {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable"},
+                {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused},
+            ]
+        },
+    }
+    found = kube.workload_of(deployment)
+    assert found is not None
+    assert (found.replicas, found.ready, found.refused) == (2, 0, refused)
+    deployment["status"]["conditions"][1]["status"] = "False"
+    assert kube.replica_failure(deployment["status"]) is None
+    assert kube.replica_failure({}) is None
+    assert kube.replica_failure(None) is None

@@ -24,8 +24,9 @@ Pure and deterministic, so every rollout rule is unit-tested state-in/state-out.
   generation; the first revision of a deployment is not served at all until it passed. Rollbacks
   to last-known-good are never gated.
 * Conditions follow reality: Available (serving revision has its replicas), Progressing (a
-  rollout is under way), Degraded (scheduler cannot place pods, pods crash, or the spec has a
-  problem the schema cannot catch), each with an Event on a transition.
+  rollout is under way), Degraded (the API server refuses the pods, the scheduler cannot place
+  them, pods crash, or the spec has a problem the schema cannot catch), each with an Event on a
+  transition.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ DEGRADED = "Degraded"
 ROLLED_BACK = "RolledBack"
 SCALED_OUT = "ScaledOut"
 TRAFFIC_SHIFTED = route.TRAFFIC_SHIFTED
+FAILED_CREATE = "FailedCreate"
 
 T = cond.ConditionStatus.TRUE
 F = cond.ConditionStatus.FALSE
@@ -63,6 +65,9 @@ class Workload:
     replicas: int
     ready: int
     available: int
+    refused: str | None = None
+    """The API server's message while it refuses to create this revision's pods (the Deployment's
+    ``ReplicaFailure`` condition: Pod Security admission, a ResourceQuota, a webhook...)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,7 +473,16 @@ def _degraded(draft: _Draft, observed: Observed, target: str, now: datetime.date
     mine = [p for p in observed.pods if p.revision == target]
     unschedulable = [p for p in mine if cause.unschedulable(p)]
     crashing = [p for p in mine if cause.failing(p, now)]
-    if unschedulable:
+    load = observed.workloads.get(target)
+    if load is not None and load.refused is not None:
+        # No pod exists to show why: only the Deployment knows, so without this the user would see
+        # nothing but Available=False.
+        before = cond.find(draft.status.conditions, DEGRADED)
+        message = f"the API server refuses pods of revision {target}: {load.refused}"
+        draft.condition(DEGRADED, T, FAILED_CREATE, message)
+        if before is not None and before.status is T and before.reason != FAILED_CREATE:
+            draft.events.append(Event("Warning", FAILED_CREATE, message))  # Degraded already, for another reason
+    elif unschedulable:
         first = unschedulable[0]
         draft.condition(
             DEGRADED,

@@ -465,6 +465,19 @@ def reason(error: exceptions.ApiException) -> str:
     return "ServerError" if (error.status or 0) >= 500 else "ApiError"
 
 
+def replica_failure(status: dict[str, Any] | None) -> str | None:
+    """The message of a Deployment's ``ReplicaFailure`` condition (its ``status``, plain JSON), if True.
+
+    The ReplicaSet controller sets it when the API server refuses the pods it creates (reason
+    FailedCreate: Pod Security, a ResourceQuota, an admission webhook) and the Deployment
+    controller copies it up; both clear it once a pod is created again.
+    """
+    for found in (status or {}).get("conditions") or []:
+        if found.get("type") == "ReplicaFailure" and found.get("status") == "True":
+            return str(found.get("message") or found.get("reason") or "pods cannot be created")
+    return None
+
+
 def _live(pod: dict[str, Any]) -> bool:
     return not (pod.get("metadata") or {}).get("deletionTimestamp") and pod.get("status") is not None
 
@@ -480,6 +493,7 @@ def workload_of(deployment: dict[str, Any]) -> core.Workload | None:
         replicas=int(spec.get("replicas") or 0),
         ready=int(status.get("readyReplicas") or 0),
         available=int(status.get("availableReplicas") or 0),
+        refused=replica_failure(status),
     )
 
 
