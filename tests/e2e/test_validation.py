@@ -233,8 +233,12 @@ def test_pods_refused_by_pod_security_degrade_the_modeldeployment_with_the_api_s
     assert 'violates PodSecurity "restricted:latest"' in degraded["message"]
     assert "allowPrivilegeEscalation" in degraded["message"]
     assert (condition(get(kube, namespace, "loose"), "Available") or {}).get("status") == "False"
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=loose").items
-    assert any(e.type == "Warning" and "violates PodSecurity" in (e.message or "") for e in events)
+
+    def warned() -> bool:
+        events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=loose").items
+        return any(e.type == "Warning" and "violates PodSecurity" in (e.message or "") for e in events)
+
+    waiting.until(warned, 30, "a Warning Event with the API server's message")  # posted after the status write
 
     # The user complies: a new revision is admitted and serves, and the condition says so.
     client.CustomObjectsApi(kube).patch_namespaced_custom_object(
