@@ -431,8 +431,7 @@ class Sandbox:
                 try:
                     if dead:
                         # Only what died: the rest keeps running (and its clients connected).
-                        progress(f"starting what stopped: {', '.join(dead)}")
-                        self._start_dead(kwokctl, dead, log)
+                        self.start_stopped_components(progress)
                     else:
                         progress("restarting the control plane (API server not answering)")
                         kwokctl.stop(log)
