@@ -64,6 +64,34 @@ def test_csv_load_is_sent_inline(url: str, sim: engine.Simulator, tmp_path: path
     assert (described["kind"], described["arrivals"], described["span"], described["loop"]) == ("replay", 2, 1.0, True)
 
 
+def test_load_reads_the_simulator_url_from_vigil_sim_url(
+    url: str, sim: engine.Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(cli.URL_ENV, url)
+    result = invoke("load", "ns/md", "--rate", "5")
+    assert result.exit_code == 0, result.output
+    assert sim.loads[("ns", "md")].request.rate == 5
+    # --url still wins over the environment.
+    monkeypatch.setenv(cli.URL_ENV, "http://127.0.0.1:9")
+    assert invoke("stop", "ns/md", "--url", url).exit_code == 0
+    unreachable = invoke("state")
+    assert unreachable.exit_code == 1
+    assert "127.0.0.1:9" in unreachable.output
+
+
+def test_csv_columns_match_in_any_case_and_carry_sizes(url: str, sim: engine.Simulator, tmp_path: pathlib.Path) -> None:
+    trace = tmp_path / "trace.csv"
+    trace.write_text("TIMESTAMP,Tokens\n0,100\n1,300\n", encoding="utf-8")
+    result = invoke("load", "ns/md", "--csv", str(trace), "--size-column", "tokens", "--url", url)
+    assert result.exit_code == 0, result.output
+    described = json.loads(result.output)["load"]
+    assert (described["arrivals"], described["meanSize"]) == (2, 200.0)
+    missing = invoke("load", "ns/md", "--csv", str(trace), "--column", "when", "--url", url)
+    assert missing.exit_code == 1
+    assert "no column 'when'; its columns are ['TIMESTAMP', 'Tokens']" in missing.output
+    assert invoke("load", "ns/md", "--rate", "1", "--size-column", "tokens", "--url", url).exit_code == 2
+
+
 def test_fault_and_clear(url: str, sim: engine.Simulator) -> None:
     result = invoke("fault", "ns/md", "--version", "1", "--error-ratio", "0.3", "--crash", "--url", url)
     assert result.exit_code == 0, result.output

@@ -296,9 +296,10 @@ def test_idle_time_is_settled_exactly_before_new_requests_are_counted(monkeypatc
         theirs = play(_fleet(idle=1, busy=0)[0])
     assert mine.idle_seconds == 0.0  # the last tick had requests: nothing left to settle
     assert mine.state.total("success") == theirs.state.total("success") > 0
-    assert mine.state.arrival_rate == pytest.approx(theirs.state.arrival_rate, rel=1e-9)
+    assert mine.state.total("queue_duration_us") == pytest.approx(theirs.state.total("queue_duration_us"), rel=1e-9)
+    assert mine.state.clock == pytest.approx(theirs.state.clock)
     assert mine.state.busy == pytest.approx(theirs.state.busy, rel=1e-9)
-    assert mine.state.backlog == theirs.state.backlog
+    assert mine.state.in_flight == theirs.state.in_flight
 
 
 def test_selector_index_finds_the_same_pods_as_a_scan() -> None:

@@ -11,10 +11,12 @@ Layers, pure first:
 - ``cluster``: plain snapshots of pods, Services, HTTPRoutes and ModelDeployments, parsed from
   Kubernetes objects, and the ``ClusterSource`` protocol ("where pods come from").
 - ``routing``: which pods of which Service receive what share of a deployment's traffic.
-- ``arrivals``: Poisson arrivals and replay of recorded arrival times (CSV).
+- ``arrivals``: Poisson arrivals and replay of recorded arrival times (CSV), with optional
+  per-request sizes (tokens) that scale service time.
 - ``behaviour``: per (namespace, deployment, version) behaviour layered from defaults, a profile
   file and run-time faults.
-- ``queueing``: the per-pod tick model (queue, latency, failures, GPU gauges, Triton counters).
+- ``queueing``: the per-pod queue, played request by request in event time (an M/M/c queue with
+  the defaults: Erlang C waits at any rate), failures, GPU gauges, Triton counters.
 - ``exposition``: Triton's metric families from a pod's counters, via prometheus_client.
 - ``engine``: the simulator itself: ticks, loads, faults, bookkeeping (requests per revision); no I/O.
 - ``models``: where a pod's model lives (its local model repository, Triton's layout), without torch;

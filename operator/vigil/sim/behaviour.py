@@ -34,7 +34,12 @@ class Behaviour:
     capacity: float = 100.0
     """Requests per second one replica completes when busy (before the latency multiplier)."""
     base_latency_ms: float = 20.0
-    """Compute time of one request on an idle replica."""
+    """Compute time of one request on an idle replica; with ``capacity`` it sets the concurrency."""
+    concurrency: int | None = None
+    """Requests one replica executes at once (model instances, batches in flight); the rest queue.
+    Default: ``capacity x base latency`` rounded, at least 1."""
+    service_cv: float = 1.0
+    """Coefficient of variation of service times: 1 is exponential (M/M/c), 0 deterministic."""
     latency_multiplier: float = 1.0
     """Slows compute: latency times this, capacity divided by it (a slower model is GPU-bound)."""
     error_ratio: float = 0.0
@@ -72,6 +77,20 @@ class Behaviour:
     def service_seconds(self) -> float:
         return self.base_latency_ms * self.latency_multiplier / 1000.0
 
+    @property
+    def slots(self) -> int:
+        """Execution slots of one replica (the ``c`` of its M/M/c queue)."""
+        if self.concurrency is not None:
+            return self.concurrency
+        return max(1, round(self.capacity * self.base_latency_ms / 1000.0))
+
+    @property
+    def mean_service_seconds(self) -> float:
+        """Mean time a request holds a slot: ``slots / effective_capacity``, so a busy replica
+        completes ``effective_capacity`` requests per second. Equals the base latency (times the
+        multiplier) whenever the concurrency is the default and ``capacity x latency`` is a whole number."""
+        return self.slots / self.effective_capacity
+
 
 @dataclasses.dataclass(frozen=True)
 class Corruption:
@@ -94,6 +113,8 @@ class BehaviourPatch(pydantic.BaseModel):
 
     capacity: float | None = pydantic.Field(default=None, gt=0, allow_inf_nan=False)
     base_latency_ms: float | None = pydantic.Field(default=None, ge=0, allow_inf_nan=False)
+    concurrency: int | None = pydantic.Field(default=None, ge=1, le=4096)
+    service_cv: float | None = pydantic.Field(default=None, ge=0, le=10, allow_inf_nan=False)
     latency_multiplier: float | None = pydantic.Field(default=None, gt=0, allow_inf_nan=False)
     error_ratio: float | None = pydantic.Field(default=None, ge=0, le=1)
     gpu_memory_utilization: float | None = pydantic.Field(default=None, ge=0, le=1)

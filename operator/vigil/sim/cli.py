@@ -26,7 +26,13 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Simulate Triton pods: metrics, v2 API, traffic, faults."
 )
 
-URL_OPTION = typer.Option(client.DEFAULT_URL, "--url", help="Base URL of a running `vigil sim serve`.")
+URL_ENV = "VIGIL_SIM_URL"
+URL_OPTION = typer.Option(
+    client.DEFAULT_URL,
+    "--url",
+    envvar=URL_ENV,
+    help=f"Base URL of a running `vigil sim serve` (default: ${URL_ENV}, which `vigil dev env` exports).",
+)
 
 
 def parse_target(target: str) -> tuple[str, str]:
@@ -107,7 +113,10 @@ def load_command(
     target: str = typer.Argument(..., help="NAMESPACE/NAME of the ModelDeployment."),
     rate: float | None = typer.Option(None, min=0, help="Poisson arrivals, requests per second."),
     csv: pathlib.Path | None = typer.Option(None, exists=True, dir_okay=False, help="Replay arrival times."),
-    column: str = typer.Option("timestamp", help="CSV column with the arrival times."),
+    column: str = typer.Option("timestamp", help="CSV column with the arrival times (any case)."),
+    size_column: str | None = typer.Option(
+        None, help="CSV column with each request's size (e.g. tokens): service time scales with it."
+    ),
     speedup: float = typer.Option(1.0, min=0.001, help="Replay this many times faster."),
     loop: bool = typer.Option(False, help="Replay the CSV again and again."),
     duration: float | None = typer.Option(None, min=0.001, help="Stop after this many seconds."),
@@ -123,6 +132,10 @@ def load_command(
         body["rate"] = rate
     if csv is not None:
         body.update({"csv": csv.read_text(encoding="utf-8"), "column": column, "speedup": speedup, "loop": loop})
+        if size_column is not None:
+            body["sizeColumn"] = size_column
+    elif size_column is not None:
+        raise typer.BadParameter("--size-column needs --csv")
     if duration is not None:
         body["duration"] = duration
     _echo_json(_call(client.ControlClient(url).set_load, body))
@@ -151,6 +164,8 @@ def fault_command(
     input_scale: float | None = typer.Option(None, help="Repository models: inputs reach the model times this."),
     input_offset: float | None = typer.Option(None, help="Repository models: ... plus this (wrong normalisation)."),
     precision: str | None = typer.Option(None, help="Repository models: fp16 runs in half precision (drift)."),
+    concurrency: int | None = typer.Option(None, min=1, help="Requests one replica executes at once."),
+    service_cv: float | None = typer.Option(None, min=0, help="Service-time variation: 1 exponential, 0 fixed."),
     url: str = URL_OPTION,
 ) -> None:
     """Inject (merge) a fault for a ModelDeployment or one of its versions.
@@ -171,6 +186,8 @@ def fault_command(
         "inputScale": input_scale,
         "inputOffset": input_offset,
         "precision": precision,
+        "concurrency": concurrency,
+        "serviceCv": service_cv,
     }
     body: dict[str, Any] = {"namespace": namespace, "name": name}
     if version is not None:

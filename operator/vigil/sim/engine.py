@@ -142,8 +142,10 @@ def make_arrivals(request: schema.LoadRequest) -> arrivals.Arrivals:
     if request.rate is not None:
         return arrivals.Poisson(request.rate)
     assert request.csv is not None  # guaranteed by LoadRequest's validator
-    offsets = arrivals.parse_csv(request.csv, column=request.column, speedup=request.speedup)
-    return arrivals.Replay(offsets, loop=request.loop)
+    trace = arrivals.parse_csv(
+        request.csv, column=request.column, speedup=request.speedup, size_column=request.size_column
+    )
+    return arrivals.Replay.of(trace, loop=request.loop)
 
 
 class Simulator:
@@ -262,8 +264,8 @@ class Simulator:
         _bump(self.totals.lost, reason, count)
         _bump(self.lost_by_deployment.setdefault(load.key, {}), reason, count)
 
-    def _route(self, load: Load, count: int, inbound: dict[cluster.Key, list[float]]) -> None:
-        """Spread ``count`` requests of ``load`` over pods as the Service/HTTPRoute says."""
+    def _route(self, load: Load, batch: arrivals.Batch, inbound: dict[cluster.Key, list[queueing.Incoming]]) -> None:
+        """Send each request of ``load`` to a pod (or lose it) as the Service/HTTPRoute says."""
         namespace, name = load.key
         info = self.snapshot.deployments.get(load.key)
         model = (info.model if info else None) or name
@@ -271,27 +273,32 @@ class Simulator:
         targets = list(split.shares.items())
         reasons = list(split.lost.items())
         weights = np.array([share for _, share in targets] + [share for _, share in reasons], dtype=float)
+        count = len(batch)
         if weights.sum() <= 0:
             self._lose(load, routing.LOST_NO_SERVICE, count)
             return
-        counts = self.rng.multinomial(count, weights / weights.sum())
-        for (key, _), sent in zip(targets, counts[: len(targets)], strict=True):
+        choice = self.rng.choice(len(weights), size=count, p=weights / weights.sum())
+        for slot, (key, _) in enumerate(targets):
+            chosen = choice == slot
+            sent = int(chosen.sum())
             if not sent:
                 continue
             record = self.record(*key)
             if record is None:
-                self._lose(load, routing.LOST_NO_READY_PODS, int(sent))
+                self._lose(load, routing.LOST_NO_READY_PODS, sent)
             elif record.crashed:
-                self._lose(load, LOST_CRASHED, int(sent))
+                self._lose(load, LOST_CRASHED, sent)
             else:
-                slot = inbound.setdefault(key, [0.0, 0.0])
-                slot[0] += int(sent)
-                slot[1] += int(sent) * load.request.batch_size
-                load.delivered += int(sent)
-                self.totals.delivered += int(sent)
-                self.revision_count(record).user += int(sent)
-        for (reason, _), lost in zip(reasons, counts[len(targets) :], strict=True):
-            self._lose(load, reason, int(lost))
+                inbound.setdefault(key, []).append(
+                    queueing.Incoming(
+                        batch.offsets[chosen], batch.sizes[chosen], np.full(sent, float(load.request.batch_size))
+                    )
+                )
+                load.delivered += sent
+                self.totals.delivered += sent
+                self.revision_count(record).user += sent
+        for slot, (reason, _) in enumerate(reasons, start=len(targets)):
+            self._lose(load, reason, int((choice == slot).sum()))
 
     def advance(self, dt: float | None = None) -> None:
         """One tick of ``dt`` seconds (default: the configured tick)."""
@@ -305,19 +312,20 @@ class Simulator:
                 self._refresh(record)
         start, self.now = self.now, self.now + dt
 
-        inbound: dict[cluster.Key, list[float]] = {}
+        inbound: dict[cluster.Key, list[queueing.Incoming]] = {}
         for load in self.loads.values():
             if load.finished:
                 continue
             begin, end = start - load.started, self.now - load.started
             if load.request.duration is not None:
                 end = min(end, load.request.duration)
-            count = load.arrivals.count(begin, end, self.rng) if end > begin else 0
+            # Offsets come relative to ``begin``, which is this tick's start on the load's clock.
+            batch = load.arrivals.take(begin, end, self.rng) if end > begin else arrivals.EMPTY
             load.elapsed = self.now - load.started
-            load.sent += count
-            self.totals.sent += count
-            if count:
-                self._route(load, count, inbound)
+            load.sent += len(batch)
+            self.totals.sent += len(batch)
+            if len(batch):
+                self._route(load, batch, inbound)
             duration_over = load.request.duration is not None and load.elapsed >= load.request.duration
             load.finished = duration_over or load.arrivals.finished(load.elapsed)
 
@@ -325,24 +333,23 @@ class Simulator:
         for key, record in self.records.items():
             if record.crashed:
                 continue
-            requests, inferences = inbound.get(key, (0.0, 0.0))
-            if not requests and not record.state.backlog:
+            parts = inbound.get(key)
+            if not parts and record.state.idle:
                 record.idle_seconds += dt
                 if record.idle_seconds >= IDLE_STEP_SECONDS:
                     self._settle_idle(record, now_ms)
                 continue
             self._settle_idle(record, now_ms)
-            batch = inferences / requests if requests else record.state.batch
-            self._step(record, int(requests), dt, batch, now_ms)
+            self._step(record, queueing.Incoming.merge(parts) if parts else 0, dt, now_ms)
 
     def _settle_idle(self, record: PodRecord, now_ms: int) -> None:
-        """Step the pod over the time it sat idle, with no arrivals."""
+        """Step the pod over the time it sat idle, with no arrivals (its clock catches up first)."""
         if record.idle_seconds > 0:
-            self._step(record, 0, record.idle_seconds, record.state.batch, now_ms)
+            self._step(record, 0, record.idle_seconds, now_ms)
             record.idle_seconds = 0.0
 
-    def _step(self, record: PodRecord, requests: int, dt: float, batch: float, now_ms: int) -> None:
-        result = queueing.step(record.state, requests, dt, record.settings, self.rng, batch, now_ms)
+    def _step(self, record: PodRecord, incoming: int | queueing.Incoming, dt: float, now_ms: int) -> None:
+        result = queueing.step(record.state, incoming, dt, record.settings, self.rng, now_ms=now_ms)
         self.totals.success += result.success
         for reason, count in result.failure.items():
             _bump(self.totals.failure, reason, count)
@@ -393,6 +400,8 @@ class Simulator:
             "served": pod.served,
             "crashed": record.crashed,
             "pending": state.pending,
+            "inFlight": state.in_flight,
+            "slots": record.settings.slots,
             "success": int(state.total("success")),
             "failure": state.failures(),
             "queueSeconds": round(state.last_queue_seconds, 6),

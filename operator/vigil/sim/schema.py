@@ -30,7 +30,10 @@ class LoadRequest(_Wire):
     name: str = pydantic.Field(pattern=NAME_PATTERN, max_length=253)
     rate: float | None = pydantic.Field(default=None, ge=0, le=1_000_000, allow_inf_nan=False)
     csv: str | None = pydantic.Field(default=None, max_length=MAX_CSV_CHARS)
-    column: str = pydantic.Field(default="timestamp", min_length=1)
+    column: str = pydantic.Field(default="timestamp", min_length=1, description="Time column (any case).")
+    size_column: str | None = pydantic.Field(
+        default=None, min_length=1, description="Per-request size column (e.g. tokens) scaling service time."
+    )
     speedup: float = pydantic.Field(default=1.0, gt=0, allow_inf_nan=False)
     loop: bool = False
     duration: float | None = pydantic.Field(
@@ -42,6 +45,8 @@ class LoadRequest(_Wire):
     def _one_source(self) -> LoadRequest:
         if (self.rate is None) == (self.csv is None):
             raise ValueError("give exactly one of rate and csv")
+        if self.size_column is not None and self.csv is None:
+            raise ValueError("sizeColumn needs a csv trace")
         return self
 
 
