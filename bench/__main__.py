@@ -1,10 +1,11 @@
-"""``python -m bench [detection|healing|cost|gate|fleet ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
+"""``python -m bench [detection|healing|cost|gate|fleet|quiet|efficiency ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
 
 Brings the local sandbox up (reusing a running one; it is never taken down), runs the chosen
 benchmarks (detection, healing and cost by default) each against its own operator and namespace,
 and writes ``results.json``, ``results.md`` and one PNG per benchmark to ``bench/results/``. The
-fleet benchmark (long: a live fleet of up to 1,000 deployments) runs only when named, and writes
-``fleet.json``, ``fleet.md`` and ``fleet.png`` of its own. The Markdown tables are printed at the end.
+long benchmarks (fleet: a live fleet of up to 1,000 deployments; quiet and efficiency: long
+replays) run only when named, and each writes ``<name>.json``, ``<name>.md`` and ``<name>.png`` of
+its own. The Markdown tables are printed at the end.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, cost, detection, fleet, gate, healing, plots, report, waiting
+from bench import cluster, cost, detection, efficiency, fleet, gate, healing, plots, quiet, report, waiting
 from bench.common import Context
 from bench.operator import OperatorSettings
 from vigil.dev import sandbox as sandbox_mod
@@ -31,9 +32,12 @@ BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "cost": cost.run,
     "gate": gate.run,
     "fleet": fleet.run,
+    "quiet": quiet.run,
+    "efficiency": efficiency.run,
 }
 DEFAULT = ("detection", "healing", "cost", "gate")
-SEPARATE = ("gate", "fleet")  # written to <name>.json / <name>.md, so a run of it keeps the others' results
+# Written to <name>.json / <name>.md, so a run of one keeps the others' results.
+SEPARATE = ("gate", "fleet", "quiet", "efficiency")
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -94,7 +98,7 @@ def check_loopback(info: sandbox_mod.SandboxInfo) -> None:
             raise SystemExit(f"refusing to benchmark against {url}: not a loopback address")
 
 
-def quiet(ctx: Context, timeout: float) -> None:
+def wait_alone(ctx: Context, timeout: float) -> None:
     """Wait (bounded) until no other vigil operator runs on this machine; never fails."""
     if timeout <= 0 or not cluster.other_operators(ctx.operator_pids):
         return
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     results_dir.mkdir(parents=True, exist_ok=True)
 
     cluster.log("bringing the sandbox up (reusing what runs)")
-    info = sandbox_mod.Sandbox().up(progress=lambda message: cluster.log(f"sandbox: {message}"))
+    sandbox = sandbox_mod.Sandbox()
+    info = sandbox.up(progress=lambda message: cluster.log(f"sandbox: {message}"))
     check_loopback(info)
     kube = cluster.Cluster(info.kubeconfig, info.simulator_url)
     ctx = Context(
@@ -123,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         results_dir=results_dir,
         fleet_sizes=args.sizes,
+        sandbox=sandbox,
     )
     started = _now()
     outcomes: dict[str, Any] = {}
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.closing(kube):
         for name in chosen:
             cluster.log(f"=== {name} ===")
-            quiet(ctx, args.exclusive)
+            wait_alone(ctx, args.exclusive)
             try:
                 outcomes[name] = BENCHMARKS[name](ctx)
             except KeyboardInterrupt:

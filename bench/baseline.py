@@ -169,6 +169,17 @@ def parse_scalar(payload: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def parse_series(payload: Any) -> list[tuple[float, float]]:
+    """The points of a range-query answer with at most one series (none: no points)."""
+    if not isinstance(payload, dict) or payload.get("status") != "success":
+        raise ValueError(f"not a successful query answer: {payload!r}")
+    result = (payload.get("data") or {}).get("result")
+    if not isinstance(result, list) or len(result) > 1:
+        raise ValueError(f"expected at most one series, got {result!r}")
+    points = [(float(at), float(value)) for at, value in (result[0].get("values", []) if result else [])]
+    return [(at, value) for at, value in points if math.isfinite(value)]
+
+
 def rfc3339(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -226,6 +237,12 @@ class Prometheus:
         params = urllib.parse.urlencode({"query": expr})
         with urllib.request.urlopen(f"{self.url}/api/v1/query?{params}", timeout=self.timeout) as response:
             return parse_scalar(json.loads(response.read()))
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[tuple[float, float]]:
+        """The one series of a range query as (time, value) points; NaN points dropped."""
+        params = urllib.parse.urlencode({"query": expr, "start": start, "end": end, "step": step})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query_range?{params}", timeout=self.timeout) as response:
+            return parse_series(json.loads(response.read()))
 
 
 class Controller(threading.Thread):

@@ -7,6 +7,7 @@ and cleared explicitly, since deleting a namespace does not reach the simulator'
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import datetime
@@ -21,6 +22,7 @@ from kubernetes import client, config
 from kubernetes.client import exceptions
 
 from bench import waiting
+from vigil.sim import behaviour
 from vigil.sim import client as simclient
 
 GROUP, VERSION = "vigil.dev", "v1alpha1"
@@ -214,7 +216,50 @@ class Cluster:
             copies[event.message or ""] = copies.get(event.message or "", 0) + 1
         return max(copies.values(), default=0)
 
+    def incidents_of(self, namespace: str, name: str) -> builtins.list[dict[str, Any]]:
+        """A summary of every Incident of one deployment: cause, plan, steps and timeline."""
+        found = []
+        for incident in self.list(namespace, INCIDENTS):
+            if incident.get("spec", {}).get("modelDeployment") != name:
+                continue
+            status = incident.get("status", {})
+            plan = status.get("plan") or {}
+            found.append(
+                {
+                    "name": incident["metadata"]["name"],
+                    "created": incident["metadata"].get("creationTimestamp"),
+                    "slo": incident.get("spec", {}).get("slo"),
+                    "phase": status.get("phase"),
+                    "cause": (status.get("diagnosis") or {}).get("cause"),
+                    "runbook": plan.get("runbook"),
+                    "mode": plan.get("mode"),
+                    "steps": [
+                        {
+                            "name": s.get("name"),
+                            "action": s.get("action"),
+                            "state": s.get("state"),
+                            "startedAt": s.get("startedAt"),
+                        }
+                        for s in plan.get("steps", [])
+                    ],
+                    "timeline": [{"time": e.get("time"), "type": e.get("type")} for e in status.get("timeline", [])],
+                }
+            )
+        return found
+
     # -- simulator --------------------------------------------------------------------------
+
+    def set_behaviour(self, namespace: str, name: str, settings: behaviour.Behaviour) -> None:
+        """How the simulator plays a deployment's replicas: capacity, latency, service-time variation."""
+        self.sim.set_fault(
+            {
+                "namespace": namespace,
+                "name": name,
+                "capacity": settings.capacity,
+                "baseLatencyMs": settings.base_latency_ms,
+                "serviceCv": settings.service_cv,
+            }
+        )
 
     def forget_traffic(self, namespace: str, name: str) -> None:
         """Stop the simulator's load and clear its faults for one deployment (best effort)."""
@@ -234,6 +279,14 @@ class Cluster:
             success += int(pod.get("success", 0))
             failure += sum(int(v) for v in pod.get("failure", {}).values())
         return success, failure
+
+
+def wait_available(kube: Cluster, namespace: str, name: str, timeout: float) -> None:
+    waiting.until(
+        lambda: (condition(kube.get(namespace, name), "Available") or {}).get("status") == "True",
+        timeout,
+        f"{name} Available",
+    )
 
 
 def other_operators(mine: set[int]) -> list[str]:

@@ -35,11 +35,7 @@ SCENARIOS = ("steady", "rollout")
 def _warm(kube: cluster.Cluster, ns: str, name: str) -> dict[str, Any]:
     """Create a paused deployment, load it, wait until its SLO is Met; the warmed object."""
     kube.create(ns, cluster.MDS, cluster.manifest(name, replicas=2, slos=[AVAILABILITY], paused=True))
-    waiting.until(
-        lambda: (cluster.condition(kube.get(ns, name), "Available") or {}).get("status") == "True",
-        120,
-        f"{name} Available",
-    )
+    cluster.wait_available(kube, ns, name, 120)
     kube.sim.set_load({"namespace": ns, "name": name, "rate": LOAD_RATE})
 
     def met() -> dict[str, Any] | None:

@@ -67,38 +67,6 @@ def _hold(ctx: Context) -> float:
     return 2 * ctx.settings.eval_interval
 
 
-def _available(kube: cluster.Cluster, ns: str, name: str) -> None:
-    waiting.until(
-        lambda: (cluster.condition(kube.get(ns, name), "Available") or {}).get("status") == "True",
-        120,
-        f"{name} Available",
-    )
-
-
-def _incident_summary(kube: cluster.Cluster, ns: str, name: str) -> list[dict[str, Any]]:
-    found = []
-    for incident in kube.list(ns, cluster.INCIDENTS):
-        if incident.get("spec", {}).get("modelDeployment") != name:
-            continue
-        status = incident.get("status", {})
-        plan = status.get("plan") or {}
-        found.append(
-            {
-                "name": incident["metadata"]["name"],
-                "phase": status.get("phase"),
-                "cause": (status.get("diagnosis") or {}).get("cause"),
-                "runbook": plan.get("runbook"),
-                "mode": plan.get("mode"),
-                "steps": [
-                    {"name": s.get("name"), "state": s.get("state"), "startedAt": s.get("startedAt")}
-                    for s in plan.get("steps", [])
-                ],
-                "timeline": [{"time": e.get("time"), "type": e.get("type")} for e in status.get("timeline", [])],
-            }
-        )
-    return found
-
-
 def _controller(
     ctx: Context,
     kube: cluster.Cluster,
@@ -122,7 +90,7 @@ def rollback_run(ctx: Context, ns: str, name: str, policy: str, index: int) -> d
     try:
         spec: dict[str, Any] = {"slos": [AVAILABILITY], "bakeTime": BAKE_TIME, "maxReplicas": 4, "paused": paused}
         kube.create(ns, cluster.MDS, cluster.manifest(name, replicas=REPLICAS, **spec))
-        _available(kube, ns, name)
+        cluster.wait_available(kube, ns, name, 120)
         kube.sim.set_load({"namespace": ns, "name": name, "rate": ROLLBACK_RATE})
         good = waiting.until(
             lambda: cluster.last_known_good(kube.get(ns, name)), 240, f"{name}: version 1 last-known-good"
@@ -177,7 +145,7 @@ def rollback_run(ctx: Context, ns: str, name: str, policy: str, index: int) -> d
             "milestones": relative(seen, first_bad),
             "rollback": md["status"].get("rollback"),
             "specVersion": md["spec"]["model"]["version"],
-            "incidents": _incident_summary(kube, ns, name),
+            "incidents": kube.incidents_of(ns, name),
             "reconcilers": kube.reconcilers(ns, name),
             "baseline": controller.report() if controller else None,
         }
@@ -221,7 +189,7 @@ def scale_run(ctx: Context, ns: str, name: str, policy: str, index: int) -> dict
         if not paused:
             spec["runbookRef"] = {"name": RUNBOOK}
         kube.create(ns, cluster.MDS, cluster.manifest(name, replicas=REPLICAS, **spec))
-        _available(kube, ns, name)
+        cluster.wait_available(kube, ns, name, 120)
         kube.sim.set_load({"namespace": ns, "name": name, "rate": SCALE_RATE})
         waiting.until(
             lambda: cluster.slo_state(kube.get(ns, name), QUEUE["name"]) == "Met", 180, f"{name}: queue SLO Met"
@@ -267,7 +235,7 @@ def scale_run(ctx: Context, ns: str, name: str, policy: str, index: int) -> dict
             "milestones": relative(seen, surge),
             "scale": md["status"].get("scale"),
             "specReplicas": md["spec"]["replicas"],
-            "incidents": _incident_summary(kube, ns, name),
+            "incidents": kube.incidents_of(ns, name),
             "reconcilers": kube.reconcilers(ns, name),
             "baseline": controller.report() if controller else None,
         }

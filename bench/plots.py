@@ -204,7 +204,97 @@ def gate(result: Mapping[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-PLOTS = {"detection": detection, "healing": healing, "cost": cost, "gate": gate, "fleet": fleet}
+STATE_COLORS = {"Met": "#3a9d5d", "Warning": "#e0a526", "Breached": "#c0392b"}
+POLICY_COLORS = {"vigil": "#2b7bba", "static": "#7f7f7f", "hpa": "#d9822b"}
+
+
+def _states(ax: Any, timeline: list[list[Any]], column: int, y: float, minutes: bool = True) -> None:
+    """Coloured marks along ``y`` for each sample's verdict (column ``column`` of the timeline)."""
+    for state, color in STATE_COLORS.items():
+        xs = [row[0] / 60 if minutes else row[0] for row in timeline if row[column] == state]
+        ax.scatter(xs, [y] * len(xs), color=color, s=6, marker="|", label=state)
+
+
+def quiet(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    run = result["run"]
+    deployments = run.get("deployments", {})
+    fig, axes = plt.subplots(len(deployments), 1, figsize=(11, 2.6 * max(len(deployments), 1)), squeeze=False)
+    outage_at = run.get("outageStartsAt", 0.0) / 60
+    outage_end = outage_at + run.get("outageSeconds", 0.0) / 60
+    for ax, (name, data) in zip(axes[:, 0], deployments.items(), strict=True):
+        timeline = data["timeline"]
+        ax.step([row[0] / 60 for row in timeline], [row[1] for row in timeline], where="post", color="#2b7bba")
+        ax.set_ylabel("pods")
+        ax.set_ylim(0, max(row[1] for row in timeline) + 2 if timeline else 4)
+        for column, slo in ((2, "availability"), (3, "queue")):
+            _states(ax, timeline, column, ax.get_ylim()[1] - (0.4 if column == 2 else 0.9))
+            ax.annotate(slo, (0, ax.get_ylim()[1] - (0.4 if column == 2 else 0.9)), fontsize=7, va="center")
+        ax.axvspan(outage_at, outage_end, color="#bbbbbb", alpha=0.4, label="Prometheus stopped")
+        ax.set_title(
+            f"{name}: {data['incidentCount']} incident(s), {data['actions']} action(s) "
+            f"({data['trace']}, x{result['plan']['speedup']:g})",
+            fontsize=9,
+        )
+    axes[-1, 0].set_xlabel("minutes since the traffic started")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    fig.legend(unique.values(), unique.keys(), loc="upper right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def efficiency(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    scenarios = result["run"].get("scenarios", {})
+    fig, axes = plt.subplots(len(scenarios), 2, figsize=(13, 3.4 * max(len(scenarios), 1)), squeeze=False)
+    for row, (scenario, data) in enumerate(scenarios.items()):
+        ax = axes[row, 0]
+        for policy, numbers in data["policies"].items():
+            timeline = numbers["timeline"]
+            ax.step(
+                [r[0] / 60 for r in timeline],
+                [r[1] for r in timeline],
+                where="post",
+                color=POLICY_COLORS.get(policy),
+                label=f"{policy} pods",
+            )
+        offered = data["offeredPerMinute"]
+        twin = ax.twinx()
+        twin.plot(
+            [i + 0.5 for i in range(len(offered))], offered, color="#555555", linestyle=":", label="offered req/s"
+        )
+        twin.set_ylabel("offered req/s")
+        ax.set_xlabel("minutes")
+        ax.set_ylabel("pods (GPUs)")
+        ax.set_title(f"{scenario}: replicas over time (x{data['speedup']:g})", fontsize=9)
+        ax.legend(loc="upper left", fontsize=7)
+        bars = axes[row, 1]
+        policies = list(data["policies"])
+        gpu = [data["policies"][p]["gpuMinutes"] for p in policies]
+        attainment = [(data["policies"][p]["attainment"] or 0.0) * 100 for p in policies]
+        positions = range(len(policies))
+        bars.bar([i - 0.2 for i in positions], gpu, 0.4, color=[POLICY_COLORS.get(p) for p in policies])
+        bars.set_ylabel("GPU-minutes (left bars)")
+        right = bars.twinx()
+        right.bar([i + 0.2 for i in positions], attainment, 0.4, color="#3a9d5d", alpha=0.6)
+        right.set_ylim(0, 105)
+        right.set_ylabel("SLO attainment % (right bars)")
+        bars.set_xticks(list(positions), policies)
+        bars.set_title(f"{scenario}: GPU-minutes and SLO attainment", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+PLOTS = {
+    "detection": detection,
+    "healing": healing,
+    "cost": cost,
+    "gate": gate,
+    "fleet": fleet,
+    "quiet": quiet,
+    "efficiency": efficiency,
+}
 
 
 def write(benchmarks: Mapping[str, Any], directory: pathlib.Path) -> list[str]:

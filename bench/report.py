@@ -313,12 +313,115 @@ def gate_section(result: Mapping[str, Any]) -> str:
     )
 
 
+def _per_slo(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{slo} {count}" for slo, count in counts.items())
+
+
+def quiet_section(result: Mapping[str, Any]) -> str:
+    run = result["run"]
+    if "error" in run:
+        return f"## 6. False alarms on healthy bursty traffic\n\nFAILED: {run['error']}\n"
+    rows = []
+    for name, data in run["deployments"].items():
+        rows.append(
+            [
+                name,
+                data["trace"],
+                f"{data['meanRate']:g} / {data['peak10sRate']:g}",
+                f"{data['capacityPerReplica']:g} x {result['sizing']['replicas']}",
+                f"{data['perfectServerMaxQueueMs']:g} ms",
+                _per_slo(data["quiet"]["warnings"]),
+                _per_slo(data["quiet"]["breaches"]),
+                str(data["incidentCount"]),
+                str(data["actions"]),
+                str(data["actionsFromOutage"]),
+            ]
+        )
+    plan, totals = result["plan"], result["totals"]
+    threshold = next(s for s in result["slos"] if s["name"] == "queue")["thresholdMs"]
+    intro = (
+        f"Two deployments, one hour of traffic each replayed at x{plan['speedup']:g} "
+        f"({run['quietSeconds'] / 60:.1f} min), then Prometheus stopped for {run['outageSeconds'] / 60:.1f} min "
+        f"with the traffic on, then {plan['after_seconds'] / 60:.0f} min watched after it came back. Capacity: "
+        f"{result['sizing']['replicas']} replicas at most {result['sizing']['peakUtilisation']:.0%} busy at the "
+        f'highest 10 s rate; the "perfect server" column is the highest 30 s average queue time of the same '
+        f"traffic played offline through the simulator's queue (SLO threshold {threshold} ms). Warnings and "
+        "breaches count entries into the state (vigil's verdicts sampled every evaluation interval) before the "
+        "outage; actions are runbook steps that ran."
+    )
+    header = [
+        "traffic",
+        "trace",
+        "req/s mean / peak 10 s",
+        "capacity (req/s x replicas)",
+        "perfect server",
+        "warnings",
+        "breaches",
+        "incidents",
+        "actions",
+        "actions from the outage on",
+    ]
+    verdict = (
+        f"Target zero incidents and zero actions: **{'PASS' if result['pass'] else 'FAIL'}** "
+        f"({totals['incidents']} incident(s), {totals['actions']} action(s)). Prometheus outage, zero destructive "
+        f"actions: **{'PASS' if result['outagePass'] else 'FAIL'}** ({totals['actionsFromOutage']})."
+    )
+    return f"## 6. False alarms on healthy bursty traffic\n\n{intro}\n\n{table(header, rows)}\n\n{verdict}\n"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "NO"
+
+
+def efficiency_section(result: Mapping[str, Any]) -> str:
+    run = result["run"]
+    if "error" in run:
+        return f"## 7. SLO attainment per GPU\n\nFAILED: {run['error']}\n"
+    rows = []
+    verdicts = []
+    for scenario, data in run["scenarios"].items():
+        for policy, numbers in data["policies"].items():
+            low, high = numbers["replicas"] or (None, None)
+            rows.append(
+                [
+                    scenario,
+                    policy,
+                    DASH if numbers["attainment"] is None else f"{numbers['attainment']:.1%}",
+                    f"{numbers['gpuMinutes']:.1f}",
+                    f"{numbers['violatingMinutes']} / {numbers['measuredMinutes']}",
+                    DASH if low is None else f"{low}-{high}",
+                    str(numbers["incidents"]),
+                ]
+            )
+        v = data["verdict"]
+        verdicts.append(
+            f"- {scenario} ({data['traffic']}; x{data['speedup']:g}, {data['wallMinutes']:g} min): "
+            f"attainment >= {result['targets']['attainment']:.0%}: **{_yes(v['attainmentMet'])}**; "
+            f"GPU-minutes {number(v['gpuRatioToStatic'])} x static (target <= {result['targets']['gpuRatioToStatic']:g}): "
+            f"**{_yes(v['gpuMet'])}**; fewer violating minutes than the HPA-like baseline: "
+            f"**{_yes(v['fewerViolatingMinutesThanHpa'])}**"
+        )
+    intro = (
+        f"Three deployments per scenario under the same traffic, same replicas ({result['capacityPerReplica']:g} "
+        f"req/s each, {result['baseLatencyMs']:g} ms per request), side by side in one run: vigil (start replicas, "
+        "a scaleOut runbook, maxReplicas = peak), static peak provisioning, and an HPA-like autoscaler "
+        f"(GPU utilisation target {result['hpaTarget']:.0%}, 15 s sync, 5 min scale-down stabilisation). "
+        f"Peak and start are sized at {result['sizingUtilisation']:.0%} utilisation. Attainment: share of "
+        "evaluation intervals whose queue-time verdict is Met; violating minutes: minutes whose average queue "
+        f"time exceeds {result['slo']['thresholdMs']} ms (Prometheus)."
+    )
+    header = ["scenario", "policy", "SLO attainment", "GPU-minutes", "violating minutes", "pods", "incidents"]
+    return f"## 7. SLO attainment per GPU\n\n{intro}\n\n{table(header, rows)}\n\n" + "\n".join(verdicts) + "\n"
+
+
 SECTIONS = {
     "detection": detection_section,
     "healing": healing_section,
     "cost": cost_section,
     "gate": gate_section,
     "fleet": fleet_section,
+    "quiet": quiet_section,
+    "efficiency": efficiency_section,
 }
 
 

@@ -1,0 +1,255 @@
+"""Benchmark 5: SLO attainment per GPU: vigil vs static peak provisioning vs an HPA-like autoscaler.
+
+Two scenarios run at the same time in one namespace, each with three deployments under the same
+traffic and the same simulated replicas, differing only in who sets the replica count:
+
+* ``vigil``: replicas for the starting load, ``maxReplicas`` for the peak, a ``scaleOut`` runbook
+  for load surges (and whatever vigil does after an incident: scale-in, once it exists);
+* ``static``: provisioned for the peak from start to end (``paused``: vigil only judges it);
+* ``hpa``: :mod:`bench.hpa`, the HorizontalPodAutoscaler's algorithm and defaults on GPU
+  utilisation (target 60 %), between the same minimum and maximum, on a ``paused`` deployment.
+
+Scenarios: ``ramp``, a load ramp 2x -> 10x -> 1x a base rate over 30 minutes; ``trace``, the hour
+of the Azure LLM inference trace (``bench/traces``), tokens scaling each request's service time.
+Both are replayed at a stated speed-up. Every replica has the same capacity; the peak is sized
+at 60 % utilisation of the highest 10-second rate, the start at 60 % of the first minute's rate.
+
+Measured per deployment over the traffic's span: SLO attainment, the share of evaluation
+intervals (``status.slos`` sampled every evaluation interval) whose queue-time verdict is Met
+(vigil judges all three the same way); GPU-minutes, the GPUs held by scheduled pods integrated
+over time; SLO-violating minutes, the minutes whose average queue time (from Prometheus, over
+that minute) exceeds the SLO's threshold. Targets for vigil: attainment >= 95 %, GPU-minutes
+<= 0.75 x static, fewer violating minutes than the HPA-like baseline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+from bench import baseline, cluster, hpa, traffic, waiting, watch
+from bench.common import Context, attempt, rounded
+from vigil.sim import behaviour
+
+QUEUE: dict[str, Any] = {"name": "queue", "kind": "queueTime", "thresholdMs": 100, "period": "1h"}
+POLICIES = ("vigil", "static", "hpa")
+CAPACITY = 30.0
+BASE_LATENCY_MS = 200.0
+UTILISATION = 0.6
+PEAK_WINDOW_SECONDS = 10.0
+RUNBOOK = "surge"
+STEP_REPLICAS = 2
+BASE_RATE = 3.0
+# Trace seconds -> requests per second: 2x for 5 min, up to 10x by minute 12, held to 18, down to 1x by 25.
+RAMP = (
+    (0.0, 2 * BASE_RATE),
+    (300.0, 2 * BASE_RATE),
+    (720.0, 10 * BASE_RATE),
+    (1080.0, 10 * BASE_RATE),
+    (1500.0, BASE_RATE),
+    (1800.0, BASE_RATE),
+)
+SEED = 20261202
+TARGET_ATTAINMENT = 0.95
+TARGET_GPU_RATIO = 0.75
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    name: str
+    load: traffic.Traffic
+    speedup: float
+    settings: behaviour.Behaviour
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.load.span / self.speedup
+
+    def replicas(self) -> tuple[int, int]:
+        """(start, peak) replicas at :data:`UTILISATION` of each replica's capacity."""
+        first_minute = float(self.load.rates(60.0, self.speedup)[0])
+        peak = self.load.peak_rate(PEAK_WINDOW_SECONDS, self.speedup)
+        start = traffic.replicas_for(first_minute, CAPACITY, UTILISATION)
+        return start, max(start, traffic.replicas_for(peak, CAPACITY, UTILISATION))
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    factor = 2.0 if quick else 1.0
+    ramp = traffic.ramp(RAMP, SEED)
+    trace = traffic.from_trace(traffic.AZURE_CONV, "trace")
+    return [
+        Scenario("ramp", ramp, 3.0 * factor, behaviour.Behaviour(capacity=CAPACITY, base_latency_ms=BASE_LATENCY_MS)),
+        Scenario(
+            "trace",
+            trace,
+            6.0 * factor,
+            behaviour.Behaviour(capacity=CAPACITY, base_latency_ms=BASE_LATENCY_MS, service_cv=0.0),
+        ),
+    ]
+
+
+def _runbook(ns: str) -> dict[str, Any]:
+    step = {"name": "scale", "action": "scaleOut", "params": {"stepReplicas": STEP_REPLICAS}, "verifyAfter": "30s"}
+    return {
+        "apiVersion": cluster.API_VERSION,
+        "kind": "Runbook",
+        "metadata": {"name": RUNBOOK, "namespace": ns},
+        "spec": {"triggers": [{"slo": QUEUE["name"], "causes": ["LoadSurge"]}], "steps": [step]},
+    }
+
+
+def manifest(scenario: Scenario, policy: str) -> dict[str, Any]:
+    start, peak = scenario.replicas()
+    name = f"{scenario.name}-{policy}"
+    if policy == "static":
+        return cluster.manifest(name, replicas=peak, slos=[QUEUE], paused=True)
+    spec: dict[str, Any] = {"slos": [QUEUE], "maxReplicas": peak}
+    if policy == "vigil":
+        spec["runbookRef"] = {"name": RUNBOOK}
+    else:
+        spec["paused"] = True
+    return cluster.manifest(name, replicas=start, **spec)
+
+
+def queue_ms_query(namespace: str, name: str) -> str:
+    sel = f'{{namespace="{namespace}", modeldeployment="{name}"}}'
+    return (
+        f"sum(increase(nv_inference_queue_duration_us{sel}[1m])) "
+        f"/ sum(increase(nv_inference_request_success{sel}[1m])) / 1000"
+    )
+
+
+def violating_minutes(points: list[tuple[float, float]], threshold_ms: float) -> int:
+    """Minutes (one point per minute) whose average queue time exceeds the threshold."""
+    return sum(1 for _, value in points if value > threshold_ms)
+
+
+def judged(samples: list[watch.Sample]) -> list[watch.Sample]:
+    """Samples with a verdict (Met, Warning or Breached): not before the first data arrived."""
+    return [s for s in samples if s.slos.get(QUEUE["name"]) in ("Met", "Warning", "Breached")]
+
+
+def measure(samples: list[watch.Sample], points: list[tuple[float, float]], start: float, end: float) -> dict[str, Any]:
+    verdicts = judged(samples)
+    return {
+        "attainment": rounded(watch.share(verdicts, QUEUE["name"])),
+        "judgedIntervals": len(verdicts),
+        "breachedIntervals": sum(1 for s in verdicts if s.slos.get(QUEUE["name"]) == "Breached"),
+        "gpuMinutes": round(watch.gpu_minutes(samples, end), 2),
+        "violatingMinutes": violating_minutes(points, float(QUEUE["thresholdMs"])),
+        "measuredMinutes": len(points),
+        "replicas": watch.replicas_range(samples),
+        "overrides": watch.overrides_seen(samples),
+    }
+
+
+def _run(ctx: Context, ns: str, chosen: list[Scenario]) -> dict[str, Any]:
+    kube = ctx.kube
+    names = [f"{s.name}-{p}" for s in chosen for p in POLICIES]
+    for scenario in chosen:
+        for policy in POLICIES:
+            name = f"{scenario.name}-{policy}"
+            settings = scenario.settings
+            kube.set_behaviour(ns, name, settings)
+            kube.create(ns, cluster.MDS, manifest(scenario, policy))
+    for name in names:
+        cluster.wait_available(kube, ns, name, 240)
+    controllers: dict[str, hpa.Controller] = {}
+    for scenario in chosen:
+        start_replicas, peak = scenario.replicas()
+        name = f"{scenario.name}-hpa"
+        bounds = hpa.Policy(minimum=start_replicas, maximum=peak)
+        controllers[scenario.name] = hpa.Controller(kube.fork(), ctx.info.prometheus_url, ns, name, bounds)
+    watcher = watch.Watcher(kube.fork(), ns, names, ctx.settings.eval_interval)
+    started = time.time()
+    for scenario in chosen:
+        csv = scenario.load.csv()
+        for policy in POLICIES:
+            body = {"namespace": ns, "name": f"{scenario.name}-{policy}", "csv": csv, "sizeColumn": "size"}
+            kube.sim.set_load({**body, "speedup": scenario.speedup})
+    watcher.start()
+    for controller in controllers.values():
+        controller.start()
+    try:
+        end = started + max(s.wall_seconds for s in chosen)
+        cluster.log(f"efficiency: {round((end - started) / 60, 1)} min of traffic")
+        waiting.until(lambda: time.time() >= end, end - started + 60, "the traffic to play", interval=5.0)
+    finally:
+        for controller in controllers.values():
+            controller.stop()
+        watcher.stop()
+        for controller in controllers.values():
+            controller.join(timeout=30)
+            controller.kube.close()
+        watcher.join(timeout=30)
+        watcher.kube.close()
+    prometheus = baseline.Prometheus(ctx.info.prometheus_url)
+    results: dict[str, Any] = {}
+    for scenario in chosen:
+        stop = started + scenario.wall_seconds
+        start_replicas, peak = scenario.replicas()
+        per_policy: dict[str, Any] = {}
+        for policy in POLICIES:
+            name = f"{scenario.name}-{policy}"
+            first_full_minute = started + 60.0
+            points = prometheus.query_range(queue_ms_query(ns, name), first_full_minute, stop, 60.0)
+            samples = watcher.between(name, started, stop)
+            per_policy[policy] = {
+                **measure(samples, points, started, stop),
+                "timeline": watch.timeline(samples, started, [QUEUE["name"]]),
+                "incidents": len(kube.incidents_of(ns, name)),
+            }
+        results[scenario.name] = {
+            "traffic": scenario.load.description,
+            "traceMinutes": round(scenario.load.span / 60, 1),
+            "speedup": scenario.speedup,
+            "wallMinutes": round(scenario.wall_seconds / 60, 1),
+            "startReplicas": start_replicas,
+            "peakReplicas": peak,
+            "offeredPerMinute": [round(r, 2) for r in scenario.load.rates(60.0, scenario.speedup).tolist()],
+            "policies": per_policy,
+            "hpa": controllers[scenario.name].report(),
+            "verdict": verdict(per_policy),
+        }
+        for policy in POLICIES:
+            kube.forget_traffic(ns, f"{scenario.name}-{policy}")
+    return {"scenarios": results, "watchErrors": watcher.errors}
+
+
+def verdict(per_policy: dict[str, Any]) -> dict[str, Any]:
+    """vigil against the targets: attainment, GPU-minutes over static, violating minutes vs HPA."""
+    ours, static, autoscaler = per_policy["vigil"], per_policy["static"], per_policy["hpa"]
+    gpu_ratio = ours["gpuMinutes"] / static["gpuMinutes"] if static["gpuMinutes"] else math.nan
+    attainment = ours["attainment"]
+    return {
+        "gpuRatioToStatic": rounded(gpu_ratio),
+        "attainmentMet": attainment is not None and attainment >= TARGET_ATTAINMENT,
+        "gpuMet": math.isfinite(gpu_ratio) and gpu_ratio <= TARGET_GPU_RATIO,
+        "fewerViolatingMinutesThanHpa": ours["violatingMinutes"] < autoscaler["violatingMinutes"],
+    }
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    chosen = scenarios(ctx.quick)
+    names = [f"{s.name}-{p}" for s in chosen for p in POLICIES]
+    with ctx.namespace("efficiency") as ns, ctx.operator([ns], "efficiency"):
+        ctx.kube.create(ns, cluster.RUNBOOKS, _runbook(ns))
+        try:
+            result = attempt(ctx, "efficiency", lambda: _run(ctx, ns, chosen))
+        finally:
+            for name in names:
+                ctx.kube.forget_traffic(ns, name)
+        environment = ctx.environment()
+    return {
+        "benchmark": "efficiency",
+        "slo": QUEUE,
+        "capacityPerReplica": CAPACITY,
+        "baseLatencyMs": BASE_LATENCY_MS,
+        "sizingUtilisation": UTILISATION,
+        "hpaTarget": hpa.TARGET_UTILISATION,
+        "targets": {"attainment": TARGET_ATTAINMENT, "gpuRatioToStatic": TARGET_GPU_RATIO},
+        "run": result,
+        "environment": environment,
+    }
