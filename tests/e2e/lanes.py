@@ -23,6 +23,7 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_fresh_verification.py",
         "tests/e2e/test_prometheus_outage.py",
         "tests/e2e/test_giveback.py",
+        "tests/e2e/test_sim_queue.py",
     }
 )
 

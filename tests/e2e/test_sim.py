@@ -18,8 +18,7 @@ from typing import Any
 import kubernetes.client
 import pytest
 
-from tests.e2e import waiting
-from vigil import labels
+from tests.e2e import simpods, waiting
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client
 
@@ -44,66 +43,14 @@ def namespace(kube: kubernetes.client.ApiClient) -> Iterator[str]:
         core.delete_namespace(name)
 
 
-def deploy(kube: kubernetes.client.ApiClient, namespace: str, replicas: int) -> None:
-    pod_labels = {
-        labels.MODEL_DEPLOYMENT: MD,
-        labels.REVISION: "e2e0",
-        labels.MODEL: "resnet",
-        labels.MODEL_VERSION: "1",
-    }
-    container: dict[str, Any] = {
-        "name": "triton",
-        "image": "nvcr.io/nvidia/tritonserver:25.01-py3",
-        "ports": [
-            {"name": "http", "containerPort": labels.HTTP_PORT},
-            {"name": "metrics", "containerPort": labels.METRICS_PORT},
-        ],
-        "resources": {"limits": {labels.GPU_RESOURCE: "1"}},
-    }
-    deployment: dict[str, Any] = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": f"{MD}-e2e0", "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": pod_labels},
-            "template": {
-                "metadata": {"labels": pod_labels},
-                # kwok's fake nodes may carry taints; the pods must land on them whatever they are.
-                "spec": {"containers": [container], "tolerations": [{"operator": "Exists"}]},
-            },
-        },
-    }
-    service: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": MD, "namespace": namespace},
-        "spec": {"selector": {labels.MODEL_DEPLOYMENT: MD}, "ports": [{"name": "http", "port": labels.HTTP_PORT}]},
-    }
-    apps: Any = kubernetes.client.AppsV1Api(kube)
-    core: Any = kubernetes.client.CoreV1Api(kube)
-    apps.create_namespaced_deployment(namespace, deployment)
-    core.create_namespaced_service(namespace, service)
-
-
-def ready_pods(kube: kubernetes.client.ApiClient, namespace: str) -> list[str]:
-    core: Any = kubernetes.client.CoreV1Api(kube)
-    pods = core.list_namespaced_pod(namespace, label_selector=f"{labels.MODEL_DEPLOYMENT}={MD}")
-    return [
-        pod.metadata.name
-        for pod in pods.items
-        if any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-    ]
-
-
 def test_load_on_kwok_pods_reaches_prometheus(
     sandbox: sandbox_mod.SandboxInfo, kube: kubernetes.client.ApiClient, namespace: str
 ) -> None:
     replicas = 2
-    deploy(kube, namespace, replicas)
+    simpods.deploy(kube, namespace, MD, replicas)
 
     def all_ready() -> list[str] | None:
-        names = ready_pods(kube, namespace)
+        names = simpods.ready_pods(kube, namespace, MD)
         return names if len(names) == replicas else None
 
     pods = waiting.until(all_ready, 180, f"{replicas} Ready pods")
