@@ -9,8 +9,8 @@ SLO (99.9 % / 1 h) and a queue-time SLO (average queue time under 100 ms):
 * ``generated``: one hour of a Markov-modulated Poisson process: a diurnal curve (x0.5 to x1.5
   of the base rate) with bursts of x2.5 lasting 20 s on average, every 4 minutes on average.
 
-Both are replayed by the simulator at a stated speed-up (the hour passes in 15 minutes at the
-default x4). Capacity is sized so that a perfect server never breaches: every replica stays under
+Both are replayed by the simulator at a stated speed-up (the hour passes in 10 minutes at the
+default x6). Capacity is sized so that a perfect server never breaches: every replica stays under
 half its capacity at the traffic's highest 10-second rate, and the same traffic played offline
 through the simulator's queue (:func:`bench.traffic.offline_queue_seconds`) never averages more
 than a fraction of the threshold over any 30-second window: the ground truth is "no breach".
@@ -57,7 +57,7 @@ class Plan:
 
     @classmethod
     def for_run(cls, quick: bool) -> Plan:
-        return cls(speedup=12.0, outage_seconds=180.0, after_seconds=60.0) if quick else cls(4.0, 600.0, 120.0)
+        return cls(speedup=12.0, outage_seconds=180.0, after_seconds=60.0) if quick else cls(6.0, 600.0, 120.0)
 
 
 def sized(load: traffic.Traffic, speedup: float, service_cv: float) -> tuple[behaviour.Behaviour, dict[str, Any]]:

@@ -42,7 +42,7 @@ def sandbox_handle() -> sandbox_mod.Sandbox:
 
 ISOLATED = lanes.ISOLATED
 # record_property names printed in the terminal summary (chaos and outage results).
-MEASURED = ("chaos", "outage", "apiserver-restart")
+MEASURED = ("chaos", "outage", "apiserver-restart", "sim-queue")
 
 
 DISRUPTS = "disrupts_sandbox"

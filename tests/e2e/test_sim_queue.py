@@ -45,6 +45,7 @@ def test_queue_time_at_five_requests_per_second_per_replica_is_the_mm1_value(
     kube: kubernetes.client.ApiClient,
     namespace: str,
     own_prometheus: OwnPrometheus,
+    record_property: Any,
 ) -> None:
     control = client.ControlClient(sandbox.simulator_url)
     control.set_fault({"namespace": namespace, "name": MD, "capacity": CAPACITY, "concurrency": 1, "serviceCv": 1})
@@ -73,4 +74,5 @@ def test_queue_time_at_five_requests_per_second_per_replica_is_the_mm1_value(
         control.stop_load(namespace, MD)
         control.clear_faults(namespace, MD)
     expected = queueing.erlang_c_wait(PER_REPLICA_RATE, 1.0 / CAPACITY, 1)  # 0.5 / (10 - 5) = 100 ms
+    record_property("sim-queue", f"{measured * 1000:.1f} ms measured, {expected * 1000:.1f} ms M/M/1")
     assert measured == pytest.approx(expected, rel=0.25), f"queue time {measured * 1000:.1f} ms"
