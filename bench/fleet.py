@@ -11,7 +11,8 @@ operator scoped to it:
    One of the N, ``faulty``, also has a 20 s bake time and steady load, so that version 1 becomes
    last-known-good; a sample of the others (10 %, at most 50) gets light load (2 req/s).
 2. **Steady state.** Once every deployment is Available and judged (``status.slos`` written) and
-   the faulty one has a last-known-good revision, the fleet is left alone for 30 s, then
+   the faulty one has a last-known-good revision, the fleet is left alone for 30 s and until the
+   operator's CPU (15 s probes) is low or stops falling (its backlog worked off; at most 10 min), then
    measured over two windows of the same length, nothing else being done by the benchmark:
    the operator *running*, then the operator *paused* (SIGSTOP; its watches stay connected).
    From the API server's ``apiserver_request_total`` (its /metrics): the operator's requests per
@@ -37,6 +38,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import signal
@@ -66,6 +68,11 @@ FAULTY_RATE = 50.0
 ERROR_RATIO = 0.3
 BAKE_TIME = "20s"
 SETTLE_SECONDS = 30.0
+# After a burst the operator works off its backlog; the steady state starts once its CPU over
+# SETTLE_PROBE_SECONDS is low, or no longer falling (at most SETTLE_MAX_SECONDS).
+SETTLE_PROBE_SECONDS = 15.0
+SETTLE_MAX_SECONDS = 600.0
+SETTLED_CORES = 0.05
 SAMPLE_SECONDS = 1.0
 MIB = 2**20
 TARGETS: dict[str, float] = {
@@ -423,6 +430,29 @@ def _operator(ctx: Context, ns: str, size: int) -> Iterator[OperatorProcess]:
         yield operator
 
 
+def settled(cores: Sequence[float]) -> bool:
+    """Whether the operator's CPU probes (fractions of a core, oldest first) show a steady state:
+    the last one low, or the last two within 20 % of each other (a plateau, not a falling backlog)."""
+    if not cores:
+        return False
+    if cores[-1] <= SETTLED_CORES:
+        return True
+    return len(cores) >= 2 and abs(cores[-1] - cores[-2]) <= 0.2 * max(cores[-1], cores[-2])
+
+
+def _settle(operator: OperatorProcess) -> dict[str, Any]:
+    """Wait (bounded) until the operator's CPU says its backlog is worked off; what was seen."""
+    started = time.monotonic()
+    cores: list[float] = []
+    while time.monotonic() - started < SETTLE_MAX_SECONDS and not settled(cores):
+        meter = CpuMeter({"operator": operator.pid or 0})
+        meter.start()
+        if waiting.STOP.wait(SETTLE_PROBE_SECONDS):
+            raise waiting.Interrupted("the benchmark was interrupted")
+        cores.append(float(meter.stop()["cores"].get("operator") or 0.0))
+    return {"settleSeconds": round(time.monotonic() - started, 1), "settleCores": [round(c, 3) for c in cores]}
+
+
 def _until(what: str, timeout: float, probe: Callable[[], bool], interval: float = 2.0) -> None:
     waiting.until(probe, timeout, what, interval=interval)
 
@@ -462,8 +492,9 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                     )
                 except waiting.Timeout as error:
                     result["detectionError"] = str(error)
-            cluster.log(f"  N={size}: Available; settling for {SETTLE_SECONDS:g} s before measuring")
+            cluster.log(f"  N={size}: Available; settling (the operator's backlog worked off) before measuring")
             waiting.STOP.wait(SETTLE_SECONDS)
+            result.update(_settle(operator))
             pids = sandbox_pids(ctx.info)
             running, running_requests = _window(ctx, operator, window, paused=False, pids=pids)
             paused, paused_requests = _window(ctx, operator, window, paused=True, pids={})
@@ -555,6 +586,9 @@ def run(ctx: Context) -> dict[str, Any]:
             result = {"n": size, "error": repr(error)}
         steps.append(result)
         cluster.log(f"  N={size}: {brief(result)}")
+        # A long run stopped half-way keeps what it measured (the full report is written at the end).
+        partial = ctx.results_dir / "fleet.partial.json"
+        partial.write_text(json.dumps({"steps": steps, "windowSeconds": window}, indent=2) + "\n")
     return summarize(steps, ctx.environment(), window)
 
 

@@ -207,3 +207,11 @@ def test_deployments_not_available_by_the_deadline_censor_the_burst_at_the_deadl
     assert partial["createToAvailableCensored"] is True
     assert partial["createToAvailableP99Seconds"] == 60.0  # a lower bound, and a missed target
     assert fleet.verdicts(partial)["createToAvailableP99Seconds"] is False
+
+
+def test_the_steady_state_starts_when_the_operators_cpu_is_low_or_stops_falling() -> None:
+    assert not fleet.settled([])
+    assert fleet.settled([0.9, 0.03])  # low
+    assert not fleet.settled([0.9, 0.5])  # still working off the burst
+    assert fleet.settled([0.9, 0.5, 0.45])  # a plateau: that is its steady cost
+    assert not fleet.settled([0.4])
