@@ -99,6 +99,12 @@ def patch_spec(kube: client.ApiClient, ns: str, spec: dict[str, Any]) -> None:
     client.CustomObjectsApi(kube).patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, {"spec": spec})
 
 
+def in_phase(kube: client.ApiClient, namespace: str, version: str, wanted: str) -> dict[str, Any] | None:
+    """The ModelDeployment once the validation of ``version`` is in phase ``wanted`` (for waiting.until)."""
+    md = get(kube, namespace, NAME)
+    return md if phase(md, version) == wanted else None
+
+
 def revision(md: dict[str, Any], version: str) -> dict[str, Any] | None:
     """The newest revision record of a model version."""
     found = [r for r in md.get("status", {}).get("revisions", []) if r["modelVersion"] == version]
@@ -213,7 +219,7 @@ def test_a_bad_export_is_blocked_answers_zero_user_requests_and_is_recorded_as_b
 ) -> None:
     serving_v1(sandbox, kube, namespace, sim, repository)
     release(kube, namespace, BAD)
-    md = waiting.until(lambda: phase(get(kube, namespace, NAME), BAD) == "Failed" or None, SETTLE, "v2 Failed")
+    md = waiting.until(lambda: in_phase(kube, namespace, BAD, "Failed"), SETTLE, "v2 Failed")
     v1, v2 = revision(md, GOOD), revision(md, BAD)
     assert v1 is not None
     assert v2 is not None
@@ -270,7 +276,7 @@ def test_fp16_drift_fails_a_tight_tolerance_and_passes_a_loose_one(
     serving_v1(sandbox, kube, namespace, sim, repository, validation=validation())
     sim.set_fault({"namespace": namespace, "name": NAME, "version": DRIFT, "precision": "fp16"})
     release(kube, namespace, DRIFT, validation=tight)
-    md = waiting.until(lambda: phase(get(kube, namespace, NAME), DRIFT) == "Failed" or None, SETTLE, "FP16 Failed")
+    md = waiting.until(lambda: in_phase(kube, namespace, DRIFT, "Failed"), SETTLE, "FP16 Failed")
     drift = revision(md, DRIFT)
     assert drift is not None
     (output,) = drift["validation"]["outputs"]
@@ -293,9 +299,7 @@ def test_a_pod_that_times_out_is_not_validated_until_it_answers(
     serving_v1(sandbox, kube, namespace, sim, repository, validation=validation(timeout="1s", requests=8))
     sim.set_fault({"namespace": namespace, "name": NAME, "version": GOOD_AGAIN, "baseLatencyMs": 3000})
     release(kube, namespace, GOOD_AGAIN)
-    md = waiting.until(
-        lambda: phase(get(kube, namespace, NAME), GOOD_AGAIN) == "NotValidated" or None, SETTLE, "v3 NotValidated"
-    )
+    md = waiting.until(lambda: in_phase(kube, namespace, GOOD_AGAIN, "NotValidated"), SETTLE, "v3 NotValidated")
     validated = condition(md, "Validated") or {}
     assert (validated.get("status"), validated.get("reason")) == ("Unknown", "PodTimeout")
     v1 = revision(md, GOOD)
@@ -317,9 +321,7 @@ def test_an_operator_killed_mid_validation_validates_again_before_moving_traffic
     # Each golden request takes ~0.8 s: 64 of them, 8 in flight, hold the validation for ~6 s.
     sim.set_fault({"namespace": namespace, "name": NAME, "version": GOOD_AGAIN, "baseLatencyMs": 800})
     release(kube, namespace, GOOD_AGAIN)
-    waiting.until(
-        lambda: phase(get(kube, namespace, NAME), GOOD_AGAIN) == "Validating" or None, SETTLE, "v3 Validating"
-    )
+    waiting.until(lambda: in_phase(kube, namespace, GOOD_AGAIN, "Validating"), SETTLE, "v3 Validating")
     gate_operator.kill()
     killed = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     md = get(kube, namespace, NAME)
@@ -354,7 +356,7 @@ def test_a_model_with_several_inputs_and_outputs_is_compared_output_by_output(
     assert set(outputs) == {"OUTPUT__0", "OUTPUT__1"}
     assert all(o["passed"] and o["requests"] == 32 for o in outputs.values())
     release(kube, namespace, BAD)
-    md = waiting.until(lambda: phase(get(kube, namespace, NAME), BAD) == "Failed" or None, SETTLE, "v2 Failed")
+    md = waiting.until(lambda: in_phase(kube, namespace, BAD, "Failed"), SETTLE, "v2 Failed")
     bad = revision(md, BAD)
     assert bad is not None
     failed = {o["name"]: o for o in bad["validation"]["outputs"]}
