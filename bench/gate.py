@@ -172,6 +172,8 @@ def one_run(ctx: Context, index: int, repository: pathlib.Path, golden: goldense
                 }
                 gated_md = ctx.kube.get(ns, GATED)
                 verdict = (cluster.condition(gated_md, "Validated") or {}).get("reason")
+                for name in (GATED, UNGATED):
+                    ctx.kube.patch_spec(ns, name, {"model": {"version": "3"}})
                 marks = _rollout(ctx.kube, ns, "3")
             finally:
                 for name in (GATED, UNGATED):
