@@ -116,12 +116,6 @@ def phase(md: dict[str, Any], version: str) -> str | None:
     return (record or {}).get("validation", {}).get("phase")
 
 
-def in_phase(kube: client.ApiClient, ns: str, version: str, wanted: str) -> dict[str, Any] | None:
-    """The md once ``version``'s verdict is ``wanted``."""
-    md = get(kube, ns, NAME)
-    return md if phase(md, version) == wanted else None
-
-
 def selected(kube: client.ApiClient, ns: str) -> str | None:
     """The revision the stable Service sends user traffic to (None: no Service yet)."""
     try:
