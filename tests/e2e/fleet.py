@@ -1,9 +1,9 @@
 """Many cheap ModelDeployments healed at once, and the evidence that each was healed exactly once.
 
-The isolated-lane tests (chaos, API server restart, Prometheus outage) heal several deployments
-concurrently, so one run exercises many plans. Their deployments hold no GPU (``gpus: 0`` and a
-toleration for the GPU nodes' taint) and little CPU: the serial lane counts free GPUs and must
-see the same cluster whether or not these run beside it.
+The isolated-lane tests (chaos, API server restart, Prometheus outage, a scale mid-plan) heal
+deployments the same way; chaos heals many concurrently, so one run exercises many plans. Their
+deployments hold no GPU (``gpus: 0`` and a toleration for the GPU nodes' taint) and little CPU:
+the serial lane counts free GPUs and must see the same cluster whether or not these run beside it.
 
 :class:`Recorder` watches the namespace's ModelDeployments and Deployments from the test process
 (independently of the operator) and keeps every distinct ``status.rollback`` and every
@@ -220,6 +220,9 @@ class Recorder:
     def _on_md(self, obj: Any) -> None:
         name = obj["metadata"]["name"]
         rollback = (obj.get("status") or {}).get("rollback")
+        if rollback:
+            # Carried to a newer spec generation (RollbackKept) it is still the same rollback.
+            rollback = {key: value for key, value in rollback.items() if key != "generation"}
         seen = self.history.rollbacks[name]
         if rollback and (not seen or seen[-1] != rollback):
             seen.append(rollback)
@@ -261,6 +264,15 @@ class Recorder:
             except Exception:  # connection refused while the API server restarts: resume
                 self.history.watch_restarts += 1
                 self.stopped.wait(1.0)
+
+
+def step_state(kube: client.ApiClient, ns: str, name: str, step: str = "rollback") -> str | None:
+    """The state of ``step`` in the plan of deployment ``name``'s only Incident (None: no such thing yet)."""
+    incidents = incidents_by_md(kube, ns).get(name, [])
+    if len(incidents) != 1:
+        return None
+    steps = (incidents[0].get("status", {}).get("plan") or {}).get("steps", [])
+    return next((str(s["state"]) for s in steps if s["name"] == step), None)
 
 
 def all_resolved(kube: client.ApiClient, ns: str, names: Iterable[str]) -> bool:

@@ -1,0 +1,152 @@
+"""The API server stops for 10 seconds in the middle of an incident: the operator recovers and finishes it.
+
+A bad release is detected and rolled back by the default runbook; while the rollback is being
+verified, kube-apiserver is stopped (SIGTERM) and started again 10 s later. The operator runs as in
+production, electing itself leader through a Lease, so the outage also lapses its leadership (the
+renew deadline is 10 s). Then:
+
+* its watches recover: a ModelDeployment created after the restart is reconciled, which only a
+  watch event can start (a resync re-reconciles known objects only);
+* the plan resumes where it stood and finishes: the rollback is verified after the outage and the
+  Incident is Resolved;
+* every action happened exactly once and the timeline is complete (:func:`tests.e2e.fleet.check_heal`,
+  judged from the Incident, the Events and an independent watch of the child objects).
+
+The outage happens on a private sandbox (its own etcd, API server, controllers, kwok node,
+Prometheus and simulator, on their own ports, under a temporary directory): restarting the shared
+API server would interrupt every test beside this one, so the test lives in the isolated lane.
+Its kube-controller-manager and kube-scheduler exit when they lose their leader leases during the
+outage; :meth:`vigil.dev.sandbox.Sandbox.restart_component` starts them again, as a supervisor would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pathlib
+import re
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e import fleet, operator_fixtures, waiting
+from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.own_prometheus import free_port
+from vigil.dev import sandbox as sandbox_mod
+from vigil.sim import client as simclient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
+
+OUTAGE_SECONDS = 10.0
+RATE = 10.0
+LEASE = "vigil"
+
+
+def _progress(message: str) -> None:
+    print(f"[private sandbox] {message}", file=sys.stderr)
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox_mod.Sandbox, dict[str, float]]]:
+    """A sandbox of this module's own (one kwok node), removed afterwards; with what it cost."""
+    box = sandbox_mod.Sandbox(name="vigil-restart", state_dir=tmp_path_factory.mktemp("sandbox"))
+    cost: dict[str, float] = {}
+    started = time.monotonic()
+    try:
+        box.up(nodes=1, prometheus_port=free_port(), sim_port=free_port(), progress=_progress)
+        cost["up_seconds"] = round(time.monotonic() - started, 1)
+        yield box, cost
+    finally:
+        stopping = time.monotonic()
+        box.down(progress=_progress)
+        cost["down_seconds"] = round(time.monotonic() - stopping, 1)
+        print(f"private sandbox cost: {json.dumps(cost)}")
+
+
+def acquisitions(proc: OperatorProcess) -> int:
+    log = (proc.log_dir / f"operator-{proc.starts}.log").read_text(errors="replace")
+    return len(re.findall(r"lease \S+: acquired by", log))
+
+
+@pytest.mark.timeout(1200)
+def test_apiserver_restarted_mid_incident_the_watches_recover_and_the_plan_finishes_exactly_once(
+    private: tuple[sandbox_mod.Sandbox, dict[str, float]], tmp_path: pathlib.Path, record_property: Any
+) -> None:
+    box, cost = private
+    info = box.info()
+    assert info is not None
+    sim = simclient.ControlClient(info.simulator_url)
+    with contextlib.closing(box.api_client()) as kube:
+        # Not deleted afterwards: the whole sandbox goes.
+        ns = operator_fixtures.namespace_name()
+        client.CoreV1Api(kube).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+        operator = OperatorProcess(
+            str(info.kubeconfig), tmp_path, info.prometheus_url, standalone=False, namespaces=(ns,)
+        )
+        operator.start("--lease-name", LEASE, "--lease-namespace", ns)
+        try:
+            fleet.apply_md(kube, ns, fleet.md_manifest("r"))
+            good = fleet.warm_up(kube, sim, ns, ["r"], RATE)
+            with fleet.Recorder(kube, ns) as recorder:
+                fleet.release_bad_version(kube, sim, ns, "r")
+                interrupted = waiting.until(
+                    lambda: (
+                        fleet.step_state(kube, ns, "r") in ("Intended", "Verifying") and fleet.step_state(kube, ns, "r")
+                    ),
+                    300,
+                    "the rollback to be under way",
+                )
+                before = acquisitions(operator)
+                outage_began = time.time()
+                restart = box.restart_component("kube-apiserver", down_for=OUTAGE_SECONDS, progress=_progress)
+                back = time.monotonic()
+
+                # A new object only a watch event can bring to the operator's attention.
+                fleet.apply_md(kube, ns, fleet.md_manifest("after"))
+                waiting.until(
+                    lambda: fleet.get_md(kube, ns, "after").get("status", {}).get("observedGeneration") == 1,
+                    120,
+                    "the ModelDeployment created after the restart to be reconciled",
+                )
+                watch_recovered = time.monotonic() - back
+                waiting.until(lambda: fleet.all_resolved(kube, ns, ["r"]), 300, "the incident Resolved", interval=2.0)
+                resolved = time.monotonic() - back
+                problems = fleet.check_heal(
+                    kube, ns, "r", good["r"], recorder.history, fleet.incidents_by_md(kube, ns)["r"]
+                )
+            incident = fleet.incidents_by_md(kube, ns)["r"][0]
+            timeline = incident["status"]["timeline"]
+            began = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(outage_began))
+            verified = next(e["time"] for e in timeline if e["type"] == "Verified")
+            reacquired = acquisitions(operator) > before
+            alive = operator.alive()
+        finally:
+            operator.stop()
+            fleet.quiet(sim, ns, ["r"])
+            print(operator.logs()[-3000:])
+
+    measured = {
+        **cost,
+        "outage_seconds": OUTAGE_SECONDS,
+        "rollback_state_at_outage": interrupted,
+        "apiserver_stopped_seconds": restart.stopped,
+        "apiserver_down_seconds": restart.down,
+        "control_plane_settled_seconds": restart.settled,
+        "components_started": list(restart.repaired),
+        "watch_recovered_seconds": round(watch_recovered, 1),
+        "resolved_after_seconds": round(resolved, 1),
+        "lease_reacquired": reacquired,
+        "watch_restarts_seen_by_the_test": recorder.history.watch_restarts,
+        "problems": problems,
+    }
+    text = json.dumps(measured, sort_keys=True)
+    print(f"apiserver restart: {text}")
+    record_property("apiserver-restart", text)
+    assert not problems, text
+    assert alive, "the operator process exited during the outage"
+    assert "kube-apiserver" in restart.repaired
+    assert verified >= began, f"the rollback was verified before the outage: {timeline}"
