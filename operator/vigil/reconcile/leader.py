@@ -339,7 +339,9 @@ class Elector:
         if not self.leading() or self.seen is None or self.resource_version is None:
             return
         self.valid_until = float("-inf")
-        self._tell()
+        self.was_leading = False
+        log.info("lease %s: shutting down; this replica stops acting and releases the lease", self.lease)
+        self.on_stopped()
         record = release(self.seen.record, self._stamp())
         give_up = functools.partial(self.leases.replace, self.namespace, self.name, record, self.resource_version)
         try:
