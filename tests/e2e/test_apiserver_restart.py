@@ -61,7 +61,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox_
     cost: dict[str, float] = {}
     started = time.monotonic()
     try:
-        box.up(nodes=1, prometheus_port=free_port(), sim_port=free_port(), progress=_progress)
+        box.up(nodes=1, cpu_nodes=0, prometheus_port=free_port(), sim_port=free_port(), progress=_progress)
         cost["up_seconds"] = round(time.monotonic() - started, 1)
         yield box, cost
     finally:
