@@ -12,8 +12,6 @@ Isolated lane: its own operator and namespace, the lane's own Prometheus, no GPU
 
 from __future__ import annotations
 
-import pathlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,23 +19,11 @@ from kubernetes import client
 
 from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.own_prometheus import OwnPrometheus
-from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 RATE = 10.0
-
-
-@pytest.fixture
-def scoped_operator(
-    sandbox: sandbox_mod.SandboxInfo, namespace: str, own_prometheus: OwnPrometheus, tmp_path: pathlib.Path
-) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(str(sandbox.kubeconfig), tmp_path, own_prometheus.url, namespaces=(namespace,))
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def incident_events(kube: client.ApiClient, ns: str, incident: dict[str, Any]) -> list[str]:
@@ -51,6 +37,7 @@ def test_kubectl_scale_during_the_rollbacks_verification_keeps_the_plan_which_re
     kube: client.ApiClient, namespace: str, sim: simclient.ControlClient, scoped_operator: OperatorProcess
 ) -> None:
     ns = namespace
+    scoped_operator.start()
     try:
         fleet.apply_md(kube, ns, fleet.md_manifest("s"))
         good = fleet.warm_up(kube, sim, ns, ["s"], RATE)["s"]
