@@ -44,10 +44,10 @@ def test_kubectl_scale_during_the_rollbacks_verification_keeps_the_plan_which_re
         with fleet.Recorder(kube, ns) as recorder:
             fleet.release_bad_version(kube, sim, ns, "s")
             waiting.until(lambda: fleet.step_state(kube, ns, "s") == "Verifying", 300, "the rollback in verification")
-            scaled = client.CustomObjectsApi(kube).patch_namespaced_custom_object_scale(
+            client.CustomObjectsApi(kube).patch_namespaced_custom_object_scale(
                 fleet.GROUP, fleet.VERSION, ns, fleet.PLURAL, "s", {"spec": {"replicas": 2}}
             )
-            generation = int(scaled["metadata"]["generation"])
+            generation = int(fleet.get_md(kube, ns, "s")["metadata"]["generation"])  # a Scale carries none
             waiting.until(lambda: fleet.all_resolved(kube, ns, ["s"]), 300, "the incident Resolved", interval=2.0)
             problems = fleet.check_heal(kube, ns, "s", good, recorder.history, fleet.incidents_by_md(kube, ns)["s"])
 
