@@ -26,8 +26,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 RATE = 10.0
 
 
-def incident_events(kube: client.ApiClient, ns: str, incident: dict[str, Any]) -> list[str]:
-    name = incident["metadata"]["name"]
+def event_reasons(kube: client.ApiClient, ns: str, name: str) -> list[str]:
+    """Reasons of the Events on object ``name`` (the plan's decisions are posted on the ModelDeployment)."""
     listed = client.CoreV1Api(kube).list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
     return [str(e.reason) for e in listed.items]
 
@@ -71,7 +71,7 @@ def test_kubectl_scale_during_the_rollbacks_verification_keeps_the_plan_which_re
     assert noted[0].startswith(f"spec generation {generation} keeps revision ")
     assert f"serving the rollback to {good}" in noted[0]
     assert types.index("SpecChanged") < types.index("Verified"), "the scale landed while the rollback was verified"
-    assert "PlanContinues" in incident_events(kube, ns, incident)
+    assert "PlanContinues" in event_reasons(kube, ns, "s")
     assert md["status"]["rollback"]["revision"] == good
     assert md["status"]["rollback"]["generation"] == generation
     assert recorder.history.replicas[f"s-{good}"][-1] == 2
