@@ -65,6 +65,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=(),
         help=f"fleet: the N values, comma-separated (default {','.join(map(str, fleet.SIZES))})",
     )
+    parser.add_argument(
+        "--burst-only",
+        action="store_true",
+        help="fleet: measure only the burst of creations (create -> Available and its stages) at each N",
+    )
     args = parser.parse_args(argv)
     unknown = [name for name in args.benchmarks if name not in BENCHMARKS]
     if unknown:
@@ -128,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         quick=args.quick,
         results_dir=results_dir,
         fleet_sizes=args.sizes,
+        burst_only=args.burst_only,
         sandbox=sandbox,
     )
     started = _now()

@@ -33,6 +33,8 @@ class Context:
     current: OperatorProcess | None = None
     fleet_sizes: tuple[int, ...] = ()
     """``bench fleet``'s N values (empty: its defaults)."""
+    burst_only: bool = False
+    """``bench fleet``: measure only each burst (create -> Available and its stages), not the steady state."""
     sandbox: sandbox_mod.Sandbox | None = None
     """The sandbox itself, for benchmarks that stop and start its parts (Prometheus)."""
 

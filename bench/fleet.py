@@ -52,7 +52,7 @@ import yaml
 from kubernetes import watch
 from kubernetes.client import exceptions
 
-from bench import cluster, stats, waiting
+from bench import cluster, stages, stats, waiting
 from bench.common import AVAILABILITY, Context, relative, rounded
 from bench.operator import OperatorProcess, OperatorSettings
 from vigil.dev import chart, kwok
@@ -466,7 +466,8 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
     # and their pods takes a few minutes on the sandbox).
     with ctx.namespace("fleet", delete_timeout=180 + size * 0.6) as ns, _operator(ctx, ns, size) as operator:
         try:
-            with FleetWatch(ctx.kube.fork(), ns) as fleet:
+            with FleetWatch(ctx.kube.fork(), ns) as fleet, stages.Milestones(ctx.kube.fork(), ns) as milestones:
+                requests_before = apiserver_requests(ctx.kube)
                 burst_started = time.time()
                 created = _create_all(ctx, ns, members)
                 result["burstCreateSeconds"] = round(time.time() - burst_started, 3)
@@ -482,8 +483,18 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                 result["availableCount"], result["judgedCount"] = fleet.counts(members)
                 available = {name: fleet.available[name] - created[name] for name in members if name in fleet.available}
                 result["watchRestarts"] = fleet.restarts
+                if size:
+                    result["stages"] = stages.breakdown(created, fleet.available, milestones.snapshot(), burst_started)
+                    # Every client's requests (the controllers', kwok's, the benchmark's and the operator's)
+                    # from the first create until the last deployment was Available, busiest kinds first.
+                    burst = stats.increase(requests_before, apiserver_requests(ctx.kube))
+                    busiest = sorted(burst.items(), key=lambda item: -item[1])[:12]
+                    result["burstRequests"] = {"/".join(k).rstrip("/"): round(v) for k, v in busiest}
             if size:
                 result.update(burst_summary(available, size, deadline))
+                cluster.log("  " + "; ".join(stage_brief(row) for row in result["stages"]))
+            if ctx.burst_only:
+                return result
                 try:
                     _until(
                         "the faulty deployment's version 1 to be last-known-good",
@@ -536,6 +547,10 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
         finally:
             for name in loaded:
                 ctx.kube.forget_traffic(ns, name)
+
+
+def stage_brief(row: dict[str, Any]) -> str:
+    return f"{row['stage']}: p50 {row['p50']} s, p99 {row['p99']} s, last at {row['makespan']} s"
 
 
 def burst_summary(available: dict[str, float], size: int, deadline: float) -> dict[str, Any]:

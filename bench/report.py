@@ -251,6 +251,26 @@ def fleet_section(result: Mapping[str, Any]) -> str:
         + "\n"
     )
 
+    staged = [step for step in steps if step.get("stages")]
+    if staged:
+        stage_rows = [
+            [
+                str(step["n"]),
+                *(
+                    f"{seconds(row['p50'])} / {seconds(row['p99'])} / {seconds(row['makespan'])}"
+                    for row in step["stages"]
+                ),
+            ]
+            for step in staged
+        ]
+        titles = [row["stage"] for row in staged[0]["stages"]]
+        parts.append(
+            "Where a burst's create → Available time goes, stage by stage (p50 / p99 of each deployment's time in "
+            "the stage / when the last one finished it, from the burst's start; watched from the benchmark):\n\n"
+            + table(["N", *titles], stage_rows)
+            + "\n"
+        )
+
     verdicts = result.get("targetVerdicts")
     target_step = next((s for s in steps if s["n"] == result["targetN"]), None)
     if verdicts and target_step:

@@ -119,6 +119,9 @@ def run_command(
         120.0,
         help="Most often a status is rewritten only because its SLI numbers changed (state changes are written at once).",
     ),
+    workers: int = typer.Option(
+        16, help="Deployments reconciled at once (a burst of creations is taken up this many at a time)."
+    ),
     min_window: str = typer.Option("20s", help="Shortest SLO window (at least 4 scrape intervals)."),
     rate_window: str = typer.Option("5m", help="Window of the current request rate used by diagnosis."),
     baseline_window: str = typer.Option("30m", help="Window of the baseline request rate used by diagnosis."),
@@ -143,6 +146,7 @@ def run_command(
         liveness=liveness or None,
         resync_seconds=resync,
         status_refresh_seconds=status_refresh,
+        workers=workers,
         prometheus_url=prometheus_url or None,
         eval_interval=eval_interval,
         min_window=min_window,

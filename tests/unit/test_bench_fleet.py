@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from bench import __main__ as bench_main
-from bench import fleet, plots, report, stats
+from bench import fleet, plots, report, stages, stats
 
 from vigil.dev import sandbox as sandbox_mod
 
@@ -139,6 +139,9 @@ def _step(
     if p99 is not None:
         result["createToAvailable"] = {"median": p99 / 2}
         result["createToAvailableP99Seconds"] = p99
+        result["stages"] = [
+            {"stage": stage, "p50": p99 / 12, "p99": p99 / 6, "makespan": p99} for stage, _, _ in stages.STAGES
+        ]
     if detect is not None:
         result.update(detectionSeconds=detect, firstActionSeconds=detect + 4)
     result["verdicts"] = fleet.verdicts(result)
@@ -180,6 +183,13 @@ def test_fleet_report_has_the_cost_table_the_sandbox_table_and_the_targets() -> 
     assert "prometheus" in text
     assert "Failed steps: N = 500: TimeoutError()" in text
     assert "GET/modeldeployments 1.50/s" in text
+    assert "| N | operator: create -> Deployment applied | controllers: Deployment -> pod |" in text
+    assert "| 1000 | 1.0 s / 2.0 s / 12.0 s |" in text
+
+
+def test_fleet_burst_only_measures_the_burst_alone() -> None:
+    assert bench_main.parse_args(["fleet", "--burst-only"]).burst_only
+    assert not bench_main.parse_args(["fleet"]).burst_only
 
 
 def test_fleet_plot_is_written(tmp_path: pathlib.Path) -> None:
@@ -215,3 +225,35 @@ def test_the_steady_state_starts_when_the_operators_cpu_is_low_or_stops_falling(
     assert not fleet.settled([0.9, 0.5])  # still working off the burst
     assert fleet.settled([0.9, 0.5, 0.45])  # a plateau: that is its steady cost
     assert not fleet.settled([0.4])
+
+
+def test_a_pod_reaches_bound_running_and_ready_in_turn() -> None:
+    pod: dict[str, Any] = {"metadata": {"name": "p"}, "spec": {}, "status": {}}
+    assert stages.pod_milestones(pod) == ["pod"]
+    pod["spec"]["nodeName"] = "cpu-node-0"
+    assert stages.pod_milestones(pod) == ["pod", "scheduled"]
+    pod["status"] = {"phase": "Running", "podIP": "10.244.0.7", "conditions": [{"type": "Ready", "status": "False"}]}
+    assert stages.pod_milestones(pod) == ["pod", "scheduled", "started"]
+    pod["status"]["conditions"][0]["status"] = "True"
+    assert stages.pod_milestones(pod) == ["pod", "scheduled", "started", "ready"]
+
+
+def test_the_burst_breakdown_gives_each_stage_its_durations_and_when_the_last_one_finished() -> None:
+    started = 1000.0
+    created = {"a": 1000.0, "b": 1001.0, "c": 1002.0}
+    seen = {
+        "a": {"deployment": 1001.0, "pod": 1001.5, "scheduled": 1001.6, "started": 1001.7, "ready": 1003.7},
+        "b": {"deployment": 1011.0, "pod": 1011.2, "scheduled": 1011.3, "started": 1011.4, "ready": 1013.4},
+        "c": {"deployment": 1004.0},  # its pod never came
+    }
+    available = {"a": 1004.7, "b": 1020.4}
+    rows = {row["stage"]: row for row in stages.breakdown(created, available, seen, started)}
+    assert [row for row in rows] == [stage for stage, _, _ in stages.STAGES]
+    first = rows["operator: create -> Deployment applied"]
+    assert (first["count"], first["p50"], first["max"], first["makespan"]) == (3, 2.0, 10.0, 11.0)
+    last = rows["operator: pod Ready -> Available"]
+    assert (last["count"], last["max"], last["makespan"]) == (2, 7.0, 20.4)
+    assert last["p50"] == pytest.approx(4.0)
+    ready = rows["kwok: running -> Ready (ready delay)"]
+    assert (ready["count"], ready["p50"]) == (2, 2.0)
+    assert stages.breakdown({}, {}, {}, started)[0]["p50"] is None  # N = 0: nothing to break down

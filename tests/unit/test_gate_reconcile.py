@@ -87,6 +87,7 @@ def revision_status(kube: fakekube.FakeKube, rev: str) -> dict[str, Any]:
 async def passes(runtime: op.Runtime, kube: fakekube.FakeKube, count: int) -> None:
     for _ in range(count):
         await op.reconcile(runtime, (NS, NAME))
+        await runtime.poster.flush()  # the Events it decided, posted beside it
         physics(kube)
 
 
@@ -213,10 +214,12 @@ async def test_an_operator_restarted_mid_validation_validates_again_before_movin
     sent = pods[f"{NAME}-{v3}"].requests
     successor = runtime_for(kube, address)
     await op.reconcile(successor, (NS, NAME))
+    await successor.poster.flush()  # the Events it decided, posted beside it
     assert pods[f"{NAME}-{v3}"].requests == sent + 32  # validated again, from the start
     assert revision_status(kube, v3)["validation"]["phase"] == "Passed"
     assert md(kube)["status"]["currentRevision"] == v1  # the verdict is written; traffic moves next
     await op.reconcile(successor, (NS, NAME))
+    await successor.poster.flush()  # the Events it decided, posted beside it
     assert md(kube)["status"]["currentRevision"] == v3
 
 

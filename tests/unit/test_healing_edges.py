@@ -187,6 +187,7 @@ async def heal(kube: fakekube.FakeKube, monkeypatch: pytest.MonkeyPatch, passes:
     runtime.fleet = fleet.FleetResult(True, None, (), 0, 0.0)
     for _ in range(passes):
         await op.reconcile(runtime, (NS, NAME))  # never raises: a failed pass is retried by the next one
+        await runtime.poster.flush()  # the Events it decided, posted beside it
         physics(kube, clock.now)
         incidents = kube.incidents()
         if incidents and incidents[0].get("status", {}).get("phase") == "Resolved":
@@ -321,6 +322,7 @@ async def passes(kube: fakekube.FakeKube, monkeypatch: pytest.MonkeyPatch, count
     runtime.fleet = fleet.FleetResult(True, None, (), 0, 0.0)
     for _ in range(count):
         await op.reconcile(runtime, (NS, NAME))
+        await runtime.poster.flush()  # the Events it decided, posted beside it
         clock.now += datetime.timedelta(seconds=STEP_SECONDS)
     return kube.objects[("modeldeployments", NS, NAME)]
 

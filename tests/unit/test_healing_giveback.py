@@ -96,6 +96,7 @@ async def give_back(kube: fakekube.FakeKube, monkeypatch: pytest.MonkeyPatch) ->
     for _ in range(PASSES):
         physics(kube, clock.now, history)
         await op.reconcile(runtime, (NS, NAME))  # never raises: a failed pass is retried by the next one
+        await runtime.poster.flush()  # the Events it decided, posted beside it
         record = kube.objects[("incidents", NS, INCIDENT)]["status"].get("giveBack") or {}
         if record.get("phase") == "Returned" and kube.deployments[REV]["spec"]["replicas"] == 2:
             physics(kube, clock.now, history)

@@ -59,24 +59,29 @@ async def test_numbers_alone_are_written_once_the_refresh_is_due_and_a_new_state
     kube = cluster()
     runtime = op.Runtime(settings=op.Settings(status_refresh_seconds=3600.0, prometheus_url=PROMETHEUS), kube=kube)  # type: ignore[arg-type]
     await op.reconcile(runtime, KEY)  # the first pass: revisions, conditions
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     evaluated(runtime, kube, "Met", 99.9)
     await op.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     writes = len(kube.md_status_writes)
     assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["sli"] == 99.9
 
     for sli in (99.8, 99.7, 99.95):  # every evaluation moves the numbers, never the verdict
         evaluated(runtime, kube, "Met", sli)
         await op.reconcile(runtime, KEY)
+        await runtime.poster.flush()  # the Events it decided, posted beside it
     assert len(kube.md_status_writes) == writes
     assert not runtime.refresh_due(KEY)
 
     runtime.refresh_at[KEY] = time.monotonic()  # the refresh interval has passed
     await op.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert len(kube.md_status_writes) == writes + 1
     assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["sli"] == 99.95
 
     evaluated(runtime, kube, "Breached", 80.0)  # a verdict: written at once, refresh or not
     await op.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert len(kube.md_status_writes) == writes + 2
     assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["state"] == "Breached"
 
@@ -100,8 +105,10 @@ async def steady() -> tuple[fakekube.FakeKube, op.Runtime]:
     kube = cluster()
     runtime = op.Runtime(settings=op.Settings(status_refresh_seconds=3600.0, prometheus_url=PROMETHEUS), kube=kube)  # type: ignore[arg-type]
     await op.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     evaluated(runtime, kube, "Met", 99.9)
     await op.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     return kube, runtime
 
 
@@ -109,6 +116,7 @@ async def test_a_fresh_status_is_not_requeued_by_the_fleet_loop_every_cycle() ->
     """Nothing to write still counts as refreshed: the fleet loop does not requeue it each cycle."""
     _, runtime = await steady()
     await op.reconcile(runtime, KEY)  # equal status: nothing written, and refreshed
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert not runtime.refresh_due(KEY)
 
 

@@ -116,6 +116,7 @@ async def test_a_healthy_reconcile_applies_writes_status_and_forgets_failures(
 ) -> None:
     runtime.queue.add_rate_limited(KEY)  # an earlier failure
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert runtime.queue.failures(KEY) == 0
     assert requests(kmock, "PATCH", f"/deployments/{deployment_name()}")
     written = status_writes(kmock)
@@ -140,6 +141,7 @@ async def test_a_refused_child_is_reported_as_ReconcileError_with_the_servers_me
         << status_status(code, reason, message)
     )
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
 
     written = status_writes(kmock)
     assert len(written) == 1  # the status is written although the apply failed
@@ -157,6 +159,7 @@ async def test_a_refused_child_is_reported_as_ReconcileError_with_the_servers_me
     assert 0 < first <= 0.5  # not the old fixed 5 s: exponential from half a second
 
     await operator.reconcile(runtime, KEY)  # the retry, run now: refused again
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert runtime.queue.failures(KEY) == 2
     assert len([e for e in events(kmock) if e["reason"] == operator.RECONCILE_ERROR]) == 1  # no repeat Event
 
@@ -168,8 +171,10 @@ async def test_the_condition_clears_once_the_apply_succeeds_again(
     deployment = f"patch /apis/apps/v1/namespaces/{NS}/deployments/{deployment_name()}"
     kmock[deployment][lambda: refused["on"]] << 403 << status_status(403, "Forbidden", "no")
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     refused["on"] = False
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     error = condition(status_writes(kmock)[-1], operator.RECONCILE_ERROR)
     assert error is not None
     assert (error["status"], error["reason"]) == ("False", "Applied")
@@ -188,6 +193,7 @@ async def test_429_retry_after_is_honoured_without_blocking_a_thread(
     loop = asyncio.get_running_loop()
     started = loop.time()
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert loop.time() - started < 5  # urllib3 did not sleep out the Retry-After in a thread
     assert len(requests(kmock, "GET", f"/api/v1/namespaces/{NS}/pods")) == 1
     delay = runtime.queue.scheduled(KEY)
@@ -202,6 +208,7 @@ async def test_a_500_is_retried_with_growing_delays(
     kmock[f"get {MDS}/{NAME}"] << 500 << status_status(500, "InternalError", "etcdserver: request timed out")
     for _ in range(4):
         await operator.reconcile(runtime, KEY)
+        await runtime.poster.flush()  # the Events it decided, posted beside it
     assert runtime.queue.failures(KEY) == 4
     delays = [float(m.split("retrying in ")[1].split("s")[0]) for m in caplog.messages if "retrying in" in m]
     assert len(delays) == 4
@@ -223,6 +230,7 @@ async def test_an_unreachable_api_server_is_a_paced_retry_not_a_crash() -> None:
         settings=config.Settings(standalone=True), kube=kube.Kube(kubernetes.client.ApiClient(configuration))
     )
     await operator.reconcile(runtime, KEY)  # urllib3's MaxRetryError must not escape
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert runtime.queue.failures(KEY) == 1
     assert runtime.queue.scheduled(KEY) is not None
 
@@ -245,6 +253,7 @@ async def test_losing_the_lease_mid_reconcile_stops_every_later_write(
 ) -> None:
     runtime.kube.fence = LosesLeaseAfter(writes)
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     made = [r for method in ("post", "patch", "put", "delete") for r in kmock[method]]
     setup = 3  # the md and its two children created by the fixtures
     assert len(made) - setup == writes
@@ -255,6 +264,7 @@ async def test_a_standby_reconciles_nothing(kmock: kmock.KubernetesEmulator, run
     runtime.elector = leader.Elector(leader.KubeLeases(runtime.kube.api_client, 5), "ns", "vigil", "b", leader.Timing())
     before = len(kmock)
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert len(kmock) == before
 
 
@@ -273,12 +283,14 @@ async def test_a_model_deployment_deleted_mid_reconcile_is_not_remembered(
 
     runtime.kube.observe = deleted_while_observing  # type: ignore[method-assign]
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert KEY not in runtime.mds
     assert KEY not in runtime.known
     # the status write met a 404; its retry finds the object gone and forgets everything
     runtime.kube.observe = real_observe  # type: ignore[method-assign]
     runtime.queue.discard(KEY)
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     assert KEY not in runtime.mds
     assert runtime.queue.scheduled(KEY) is None
     assert runtime.queue.failures(KEY) == 0
@@ -298,6 +310,7 @@ async def test_without_prometheus_slos_are_reported_as_not_evaluated(
         {"spec": {"slos": [slo]}},
     )
     await operator.reconcile(runtime, KEY)
+    await runtime.poster.flush()  # the Events it decided, posted beside it
     available = condition(status_writes(kmock)[-1], "MetricsAvailable")
     assert available is not None
     assert (available["status"], available["reason"]) == ("False", "PrometheusNotConfigured")
@@ -333,11 +346,14 @@ async def test_a_steady_reconcile_from_the_watch_caches_makes_no_request(
     kmock: kmock.KubernetesEmulator, cached: operator.Runtime
 ) -> None:
     await operator.reconcile(cached, KEY)  # applies the children, writes the status, posts Events
+    await cached.poster.flush()  # the Events it decided, posted beside it
     await operator.reconcile(cached, KEY)  # the status takes in what the applied children report
+    await cached.poster.flush()  # the Events it decided, posted beside it
     assert status_writes(kmock)
     writes = [r for method in ("post", "patch", "put", "delete") for r in kmock[method]]
     before = len(list(kmock))
     await operator.reconcile(cached, KEY)
+    await cached.poster.flush()  # the Events it decided, posted beside it
     made = list(kmock)[before:]
     assert [f"{r.method} {r.url.path}" for r in made if "watch" not in r.url.query] == []
     assert len([r for method in ("post", "patch", "put", "delete") for r in kmock[method]]) == len(writes)
@@ -347,6 +363,7 @@ async def test_drift_of_a_child_is_applied_again(
     kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient, cached: operator.Runtime
 ) -> None:
     await operator.reconcile(cached, KEY)
+    await cached.poster.flush()  # the Events it decided, posted beside it
     path = f"/apis/apps/v1/namespaces/{NS}/deployments/{deployment_name()}"
     applied = len(kmock[f"patch {path}"])
     scaled = {"spec": {"replicas": 7}}  # kubectl scale on vigil's Deployment
@@ -359,6 +376,7 @@ async def test_drift_of_a_child_is_applied_again(
             break
         await asyncio.sleep(0.01)
     await operator.reconcile(cached, KEY)
+    await cached.poster.flush()  # the Events it decided, posted beside it
     patches = list(kmock[f"patch {path}"])
     assert len(patches) == applied + 2  # the scale, then vigil's apply putting its replicas back
     assert patches[-1].data["spec"]["replicas"] == 1

@@ -53,7 +53,12 @@ def reconcile(raw: dict[str, Any], min_window: str = "20s") -> tuple[RecordingKu
     recorder = RecordingKube(raw)
     runtime = operator.Runtime(settings=operator.Settings(min_window=min_window), kube=typing.cast(kube.Kube, recorder))
     runtime.mds[("ml", "resnet")] = factories.md()  # what an earlier, valid generation left behind
-    asyncio.run(operator.reconcile(runtime, ("ml", "resnet")))
+
+    async def once() -> None:
+        await operator.reconcile(runtime, ("ml", "resnet"))
+        await runtime.poster.flush()  # the Events it decided, posted beside it
+
+    asyncio.run(once())
     return recorder, runtime
 
 

@@ -184,8 +184,9 @@ async def test_start_supervises_every_background_task() -> None:
     runtime.elector = leader.Elector(leader.KubeLeases(runtime.kube.api_client, 1), "ns", "vigil", "a", leader.Timing())
     operator.start(runtime)
     try:
-        workers = {f"worker-{n}" for n in range(operator.WORKERS)}
-        assert set(runtime.supervisor.heartbeats) == {"metrics", "resync", "fleet", "leader", *workers}
+        workers = {f"worker-{n}" for n in range(settings.workers)}
+        posters = {f"events-{n}" for n in range(runtime.poster.concurrency)}
+        assert set(runtime.supervisor.heartbeats) == {"metrics", "resync", "fleet", "leader", *workers, *posters}
     finally:
         await runtime.supervisor.stop()
 

@@ -70,10 +70,14 @@ def _unfenced() -> None:
     """The fence of a single replica (``--standalone``): it may always write."""
 
 
-def load(kubeconfig: str | None) -> client.ApiClient:
-    """An ApiClient from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster service account."""
+def load(kubeconfig: str | None, connections: int | None = None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, ``$KUBECONFIG``, or the in-cluster service account,
+    keeping up to ``connections`` connections open (one per thread that calls it at once; beyond
+    its pool urllib3 opens and drops a connection, a TLS handshake, per call)."""
     configuration = client.Configuration()
     configuration.retries = RETRIES
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
     if kubeconfig:
         config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
         return client.ApiClient(configuration)

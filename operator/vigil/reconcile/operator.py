@@ -21,6 +21,8 @@ after any error, and the liveness probe fails when one stops beating.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -44,12 +46,11 @@ from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, healing, informer, kube, leader, scope, supervise, validate, watched
+from vigil.reconcile import core, events, healing, informer, kube, leader, scope, supervise, validate, watched
 from vigil.reconcile import queue as workqueue
 from vigil.reconcile import settings as config
 
 log = logging.getLogger("vigil.reconcile")
-WORKERS = 4
 INVALID_SPEC = "InvalidSpec"
 RECONCILE_ALLOWANCE = 300.0  # one reconcile (a few API calls, 20 s timeout each) never takes this long
 METRICS_CHECK_SECONDS = 10.0
@@ -77,6 +78,11 @@ class Runtime:
     """None with ``--standalone``: the only replica always acts."""
     supervisor: supervise.Supervisor = dataclasses.field(default_factory=supervise.Supervisor)
     refused: set[workqueue.Key] = dataclasses.field(default_factory=set)
+    poster: events.Poster = dataclasses.field(init=False)
+    """Posts the Events reconciles decide, beside them (see :mod:`vigil.reconcile.events`)."""
+
+    def __post_init__(self) -> None:
+        self.poster = events.Poster(lambda *event: self.kube.post_event(*event))
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.leading()
@@ -147,11 +153,19 @@ def start(runtime: Runtime) -> None:
     spawn = runtime.supervisor.spawn
     if cfg.metrics_port:
         spawn("metrics", lambda beat: _serve_metrics(cfg, beat), allowance=3 * METRICS_CHECK_SECONDS)
+    # Every blocking API call (asyncio.to_thread) runs in the loop's default executor: one thread per
+    # worker and per event poster, plus a few for the fleet loop's queries and the leader's renewals.
+    threads = api_threads(cfg)
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vigil-api")
+    )
     caches = runtime.kube.caches
     if caches is not None:
         caches.spawn(runtime.supervisor)
-    for number in range(WORKERS):
+    for number in range(cfg.workers):
         spawn(f"worker-{number}", lambda beat: _work(runtime, beat), allowance=RECONCILE_ALLOWANCE)
+    for number in range(runtime.poster.concurrency):
+        spawn(f"events-{number}", runtime.poster.run, allowance=RECONCILE_ALLOWANCE)
     spawn("resync", lambda beat: _resync(runtime, beat), allowance=3 * cfg.resync_seconds)
     if cfg.prometheus_url:
         url = cfg.prometheus_url
@@ -165,6 +179,12 @@ def start(runtime: Runtime) -> None:
         spawn("leader", lambda beat: elector.run(beat.beat), allowance=allowance)
     else:
         LEADER.set(1)
+
+
+def api_threads(cfg: config.Settings) -> int:
+    """Threads (and pooled connections) for blocking API calls: one per worker and event poster, and
+    a few for the fleet loop's PromQL queries and the leader's lease renewals."""
+    return cfg.workers + events.CONCURRENCY + SPARE_THREADS
 
 
 @kopf.on.probe(id="tasks")
@@ -205,6 +225,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.cleanup()
 async def cleanup(memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
+    with contextlib.suppress(TimeoutError):  # the Events decided last, if the API server takes them soon
+        await asyncio.wait_for(runtime.poster.flush(), FLUSH_SECONDS)
     await runtime.supervisor.stop()
     if runtime.elector is not None:
         await runtime.elector.release()
@@ -284,6 +306,8 @@ async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
 
 
 RESYNC_JITTER = 0.1
+SPARE_THREADS = 4
+FLUSH_SECONDS = 5.0
 SYNC_GRACE_SECONDS = 60.0
 REFRESH_JITTER = 0.2
 
@@ -438,12 +462,10 @@ def _slo_met(runtime: Runtime, key: workqueue.Key) -> dict[str, bool | None]:
     return report.slo_met_by_revision() if report is not None else {}
 
 
-async def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None:
-    """Post an Event; losing one is logged, never fatal to the reconcile that decided it."""
-    try:
-        await runtime.kube.post_event(body, ev.type, ev.reason, ev.message)
-    except exceptions.ApiException as error:
-        log.warning("event %s on %s not posted: %s", ev.reason, body["metadata"].get("name"), kube.api_message(error))
+def _event(runtime: Runtime, body: dict[str, Any], ev: core.Event) -> None:
+    """Hand an Event over to the poster: posted in the background, after the object's earlier ones;
+    losing one is logged, never fatal to the reconcile that decided it."""
+    runtime.poster.post(body, ev.type, ev.reason, ev.message)
 
 
 def _condition(
@@ -606,7 +628,7 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         if wake is not None:
             runtime.queue.add_after(key, wake)
     for ev in (*outcome.events, *slo_events, *heal_events, *gate_events, *([apply_event] if apply_event else [])):
-        await _event(runtime, raw, ev)
+        _event(runtime, raw, ev)
     if failure is not None:
         raise failure
     if outcome.validate is not None:
@@ -633,7 +655,7 @@ async def _validate(
         md.status = recorded
     runtime.refreshed((namespace, name))
     for ev in (*events, *more):
-        await _event(runtime, raw, ev)
+        _event(runtime, raw, ev)
     runtime.queue.add((namespace, name))
 
 
@@ -692,7 +714,7 @@ async def _report_invalid_spec(
         message,
     ):
         log.warning("%s/%s: invalid spec: %s", key[0], key[1], message)
-        await _event(runtime, raw, core.Event("Warning", INVALID_SPEC, message))
+        _event(runtime, raw, core.Event("Warning", INVALID_SPEC, message))
 
 
 def _caches(runtime: Runtime, api_client: Any, watch_scope: scope.Scope) -> watched.Caches:
@@ -715,7 +737,7 @@ def run(cfg: config.Settings) -> None:
     if found:
         raise config.ConfigError("; ".join(found))
     try:
-        api_client = kube.load(cfg.kubeconfig)
+        api_client = kube.load(cfg.kubeconfig, connections=api_threads(cfg))
     except Exception as error:  # no in-cluster token and no ~/.kube/config, or a malformed file
         raise config.ConfigError(f"cannot load a kubeconfig: {error}") from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

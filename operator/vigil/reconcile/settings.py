@@ -21,6 +21,7 @@ from vigil.reconcile import leader
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 NAMESPACE_GLOB = re.compile(r"^!?[-a-z0-9*?]{1,63}$")  # kopf's --namespace: globs, ! excludes
+MAX_WORKERS = 256
 SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -37,6 +38,10 @@ class Settings:
     liveness: str | None = None
     resync_seconds: float = 300.0
     status_refresh_seconds: float = 120.0
+    workers: int = 16
+    """Deployments reconciled at once. A reconcile mostly waits on the API server (a new deployment's
+    first pass makes three writes), so the workers, not the CPU, bound how fast a burst of creations
+    is taken up; each worker is a coroutine, and the API calls share a thread pool sized to them."""
     prometheus_url: str | None = None
     eval_interval: float = 5.0
     min_window: str = "20s"
@@ -76,6 +81,8 @@ def problems(settings: Settings) -> list[str]:
     ):
         if not (math.isfinite(value) and value > 0):
             found.append(f"{flag} must be a positive number of seconds, got {value:g}")
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        found.append(f"--workers must be 1 to {MAX_WORKERS}, got {settings.workers}")
     if not 0 <= settings.metrics_port <= 65535:
         found.append(f"--metrics-port must be 0 (off) to 65535, got {settings.metrics_port}")
     if settings.metrics_port and not settings.metrics_address.strip():
