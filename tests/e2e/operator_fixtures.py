@@ -84,8 +84,10 @@ class OperatorProcess:
         args += [f"--namespace={pattern}" for pattern in self.namespaces] or ["-A"]
         if self.standalone:
             args.append("--standalone")
-        # Diagnosis compares a short current rate with a baseline; test deployments live minutes.
-        args += ["--rate-window", "30s", "--baseline-window", "10m", "--metrics-port", "0"]
+        # Diagnosis compares a short current rate with a baseline; test deployments live minutes,
+        # and a test's surge breaches its SLO seconds after it began: a current window of the
+        # minimum window (20s, four 5s scrapes) shows it instead of averaging it away.
+        args += ["--rate-window", "20s", "--baseline-window", "10m", "--metrics-port", "0"]
         if self.prometheus_url:
             args += ["--prometheus-url", self.prometheus_url]
         if self.inference_url:

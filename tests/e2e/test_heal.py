@@ -6,6 +6,9 @@ Prometheus, and lets the operator (a subprocess, so it can be SIGKILLed) heal th
 
 from __future__ import annotations
 
+import json
+import urllib.parse
+import urllib.request
 from typing import Any
 
 import pytest
@@ -22,6 +25,10 @@ pytestmark = pytest.mark.e2e
 
 AVAILABILITY = {"name": "availability", "kind": "availability", "objective": 99.0, "period": "1h"}
 QUEUE = {"name": "queue", "kind": "queueTime", "thresholdMs": 100, "period": "1h"}
+# Load surges: 40 req/s on two replicas of 100 req/s (queued ~3 ms), then 240 req/s: the replicas
+# serve their 200 req/s, five times the baseline (the rate diagnosis reads is what was served),
+# and the rest queues, so the queue-time SLO breaches within seconds.
+SURGE_RATE = 240
 
 
 def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
@@ -58,6 +65,29 @@ def healthy_v1(
     sim.set_load({"namespace": ns, "name": name, "rate": 40})
     good = waiting.until(lambda: last_known_good(kube, ns, name), 180, "v1 last-known-good")
     return get(kube, ns, name), good
+
+
+def scraped_seconds(prometheus_url: str, ns: str, name: str) -> float:
+    """How many seconds of request counts Prometheus holds for every pod of ``name`` (0: none yet)."""
+    selector = f'{{namespace="{ns}",modeldeployment="{name}"}}'
+    query = urllib.parse.urlencode({"query": f"nv_inference_request_success{selector}[10m]"})
+    with urllib.request.urlopen(f"{prometheus_url}/api/v1/query?{query}", timeout=10) as response:
+        series: list[dict[str, Any]] = json.loads(response.read())["data"]["result"]
+    spans = [float(s["values"][-1][0]) - float(s["values"][0][0]) for s in series if s["values"]]
+    return min(spans, default=0.0)
+
+
+def steady_for_a_baseline(sandbox: sandbox_mod.SandboxInfo, ns: str, name: str) -> None:
+    """Wait until a surge from now on can be told from the load before it.
+
+    Diagnosis compares the request rate over the last 20 s with at least as long a stretch just
+    before it, from half a minimum window (10 s) after the pods were ready: that needs 50 s of
+    data when the breach is diagnosed. A surge breaches within seconds, so the steady load must
+    have been scraped for 45 s before it starts; with less, the honest diagnosis is Unknown.
+    """
+    waiting.until(
+        lambda: scraped_seconds(sandbox.prometheus_url, ns, name) >= 45, 120, f"45 s of {name}'s load in Prometheus"
+    )
 
 
 def release_bad_v2(kube: client.ApiClient, sim: simclient.ControlClient, ns: str, name: str) -> None:
@@ -108,7 +138,11 @@ def test_bad_release_is_rolled_back_to_last_known_good_and_the_incident_resolves
 
 
 def test_load_surge_breaches_queue_time_and_is_scaled_out(
-    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+    kube: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    sandbox: sandbox_mod.SandboxInfo,
 ) -> None:
     create_runbook(
         kube,
@@ -119,12 +153,14 @@ def test_load_surge_breaches_queue_time_and_is_scaled_out(
             "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "60s"}],
         },
     )
-    sim.set_fault({"namespace": namespace, "name": "surge", "capacity": 40})  # 2 replicas at half load
     _, _ = healthy_v1(kube, sim, namespace, "surge", slos=[QUEUE], runbookRef={"name": "surge"})
-    sim.set_load({"namespace": namespace, "name": "surge", "rate": 120})  # x3
+    steady_for_a_baseline(sandbox, namespace, "surge")
+    sim.set_load({"namespace": namespace, "name": "surge", "rate": SURGE_RATE})
     incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
     md = get(kube, namespace, "surge")
-    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge"
+    print(f"load surge diagnosed: {incident['status']['diagnosis']['summary']}")
+    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge", incident["status"]["diagnosis"]
+    assert " before it (windows capped to the age of the data)" in incident["status"]["diagnosis"]["summary"]
     assert incident["status"]["plan"]["runbook"] == "surge"
     assert md["status"]["scale"]["replicas"] == 6
     assert md["status"]["readyReplicas"] == 6
@@ -233,7 +269,11 @@ def served(sim: simclient.ControlClient, ns: str, name: str) -> int:
 
 
 def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
-    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+    kube: client.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    sandbox: sandbox_mod.SandboxInfo,
 ) -> None:
     # The 1-GPU fallback is pinned to one node, so two 8-GPU replicas fit on the other nodes and
     # the free GPUs (32 - 1 - 16 = 15) can never hold two more: any scale-out is blocked.
@@ -244,11 +284,11 @@ def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
         240,
         "fallback Available",
     )
-    sim.set_fault({"namespace": namespace, "name": "big", "capacity": 40})  # 2 replicas at half load
     healthy_v1(
         kube, sim, namespace, "big", slos=[QUEUE], triton={"gpus": 8}, maxReplicas=4, traffic={"fallback": "small"}
     )
-    sim.set_load({"namespace": namespace, "name": "big", "rate": 120})  # x3
+    steady_for_a_baseline(sandbox, namespace, "big")
+    sim.set_load({"namespace": namespace, "name": "big", "rate": SURGE_RATE})
 
     def shifted() -> dict[str, Any] | None:
         md = get(kube, namespace, "big")
@@ -259,7 +299,8 @@ def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
     assert "scale" not in md["status"], "the blocked scale-out must not have been applied"
     incident = only_incident(kube, namespace)
     assert incident is not None
-    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge"
+    print(f"load surge diagnosed: {incident['status']['diagnosis']['summary']}")
+    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge", incident["status"]["diagnosis"]
     scale = step(incident, "scale-out")
     assert scale["state"] == "Failed"
     assert "GPU capacity" in scale["result"]

@@ -565,22 +565,28 @@ def test_too_young_for_a_baseline_no_surge_is_judged_and_the_evidence_says_so() 
     diagnosis = cause.diagnose(state)
     assert diagnosis.cause is Cause.UNKNOWN
     assert evidence_of(diagnosis, cause.MISSING_DATA).message == (
-        "the data is too young for a baseline longer than the current window over 2m: a load surge is not judged"
+        "the data is too young for a baseline before the current window over 2m: a load surge is not judged"
     )
 
 
 def _young_breach(
-    age_seconds: float, surge: tuple[float, float] = (0.0, 1.0), current: int = 300, baseline: int = 1800
+    age_seconds: float,
+    surge: tuple[float, float] = (0.0, 1.0),
+    current: int = 300,
+    baseline: int = 1800,
+    first_scrape: float = 0.0,
 ) -> incapi.Diagnosis:
     """A 10 req/s deployment ``age_seconds`` old breaching a queue-time SLO, diagnosed the way the
     worker does it: the fleet's report (rates as Prometheus reads them), then healing.symptoms.
-    ``surge``: (seconds ago, factor): the rate was multiplied by factor that long ago."""
+    ``surge``: (seconds ago, factor): the rate was multiplied by factor that long ago.
+    ``first_scrape``: Prometheus' first sample came that long after the pods were ready."""
     ago, factor = surge
+    scraped = age_seconds - first_scrape
 
     def mean_rate(window: float) -> float:
         # rate() over a window longer than the series divides what there is by the whole window
-        surged = min(window, ago, age_seconds)
-        before = max(0.0, min(window, age_seconds) - surged)
+        surged = min(window, ago, scraped)
+        before = max(0.0, min(window, scraped) - surged)
         return 10.0 * (before + factor * surged) / window
 
     queue = {"name": "queue", "kind": "queueTime", "thresholdMs": 100}
@@ -623,3 +629,28 @@ def test_a_young_deployment_under_a_real_surge_is_diagnosed_a_load_surge(age: in
     diagnosis = _young_breach(age, surge=(ago, 3.0), current=30, baseline=600)
     assert diagnosis.cause is Cause.LOAD_SURGE, diagnosis.summary
     assert " before it" in evidence_of(diagnosis, cause.REQUEST_RATE).message
+
+
+@pytest.mark.parametrize("age", [41, 50, 81, 90, 161, 200])
+def test_a_young_deployment_at_steady_load_whose_first_scrape_came_late_is_not_a_load_surge(age: int) -> None:
+    """Windows start after the first scrape (half a min_window after ready): the late start of
+    the series does not make the baseline read low (20s min window, as the sandbox scrapes)."""
+    diagnosis = _young_breach(age, current=20, baseline=600, first_scrape=8.0)
+    assert diagnosis.cause is not Cause.LOAD_SURGE, diagnosis.summary
+
+
+@pytest.mark.parametrize("age", [55, 60, 80, 100, 170])
+def test_a_tripling_of_load_on_a_deployment_a_minute_old_is_a_load_surge_seconds_after_it_began(age: int) -> None:
+    """The breach comes 9 s into the surge: the current window is short enough to show it."""
+    diagnosis = _young_breach(age, surge=(9, 3.0), current=20, baseline=600, first_scrape=3.0)
+    assert diagnosis.cause is Cause.LOAD_SURGE, diagnosis.summary
+    message = evidence_of(diagnosis, cause.REQUEST_RATE).message
+    assert "over 20s is" in message
+    assert " before it (windows capped to the age of the data)" in message
+
+
+def test_a_deployment_35_seconds_old_has_too_little_history_for_a_baseline() -> None:
+    """Ready 35 s ago, tripled 9 s ago: 26 s of steady load is less than two 20 s windows."""
+    diagnosis = _young_breach(35, surge=(9, 3.0), current=20, baseline=600, first_scrape=3.0)
+    assert diagnosis.cause is Cause.UNKNOWN
+    assert "too young for a baseline before the current window" in evidence_of(diagnosis, cause.MISSING_DATA).message

@@ -569,10 +569,10 @@ def young_rate(rate: float, age: float) -> collections.abc.Callable[[int], float
 
 
 def test_rate_windows_of_a_young_revision_are_capped_to_its_age() -> None:
-    young = revision(age=720)  # 12 minutes: the 5m window fits, the 30m baseline does not
+    young = revision(age=720)  # 12 minutes: the 30m baseline does not fit, so "now" is half of what does
     data: Data = {"r1": {F.SUCCESS: young_rate(10.0, 720), F.FAILURE: 0.0}}
     traffic = evaluate(target(revisions=(young,)), data).revisions[0].traffic
-    assert traffic.windows == slo.RateWindows(current_seconds=300, baseline_seconds=480, capped=True)
+    assert traffic.windows == slo.RateWindows(current_seconds=240, baseline_seconds=480, capped=True)
     assert (traffic.request_rate, traffic.baseline_request_rate) == (10.0, 10.0)
 
 
@@ -580,20 +580,42 @@ def test_rate_windows_are_capped_to_the_deployment_age_too() -> None:
     created = NOW - datetime.timedelta(seconds=720)
     t = dataclasses.replace(target(), created=created)  # an old revision record, a new deployment
     traffic = evaluate(t, {"r1": {F.SUCCESS: young_rate(10.0, 720), F.FAILURE: 0.0}}).revisions[0].traffic
-    assert traffic.windows == slo.RateWindows(current_seconds=300, baseline_seconds=480, capped=True)
+    assert traffic.windows == slo.RateWindows(current_seconds=240, baseline_seconds=480, capped=True)
     assert traffic.baseline_request_rate == 10.0
 
 
-def test_a_revision_too_young_for_a_baseline_longer_than_now_has_none() -> None:
-    young = revision(age=200)
+def test_a_revision_a_few_minutes_old_compares_now_with_as_long_a_stretch_just_before() -> None:
+    young = revision(age=200)  # settled 170 s: a 2m baseline, the last minute against the minute before
     traffic = evaluate(target(revisions=(young,)), {"r1": {F.SUCCESS: young_rate(10.0, 200)}}).revisions[0].traffic
+    assert traffic.windows == slo.RateWindows(current_seconds=60, baseline_seconds=120, capped=True)
+    assert (traffic.request_rate, traffic.baseline_request_rate) == (10.0, 10.0)
+
+
+def test_a_revision_too_young_for_two_minimum_windows_has_no_baseline() -> None:
+    young = revision(age=140)  # settled 110 s: one 60 s window fits, a baseline before it does not
+    traffic = evaluate(target(revisions=(young,)), {"r1": {F.SUCCESS: young_rate(10.0, 140)}}).revisions[0].traffic
     assert traffic.windows == slo.RateWindows(current_seconds=120, baseline_seconds=None, capped=True)
     assert (traffic.request_rate, traffic.baseline_request_rate) == (10.0, None)
 
 
+@pytest.mark.parametrize("age", [150, 151, 179, 241, 300, 479, 500, 959, 1000, 1829])
+def test_young_rate_windows_stay_inside_the_settled_data_and_leave_a_baseline_as_long_as_now(age: int) -> None:
+    windows = slo.rate_windows(target(), revision(age=age), NOW, SETTINGS)
+    assert windows.capped
+    assert windows.baseline_seconds is not None
+    assert windows.baseline_seconds <= age - SETTINGS.min_window_seconds / 2  # after the first scrape
+    assert windows.baseline_seconds - windows.current_seconds >= windows.current_seconds
+    assert SETTINGS.min_window_seconds <= windows.current_seconds <= SETTINGS.current_rate_window_seconds
+
+
+def test_rate_windows_of_data_older_than_the_baseline_are_the_nominal_ones() -> None:
+    windows = slo.rate_windows(target(), revision(age=1830), NOW, SETTINGS)
+    assert windows == slo.RateWindows(current_seconds=300, baseline_seconds=1800, capped=False)
+
+
 def test_the_capped_rate_windows_are_queried() -> None:
     needs = {q.need for q in slo.query_plan([target(revisions=(revision(age=720),))], NOW, SETTINGS)}
-    assert {promql.Need(F.SUCCESS, 480), promql.Need(F.FAILURE, 480), promql.Need(F.SUCCESS, 300)} <= needs
+    assert {promql.Need(F.SUCCESS, 480), promql.Need(F.FAILURE, 480), promql.Need(F.SUCCESS, 240)} <= needs
 
 
 def test_target_of_a_model_deployment_carries_its_creation_time() -> None:

@@ -36,9 +36,9 @@ quotes them: restart counts, reasons, exit codes and the scheduler's message as 
   surge next to an availability or GPU-memory breach is shown as evidence but not blamed. Both
   rates must be known and the baseline positive. Both are read over windows capped to the age
   of the data (the younger of the revision and the deployment, see
-  :func:`vigil.observe.slo.rate_windows`), and the evidence names the windows: a young
-  deployment whose baseline would be no longer than its current window has no baseline, and no
-  surge is judged.
+  :func:`vigil.observe.slo.rate_windows`: a young deployment's current window is at most half its
+  baseline), and the evidence names the windows. Data younger than two minimum windows has no
+  baseline, and no surge is judged.
 
 Pods are considered when their revision is the current or the breached one, or unknown; pods
 of a revision still rolling out receive no traffic and cannot cause the breach.
@@ -340,7 +340,7 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
         window = _window(symptoms.rate_window_seconds)
         lack = _evidence(
             MISSING_DATA,
-            f"the data is too young for a baseline longer than the current window{window}: a load surge is not judged",
+            f"the data is too young for a baseline before the current window{window}: a load surge is not judged",
         )
         return Check(cause, False, "too young for a baseline request rate", missing=(lack,))
     if rate is None or baseline is None:

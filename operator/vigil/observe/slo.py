@@ -44,9 +44,10 @@ The request rates diagnosis compares (:class:`Traffic`: now, and a longer baseli
 the same way, to the younger of the revision and the deployment (:func:`rate_windows`):
 ``rate()`` over a window longer than the data divides the few requests there are by the whole
 window, so an uncapped 30m baseline of a 5-minute-old deployment reads a sixth of the real rate
-and any latency breach would look like a load surge. A baseline that, capped, is no longer than
-the current window compares nothing and is left unknown. :class:`Traffic` says which windows
-were read, and diagnosis quotes them as evidence.
+and any latency breach would look like a load surge. A young deployment's current window is at
+most half of its capped baseline, so what came before "now" is never shorter than "now"; data
+younger than two minimum windows has no baseline. :class:`Traffic` says which windows were read,
+and diagnosis quotes them as evidence.
 
 Roll-up. A deployment's SLO state is the worst state among the revisions currently receiving
 traffic, by :data:`SEVERITY`: Breached, then NoData, then InsufficientTraffic, then Warning, then
@@ -285,19 +286,28 @@ def rate_windows(target: Target, revision: RevisionRef, now: datetime.datetime, 
     """The current and baseline rate windows for ``revision``, capped to the age of its data.
 
     The data is no older than the revision's start (``started``, else ``since``) and the
-    deployment's creation; both windows
-    are capped to that age like SLO windows (:func:`vigil.observe.windows.capped_window`). A
-    baseline that is then no longer than the current window would compare a window with itself:
-    it is None, and a surge is not judged.
+    deployment's creation, less half a ``min_window`` (about two scrape intervals: Prometheus
+    first scrapes a new pod a scrape or two after it is ready, and a window reaching back before
+    that first sample reads low). Data at least as old as the nominal baseline is read over the
+    nominal windows. Younger data is read over a baseline capped like SLO windows
+    (:func:`vigil.observe.windows.capped_window`) and a current window of at most half of it, so
+    the part of the baseline before the current window is never shorter than the current window:
+    a few minutes of honest history compare "now" with what came just before. Data younger than
+    two ``min_window`` has no baseline (None), and a surge is not judged.
     """
     age = (now - (revision.started or revision.since)).total_seconds()
     if target.created is not None:
         age = min(age, (now - target.created).total_seconds())
+    nominal_current, nominal_baseline = settings.current_rate_window_seconds, settings.baseline_rate_window_seconds
     floor = settings.min_window_seconds
-    current = windows.capped_window(settings.current_rate_window_seconds, age, floor)
-    baseline = windows.capped_window(settings.baseline_rate_window_seconds, age, floor)
-    capped = (current, baseline) != (settings.current_rate_window_seconds, settings.baseline_rate_window_seconds)
-    return RateWindows(current, baseline if baseline > current else None, capped)
+    settled = age - floor / 2
+    if nominal_baseline <= settled:
+        return RateWindows(nominal_current, nominal_baseline, False)
+    baseline = windows.capped_window(nominal_baseline, settled, floor)
+    current = min(nominal_current, baseline // 2)
+    if current < floor:
+        return RateWindows(windows.capped_window(nominal_current, age, floor), None, True)
+    return RateWindows(current, baseline, True)
 
 
 def target_needs(target: Target, now: datetime.datetime, settings: Settings) -> tuple[set[promql.Need], set[float]]:
@@ -728,8 +738,8 @@ class Traffic:
 
     ``baseline_request_rate`` is the rate over the part of the baseline window *before* the
     current window (from the two averages: ``(B x Wb - C x Wc) / (Wb - Wc)``), so the requests of
-    a surge do not dilute the baseline they are compared with; that matters most for a young
-    deployment, whose capped baseline window is only a little longer than the current one.
+    a surge do not dilute the baseline they are compared with; for a young deployment that part is
+    capped by :func:`rate_windows` to be no shorter than the current window.
     ``windows`` says which windows the rates were read over (None: the defaults, uncapped).
     """
 
