@@ -18,7 +18,10 @@ import collections
 import contextlib
 import dataclasses
 import itertools
+import json
 import threading
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -155,6 +158,28 @@ def warm_up(
         interval=2.0,
     )
     return {name: str(last_known_good(md)) for name, md in list_mds(kube, ns).items() if name in names}
+
+
+def scraped_seconds(prometheus_url: str, ns: str, name: str) -> float:
+    """How many seconds of request counts Prometheus holds for every pod of ``name`` (0: none yet)."""
+    selector = f'{{namespace="{ns}",modeldeployment="{name}"}}'
+    query = urllib.parse.urlencode({"query": f"nv_inference_request_success{selector}[10m]"})
+    with urllib.request.urlopen(f"{prometheus_url}/api/v1/query?{query}", timeout=10) as response:
+        series: list[dict[str, Any]] = json.loads(response.read())["data"]["result"]
+    spans = [float(s["values"][-1][0]) - float(s["values"][0][0]) for s in series if s["values"]]
+    return min(spans, default=0.0)
+
+
+def steady_for_a_baseline(prometheus_url: str, ns: str, name: str) -> None:
+    """Wait until a surge from now on can be told from the load before it.
+
+    Diagnosis compares the request rate over the last 20 s (the e2e operator's ``--rate-window``)
+    with at least as long a stretch just before it, from half a minimum window (10 s) after the
+    pods were ready: that needs 50 s of data when the breach is diagnosed. A surge breaches within
+    seconds, so the steady load must have been scraped for 45 s before it starts; with less, the
+    honest diagnosis is Unknown (too young for a baseline).
+    """
+    waiting.until(lambda: scraped_seconds(prometheus_url, ns, name) >= 45, 120, f"45 s of {name}'s load in Prometheus")
 
 
 def release_bad_version(kube: client.ApiClient, sim: simclient.ControlClient, ns: str, name: str, **spec: Any) -> None:

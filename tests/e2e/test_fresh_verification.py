@@ -24,6 +24,7 @@ from kubernetes import client
 
 from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.own_prometheus import OwnPrometheus
 from vigil.api import conditions as cond
 from vigil.sim import client as simclient
 
@@ -52,7 +53,11 @@ def incident_of(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
 
 @pytest.mark.timeout(900)
 def test_a_surge_that_ends_right_after_the_scale_out_is_verified_on_fresh_data_and_scales_once(
-    kube: client.ApiClient, namespace: str, sim: simclient.ControlClient, scoped_operator: OperatorProcess
+    kube: client.ApiClient,
+    namespace: str,
+    sim: simclient.ControlClient,
+    scoped_operator: OperatorProcess,
+    own_prometheus: OwnPrometheus,
 ) -> None:
     scoped_operator.start()
     fleet.apply_runbook(kube, namespace, "surge", RUNBOOK)
@@ -61,6 +66,7 @@ def test_a_surge_that_ends_right_after_the_scale_out_is_verified_on_fresh_data_a
     try:
         fleet.warm_up(kube, sim, namespace, [NAME], BASE_RATE)
         revision = fleet.get_md(kube, namespace, NAME)["status"]["currentRevision"]
+        fleet.steady_for_a_baseline(own_prometheus.url, namespace, NAME)
         with fleet.Recorder(kube, namespace) as recorder:
             started = time.monotonic()
             sim.set_load({"namespace": namespace, "name": NAME, "rate": SURGE_RATE})
@@ -88,9 +94,10 @@ def test_a_surge_that_ends_right_after_the_scale_out_is_verified_on_fresh_data_a
     scale = fleet.step_of(incident, "scale")
     print(
         f"fresh-data verification: scale-out took effect {effective_after:.0f}s into the surge, "
-        f"resolved {resolved_after:.0f}s in; replicas {replicas}; {scale.get('result')}"
+        f"resolved {resolved_after:.0f}s in; replicas {replicas}; {scale.get('result')}; "
+        f"diagnosed {incident['status']['diagnosis']['summary']}"
     )
-    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge"
+    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge", incident["status"]["diagnosis"]
     assert replicas == [2, 4], f"the revision's Deployment went through {replicas}: a second round scaled again"
     assert md["status"]["scale"]["replicas"] == 4
     assert scale["state"] == "Succeeded"
