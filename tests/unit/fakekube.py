@@ -55,7 +55,7 @@ FAULTS: dict[str, Fault] = {
 
 @dataclasses.dataclass
 class _Pods:
-    """``core_v1.delete_namespaced_pod``, as :mod:`vigil.act.restart` calls it (synchronously)."""
+    """``pod_deleter.delete_namespaced_pod``, as :mod:`vigil.act.restart` calls it (synchronously)."""
 
     kube: FakeKube
 
@@ -98,7 +98,7 @@ class FakeKube:
         return result
 
     @property
-    def core_v1(self) -> _Pods:
+    def pod_deleter(self) -> _Pods:
         return _Pods(self)
 
     # -- the cluster's side --------------------------------------------------------------------

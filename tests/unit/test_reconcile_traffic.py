@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime
-import types
 from typing import Any
 
-import kubernetes.client
 import pytest
 from kubernetes.client import exceptions
 
@@ -301,68 +299,61 @@ def test_deciding_twice_on_a_shift_changes_nothing() -> None:
 # --- the Kubernetes edge: discovery and server-side apply of HTTPRoutes ----------------------------
 
 
-class FakeCustomObjects:
-    """Stands in for kubernetes.client.CustomObjectsApi; records calls."""
+class FakeApi:
+    """Stands in for the API server behind ``Kube.request``; records the calls."""
 
     resources: list[str] = []
     missing = False
-    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+    calls: list[tuple[str, str, dict[str, Any]]] = []
 
-    def __init__(self, _api_client: Any) -> None:
-        pass
-
-    def get_api_resources(self, *args: Any, **kwargs: Any) -> Any:
-        FakeCustomObjects.calls.append(("get_api_resources", args, kwargs))
-        if FakeCustomObjects.missing:
-            raise exceptions.ApiException(status=404, reason="Not Found")
-        return types.SimpleNamespace(resources=[types.SimpleNamespace(name=n) for n in FakeCustomObjects.resources])
-
-    def patch_namespaced_custom_object(self, *args: Any, **kwargs: Any) -> None:
-        FakeCustomObjects.calls.append(("patch_namespaced_custom_object", args, kwargs))
+    @staticmethod
+    def request(_kube: Any, method: str, path: str, **kwargs: Any) -> Any:
+        FakeApi.calls.append((method, path, kwargs))
+        if method == "GET":  # discovery
+            if FakeApi.missing:
+                raise exceptions.ApiException(status=404, reason="Not Found")
+            return {"kind": "APIResourceList", "resources": [{"name": n} for n in FakeApi.resources]}
+        return kwargs.get("body")
 
 
 @pytest.fixture
-def fake_custom(monkeypatch: pytest.MonkeyPatch) -> type[FakeCustomObjects]:
-    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", FakeCustomObjects)
-    FakeCustomObjects.resources = []
-    FakeCustomObjects.missing = False
-    FakeCustomObjects.calls = []
-    return FakeCustomObjects
+def fake_api(monkeypatch: pytest.MonkeyPatch) -> type[FakeApi]:
+    monkeypatch.setattr(kube.Kube, "request", FakeApi.request)
+    FakeApi.resources = []
+    FakeApi.missing = False
+    FakeApi.calls = []
+    return FakeApi
 
 
-async def test_gateway_api_discovery_is_cached(fake_custom: type[FakeCustomObjects]) -> None:
-    fake_custom.resources = ["gateways", "httproutes", "httproutes/status"]
+async def test_gateway_api_discovery_is_cached(fake_api: type[FakeApi]) -> None:
+    fake_api.resources = ["gateways", "httproutes", "httproutes/status"]
     api = kube.Kube(api_client=object())  # type: ignore[arg-type]
     assert await api.has_gateway_api()
     assert await api.has_gateway_api()
-    assert [c[0] for c in fake_custom.calls] == ["get_api_resources"]
-    assert fake_custom.calls[0][1] == (route.GROUP, route.VERSION)
+    assert [c[:2] for c in fake_api.calls] == [("GET", f"/apis/{route.GROUP}/{route.VERSION}")]
 
 
-async def test_gateway_api_is_missing_on_404_or_without_httproutes(fake_custom: type[FakeCustomObjects]) -> None:
-    fake_custom.missing = True
+async def test_gateway_api_is_missing_on_404_or_without_httproutes(fake_api: type[FakeApi]) -> None:
+    fake_api.missing = True
     assert not await kube.Kube(api_client=object()).has_gateway_api()  # type: ignore[arg-type]
-    fake_custom.missing = False
-    fake_custom.resources = ["gateways"]
+    fake_api.missing = False
+    fake_api.resources = ["gateways"]
     assert not await kube.Kube(api_client=object()).has_gateway_api()  # type: ignore[arg-type]
 
 
-async def test_gateway_api_answer_expires(
-    fake_custom: type[FakeCustomObjects], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_gateway_api_answer_expires(fake_api: type[FakeApi], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kube, "DISCOVERY_CACHE_SECONDS", 0.0)
     api = kube.Kube(api_client=object())  # type: ignore[arg-type]
     assert not await api.has_gateway_api()
-    fake_custom.resources = ["httproutes"]  # installed later: seen once the answer is stale
+    fake_api.resources = ["httproutes"]  # installed later: seen once the answer is stale
     assert await api.has_gateway_api()
 
 
-async def test_httproutes_are_server_side_applied(fake_custom: type[FakeCustomObjects]) -> None:
+async def test_httproutes_are_server_side_applied(fake_api: type[FakeApi]) -> None:
     manifest = route.stable_route(workload.Owner("resnet", "ml", "uid-1"), None)
     await kube.Kube(api_client=object()).apply(manifest)  # type: ignore[arg-type]
-    [(name, args, kwargs)] = fake_custom.calls
-    assert name == "patch_namespaced_custom_object"
-    assert args == (route.GROUP, route.VERSION, "ml", route.PLURAL, "resnet", manifest)
-    assert kwargs["field_manager"] == "vigil"
-    assert kwargs["force"] is True
-    assert kwargs["_content_type"] == "application/apply-patch+yaml"
+    [(method, path, kwargs)] = fake_api.calls
+    assert (method, path) == ("PATCH", f"/apis/{route.GROUP}/{route.VERSION}/namespaces/ml/{route.PLURAL}/resnet")
+    assert kwargs["body"] == manifest
+    assert kwargs["query"] == [("fieldManager", "vigil"), ("force", "true")]
+    assert kwargs["content_type"] == "application/apply-patch+yaml"

@@ -23,15 +23,15 @@ REQUEST_TIMEOUT = 20
 
 
 class PodDeleter(Protocol):
-    """The one method of ``kubernetes.client.CoreV1Api`` this module needs."""
+    """Deletes a pod (blocking), like ``kubernetes.client.CoreV1Api.delete_namespaced_pod``."""
 
     def delete_namespaced_pod(self, name: str, namespace: str, **kwargs: Any) -> Any: ...
 
 
-async def delete_pod(core_v1: PodDeleter, namespace: str, pod: str) -> intents.Result:
+async def delete_pod(pods: PodDeleter, namespace: str, pod: str) -> intents.Result:
     """Delete ``namespace/pod`` with its default grace period; 404 counts as done."""
     try:
-        await asyncio.to_thread(core_v1.delete_namespaced_pod, pod, namespace, _request_timeout=REQUEST_TIMEOUT)
+        await asyncio.to_thread(pods.delete_namespaced_pod, pod, namespace, _request_timeout=REQUEST_TIMEOUT)
     except exceptions.ApiException as error:
         if error.status == 404:
             return intents.Result(ok=True, message=f"pod {pod} already gone")
@@ -41,6 +41,6 @@ async def delete_pod(core_v1: PodDeleter, namespace: str, pod: str) -> intents.R
     return intents.Result(ok=True, message=f"pod {pod} deleted")
 
 
-async def execute(core_v1: PodDeleter, intent: intents.RestartPod) -> intents.Result:
+async def execute(pods: PodDeleter, intent: intents.RestartPod) -> intents.Result:
     """Carry out a RestartPod intent."""
-    return await delete_pod(core_v1, intent.namespace, intent.pod)
+    return await delete_pod(pods, intent.namespace, intent.pod)

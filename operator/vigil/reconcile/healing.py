@@ -438,7 +438,7 @@ async def _execute(
     reconcile core turns them into Deployments and the machine can observe them as done."""
     client.fence()  # only the lease holder acts; checked right before each side effect
     if isinstance(intent, acts.RestartPod):
-        deleter: restart.PodDeleter = typing.cast(restart.PodDeleter, client.core_v1)
+        deleter: restart.PodDeleter = typing.cast(restart.PodDeleter, client.pod_deleter)
         return status, await restart.execute(deleter, intent)
     if isinstance(intent, acts.Notify):
         return status, await notify.execute(intent, functools.partial(client.secret_value, ctx.namespace))

@@ -51,6 +51,7 @@ from vigil.reconcile import core, informer, watched
 from vigil.render import route
 
 APPLY = "application/apply-patch+yaml"
+APPLY_QUERY = [("fieldManager", labels.FIELD_MANAGER), ("force", "true")]
 REQUEST_TIMEOUT = 20
 # Reconnect a few times at once (a restarted API server), but hand every HTTP answer, 429s included,
 # straight back: urllib3 would otherwise sleep out Retry-After inside one of the few threads all API
@@ -122,26 +123,57 @@ class Kube:
         if store is not None and isinstance(obj, dict) and obj.get("metadata"):
             store.offer(obj, notify=False)
 
-    @property
-    def apps(self) -> client.AppsV1Api:
-        return client.AppsV1Api(self.api_client)
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One API call as plain JSON (blocking: call it in a thread); a non-2xx answer raises
+        ``ApiException`` (with the server's Status as its body), as the typed client's calls do.
+
+        The typed ``CoreV1Api``/``AppsV1Api``/``CustomObjectsApi`` are not used: importing them loads
+        megabytes of generated code and hundreds of model classes (25 MiB of RSS, from bytecode) for
+        the dozen calls vigil makes, and their answers would be deserialised into models only to be
+        turned back into dictionaries.
+        """
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        verb, url, headers, payload, _ = self.api_client.param_serialize(
+            method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        answer = self.api_client.call_api(
+            verb, url, header_params=headers, body=payload, _request_timeout=REQUEST_TIMEOUT
+        )
+        answer.read()  # type: ignore[no-untyped-call]
+        if not 200 <= answer.status <= 299:
+            raise exceptions.ApiException.from_response(http_resp=answer, body=None, data=None)
+        return json.loads(answer.data) if answer.data else None
 
     @property
-    def core_v1(self) -> client.CoreV1Api:
-        return client.CoreV1Api(self.api_client)
+    def pod_deleter(self) -> _PodDeleter:
+        """What :mod:`vigil.act.restart` deletes pods with."""
+        return _PodDeleter(self)
 
-    @property
-    def custom(self) -> client.CustomObjectsApi:
-        return client.CustomObjectsApi(self.api_client)
+    async def _ask(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self.request, method, path, **kwargs)
+
+    async def _unless_missing(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer, or None when the object does not exist (404)."""
+        try:
+            return await self._ask(method, path, **kwargs)
+        except exceptions.ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     async def get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         store = self._cached(plural)
         key = (namespace, name)
         if store is not None and plural not in AUTHORITATIVE and not store.doubtful(key):
             return store.get(key)  # a fresh copy
-        found = await _unless_missing(
-            self.custom.get_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
-        )
+        found = await self._unless_missing("GET", _custom_path(plural, namespace, name))
         if found is not None:
             self._learn(plural, copy.deepcopy(found))
         return typing.cast(dict[str, Any] | None, found)
@@ -152,46 +184,20 @@ class Kube:
             wanted = dict(term.split("=", 1) for term in selector.split(",") if "=" in term)
             if len(wanted) == len([t for t in selector.split(",") if t]):  # equality terms only
                 return store.matching(namespace, wanted)  # fresh copies
-        if namespace is None:
-            listed = await asyncio.to_thread(
-                self.custom.list_cluster_custom_object,
-                api.GROUP,
-                api.VERSION,
-                plural,
-                label_selector=selector,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        else:
-            listed = await asyncio.to_thread(
-                self.custom.list_namespaced_custom_object,
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                plural,
-                label_selector=selector,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
+        query = [("labelSelector", selector)] if selector else []
+        listed = await self._ask("GET", _custom_path(plural, namespace), query=query)
         return typing.cast(list[dict[str, Any]], typing.cast(dict[str, Any], listed).get("items", []))
 
     async def create_custom(self, plural: str, namespace: str, body: dict[str, Any]) -> None:
         self.fence()
-        created = await asyncio.to_thread(
-            self.custom.create_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            plural,
-            body,
-            field_manager=labels.FIELD_MANAGER,
-            _request_timeout=REQUEST_TIMEOUT,
+        created = await self._ask(
+            "POST", _custom_path(plural, namespace), query=[("fieldManager", labels.FIELD_MANAGER)], body=body
         )
         self._learn(plural, created)
 
     async def delete_custom(self, plural: str, namespace: str, name: str) -> None:
         self.fence()
-        await _unless_missing(
-            self.custom.delete_namespaced_custom_object, api.GROUP, api.VERSION, namespace, plural, name
-        )
+        await self._unless_missing("DELETE", _custom_path(plural, namespace, name))
 
     async def observe(self, namespace: str, md_name: str) -> core.Observed:
         """The revision Deployments and the live pods (as plain facts, unjudged) of one ModelDeployment."""
@@ -228,32 +234,21 @@ class Kube:
     def discover_httproutes(self) -> bool:
         """Whether HTTPRoutes are served, asked now (blocking)."""
         try:
-            listed = self.custom.get_api_resources(route.GROUP, route.VERSION, _request_timeout=REQUEST_TIMEOUT)
+            listed = self.request("GET", f"/apis/{route.GROUP}/{route.VERSION}")
         except exceptions.ApiException as error:
             if error.status == 404:
                 return False
             raise
-        return any(resource.name == route.PLURAL for resource in listed.resources or [])
+        return any(resource.get("name") == route.PLURAL for resource in (listed or {}).get("resources") or [])
 
     async def _route_exists(self, namespace: str, name: str) -> bool:
         routes = self._cached(route.PLURAL)
         if routes is not None and not routes.doubtful((namespace, name)):
             return routes.has((namespace, name))
-        try:
-            await asyncio.to_thread(
-                self.custom.get_namespaced_custom_object,
-                route.GROUP,
-                route.VERSION,
-                namespace,
-                route.PLURAL,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except exceptions.ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        found = await self._unless_missing(
+            "GET", f"/apis/{route.GROUP}/{route.VERSION}/namespaces/{namespace}/{route.PLURAL}/{name}"
+        )
+        return found is not None
 
     async def free_gpus(self) -> int | None:
         """Allocatable nvidia.com/gpu on schedulable nodes minus what placed, live pods hold.
@@ -305,49 +300,24 @@ class Kube:
 
     async def _apply(self, manifest: dict[str, Any], kind: str) -> Any:
         meta = manifest["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
         if kind == route.KIND and manifest.get("apiVersion") == route.API_VERSION:
-            return await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object,
-                route.GROUP,
-                route.VERSION,
-                meta["namespace"],
-                route.PLURAL,
-                meta["name"],
-                manifest,
-                field_manager=labels.FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        if kind == "Deployment":
-            call: Any = self.apps.patch_namespaced_deployment
+            path = f"/apis/{route.GROUP}/{route.VERSION}/namespaces/{namespace}/{route.PLURAL}/{name}"
+        elif kind == "Deployment":
+            path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
         elif kind == "Service":
-            call = self.core_v1.patch_namespaced_service
+            path = f"/api/v1/namespaces/{namespace}/services/{name}"
         else:
             raise ValueError(f"vigil does not apply {kind} objects")
-        response = await asyncio.to_thread(
-            call,
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=labels.FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-            _preload_content=False,  # plain JSON for the cache, not the client's models
-            _request_timeout=REQUEST_TIMEOUT,
-        )
-        try:
-            return json.loads(response.data)
-        finally:
-            response.release_conn()
+        return await self._ask("PATCH", path, query=APPLY_QUERY, body=manifest, content_type=APPLY)
 
     async def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """One key of a Secret, decoded; None when the Secret or the key does not exist.
 
         Needs ``get`` on ``secrets`` in ``namespace`` (a notify step's webhook URL lives there).
         """
-        secret = await _unless_missing(self.core_v1.read_namespaced_secret, name, namespace)
-        encoded = ((secret.data if secret is not None else None) or {}).get(key)
+        secret = await self._unless_missing("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        encoded = ((secret or {}).get("data") or {}).get(key)
         if encoded is None:
             return None
         return base64.b64decode(encoded).decode("utf-8", errors="replace")
@@ -357,14 +327,14 @@ class Kube:
 
         Needs ``get`` on ``configmaps`` in ``namespace`` (the golden set of ``spec.validation``).
         """
-        found = await _unless_missing(self.core_v1.read_namespaced_config_map, name, namespace)
+        found = await self._unless_missing("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
         if found is None:
             return None
-        return dict(found.data or {})
+        return {str(k): str(v) for k, v in (found.get("data") or {}).items()}
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
         self.fence()
-        await _unless_missing(self.apps.delete_namespaced_deployment, name, namespace)
+        await self._unless_missing("DELETE", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}")
 
     async def apply_status(self, plural: str, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
         body = {
@@ -375,18 +345,12 @@ class Kube:
         }
         self.fence()
         try:
-            written = await asyncio.to_thread(
-                self.custom.patch_namespaced_custom_object_status,
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                plural,
-                name,
-                body,
-                field_manager=labels.FIELD_MANAGER,
-                force=True,
-                _content_type=APPLY,
-                _request_timeout=REQUEST_TIMEOUT,
+            written = await self._ask(
+                "PATCH",
+                _custom_path(plural, namespace, name) + "/status",
+                query=APPLY_QUERY,
+                body=body,
+                content_type=APPLY,
             )
         except BaseException:
             self._doubt(plural, (namespace, name))  # it may have landed: the next read asks the server
@@ -396,44 +360,51 @@ class Kube:
     async def post_event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event about one of vigil's objects (kopf's poster only works inside its handlers)."""
         meta = involved["metadata"]
-        now = datetime.datetime.now(datetime.UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta['name']}.", namespace=meta["namespace"]),
-            involved_object=client.V1ObjectReference(
-                api_version=involved.get("apiVersion"),
-                kind=involved.get("kind"),
-                name=meta["name"],
-                namespace=meta["namespace"],
-                uid=meta.get("uid"),
-                resource_version=meta.get("resourceVersion"),
-            ),
-            type=type_,
-            reason=reason[:128],
-            message=message[:1024],
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="vigil"),
-            reporting_component="vigil.dev/operator",
-            reporting_instance=socket.gethostname()[:128],
-        )
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        reference = {
+            "apiVersion": involved.get("apiVersion"),
+            "kind": involved.get("kind"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        }
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {k: v for k, v in reference.items() if v is not None},
+            "type": type_,
+            "reason": reason[:128],
+            "message": message[:1024],
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": "vigil"},
+            "reportingComponent": "vigil.dev/operator",
+            "reportingInstance": socket.gethostname()[:128],
+        }
         self.fence()
-        await asyncio.to_thread(
-            self.core_v1.create_namespaced_event, meta["namespace"], event, _request_timeout=REQUEST_TIMEOUT
-        )
+        await self._ask("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body=event)
 
     async def apply_md_status(self, namespace: str, name: str, status: mdapi.ModelDeploymentStatus) -> None:
         await self.apply_status(mdapi.PLURAL, mdapi.KIND, namespace, name, status.wire())
 
 
-async def _unless_missing(call: Any, *args: Any) -> Any:
-    """``call(*args)`` in a thread with the request timeout; a 404 (already gone) gives None."""
-    try:
-        return await asyncio.to_thread(call, *args, _request_timeout=REQUEST_TIMEOUT)
-    except exceptions.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
+@dataclasses.dataclass(frozen=True)
+class _PodDeleter:
+    """``delete_namespaced_pod`` (blocking) for :class:`vigil.act.restart.PodDeleter`."""
+
+    kube: Kube
+
+    def delete_namespaced_pod(self, name: str, namespace: str, **_: Any) -> Any:
+        return self.kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+
+def _custom_path(plural: str, namespace: str | None, name: str | None = None) -> str:
+    base = f"/apis/{api.GROUP}/{api.VERSION}"
+    where = f"{base}/namespaces/{namespace}/{plural}" if namespace is not None else f"{base}/{plural}"
+    return f"{where}/{name}" if name is not None else where
 
 
 def api_message(error: exceptions.ApiException) -> str:
