@@ -73,17 +73,32 @@ async def test_numbers_alone_are_written_once_the_refresh_is_due_and_a_new_state
     assert len(kube.md_status_writes) == writes
     assert not runtime.refresh_due(KEY)
 
+    refreshes, verdicts = written("refresh"), written("activeIncident")
     runtime.refresh_at[KEY] = time.monotonic()  # the refresh interval has passed
     await op.reconcile(runtime, KEY)
     await runtime.poster.flush()  # the Events it decided, posted beside it
     assert len(kube.md_status_writes) == writes + 1
     assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["sli"] == 99.95
+    assert written("refresh") == refreshes + 1  # vigil_status_writes_total{why="refresh"}
 
     evaluated(runtime, kube, "Breached", 80.0)  # a verdict: written at once, refresh or not
     await op.reconcile(runtime, KEY)
     await runtime.poster.flush()  # the Events it decided, posted beside it
     assert len(kube.md_status_writes) == writes + 2
     assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["state"] == "Breached"
+    assert written("activeIncident") == verdicts + 1  # the first changed field (by name) labels the write
+    assert written("refresh") == refreshes + 1
+
+
+def written(why: str) -> float:
+    return float(op.STATUS_WRITES.labels(why)._value.get())
+
+
+def test_a_condition_that_changed_names_the_write_by_its_type() -> None:
+    old = {"conditions": [{"type": "Available", "status": "False"}, {"type": "Degraded", "status": "False"}]}
+    new = {"conditions": [{"type": "Available", "status": "True"}, {"type": "Degraded", "status": "False"}]}
+    assert op._first_difference(new, old) == "conditions/Available"
+    assert op._first_difference({**old, "currentRevision": "a"}, old) == "currentRevision"
 
 
 def test_material_parts_ignore_the_refreshed_numbers_and_keep_states_and_conditions() -> None:

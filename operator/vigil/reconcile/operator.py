@@ -58,6 +58,11 @@ RECONCILE_ERROR = "ReconcileError"
 NO_PROMETHEUS = (
     "the operator runs without --prometheus-url: SLOs are not evaluated and no incident is opened or acted on"
 )
+STATUS_WRITES = prometheus_client.Counter(
+    "vigil_status_writes_total",
+    "ModelDeployment status writes, by why: refresh (only SLI numbers moved) or the first field that changed.",
+    ("why",),
+)
 LEADER = prometheus_client.Gauge("vigil_leader", "1 while this replica holds the leader lease and acts.")
 Settings = config.Settings  # the operator's settings live in reconcile/settings.py, validated there
 
@@ -616,8 +621,10 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         failure = error
     generation = int(raw["metadata"].get("generation") or 0)
     apply_event = reconcile_error(status, failure, generation, now)
-    if _worth_writing(runtime, key, md.status, status):
+    why = _worth_writing(runtime, key, md.status, status)
+    if why is not None:
         await runtime.kube.apply_md_status(namespace, name, status)
+        STATUS_WRITES.labels(why).inc()
         runtime.refreshed(key)
     elif status.wire() == md.status.wire():
         runtime.refreshed(key)
@@ -673,13 +680,29 @@ def _next_deadline(md: mdapi.ModelDeployment, now: datetime.datetime) -> float |
 
 def _worth_writing(
     runtime: Runtime, key: workqueue.Key, stored: mdapi.ModelDeploymentStatus, status: mdapi.ModelDeploymentStatus
-) -> bool:
-    """Whether ``status`` must be written over ``stored``: at once when it says something new (a state,
-    a condition, a revision, an override); when only SLI numbers moved, once the refresh is due
-    (``--status-refresh``), so a fleet's steady state does not cost one write per deployment per cycle."""
-    if merge.material(status) != merge.material(stored):
-        return True
-    return status.wire() != stored.wire() and runtime.refresh_due(key)
+) -> str | None:
+    """Why ``status`` must be written over ``stored`` (None: it need not be): at once when it says
+    something new (a state, a condition, a revision, an override: the name of the first such field);
+    when only SLI numbers moved, once the refresh is due (``--status-refresh``: "refresh"), so a
+    fleet's steady state does not cost one write per deployment per cycle."""
+    new, old = merge.material(status), merge.material(stored)
+    if new != old:
+        return _first_difference(new, old)
+    return "refresh" if status.wire() != stored.wire() and runtime.refresh_due(key) else None
+
+
+def _first_difference(new: dict[str, Any], old: dict[str, Any]) -> str:
+    """The first status field that differs (a condition by its type), a bounded metric label."""
+    for field in sorted(set(new) | set(old)):
+        if new.get(field) == old.get(field):
+            continue
+        if field == "conditions":
+            before = {c.get("type"): c for c in old.get(field) or []}
+            for found in new.get(field) or []:
+                if before.get(found.get("type")) != found:
+                    return f"conditions/{found.get('type')}"
+        return field
+    return "status"
 
 
 async def _report_invalid_spec(
