@@ -424,7 +424,8 @@ def efficiency_section(result: Mapping[str, Any]) -> str:
     intro = (
         f"Three deployments per scenario under the same traffic, same replicas ({result['capacityPerReplica']:g} "
         f"req/s each, {result['baseLatencyMs']:g} ms per request), side by side in one run: vigil (start replicas, "
-        "a scaleOut runbook, maxReplicas = peak), static peak provisioning, and an HPA-like autoscaler "
+        f"the ready-made {result.get('runbook', 'scaleOut runbook')} as shipped, maxReplicas = peak, the default "
+        "give-back), static peak provisioning, and an HPA-like autoscaler "
         f"(GPU utilisation target {result['hpaTarget']:.0%}, 15 s sync, 5 min scale-down stabilisation). "
         f"Peak and start are sized at {result['sizingUtilisation']:.0%} utilisation. Attainment: share of "
         "evaluation intervals whose queue-time verdict is Met; violating minutes: minutes whose average queue "

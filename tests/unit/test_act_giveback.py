@@ -234,9 +234,83 @@ def test_a_degraded_slo_after_a_step_restores_the_last_level_that_held_and_stops
         "Stopped",
         f"incident {INCIDENT}: {w.record.message}",
     )
+    stopped_at = cond.parse_time(w.record.steps[-1].finished_at or "")
+    assert w.record.retry_at == cond.rfc3339(stopped_at + datetime.timedelta(minutes=5))
     w.state = S.MET
+    w.run(425, 700)
+    assert scale_targets(w) == [4, 3, 4], "a stopped give-back waits for its retryAt"
+
+
+def stopped_once() -> World:
+    """5 -> 4 -> 3, then 3 degrades the SLO: back to 4 and stopped (at about 410s); the SLO Met again."""
+    w = world(held=5)
+    w.run(0, 400)
+    w.state = S.WARNING
+    w.run(405, 420)
+    assert w.record is not None
+    assert w.record.phase is P.STOPPED
+    w.state = S.MET
+    return w
+
+
+def test_a_stopped_give_back_is_tried_again_after_a_stabilization_window_from_the_level_that_held() -> None:
+    w = stopped_once()
+    assert w.record is not None
+    assert w.record.stops == 1
+    stopped_at = cond.parse_time(w.record.steps[-1].finished_at or "")
     w.run(425, 1500)
-    assert scale_targets(w) == [4, 3, 4], "a stopped give-back stays stopped"
+    assert scale_targets(w) == [4, 3, 4, 3, "spec"]
+    assert w.record.phase is P.RETURNED
+    [retrying] = [e for e in w.timeline if e.type == giveback.RETRYING]
+    assert cond.parse_time(retrying.time) >= stopped_at + datetime.timedelta(minutes=5)
+    assert retrying.message == (
+        "trying again after stop 1: holding 4 replicas (spec.replicas 2), returned step by step once every SLO "
+        "has been Met for 5m"
+    )
+    first_retry_step = next(e for e in w.timeline if e.type == giveback.STEP and "step 4" in e.message)
+    settled = cond.parse_time(retrying.time)
+    assert cond.parse_time(first_retry_step.time) >= settled, "stabilizing again before the first step"
+    assert w.record.retry_at is None
+
+
+def test_every_stop_doubles_the_wait_before_the_next_try_up_to_an_hour() -> None:
+    waits = [giveback.retry_delay("5m", stops) for stops in range(1, 8)]
+    assert [w.total_seconds() / 60 for w in waits] == [5, 10, 20, 40, 60, 60, 60]
+    assert giveback.retry_delay("2h", 1) == datetime.timedelta(hours=2), "never shorter than the window itself"
+    w = stopped_once()  # tried again 5m later
+    t = 425.0
+    while len(scale_targets(w)) < 4:  # stabilized again, then step 4 (4 -> 3)
+        w.cycle(at(t))
+        t += 5
+    assert scale_targets(w) == [4, 3, 4, 3]
+    w.state = S.WARNING
+    w.run(t, t + 30)  # stop 2
+    assert w.record is not None
+    assert w.record.stops == 2
+    stopped_at = cond.parse_time(w.record.steps[-1].finished_at or "")
+    assert w.record.retry_at == cond.rfc3339(stopped_at + datetime.timedelta(minutes=10))
+
+
+def test_a_new_spec_generation_while_waiting_to_retry_supersedes_the_give_back() -> None:
+    w = stopped_once()
+    w.md.metadata["generation"] = 2
+    w.md.spec.replicas = 3
+    w.md.status.scale = None
+    w.run(425, 1500)
+    assert w.record is not None
+    assert (w.record.phase, w.record.retry_at) == (P.SUPERSEDED, None)
+    assert scale_targets(w) == [4, 3, 4]
+    assert giveback.waiting_to_retry(w.record) is False
+
+
+def test_another_open_incident_at_retry_time_holds_the_retry() -> None:
+    w = stopped_once()
+    w.other = "resnet-queue-20261122121000"
+    w.run(425, 1500)
+    assert scale_targets(w) == [4, 3, 4]
+    assert w.record is not None
+    assert w.record.phase is P.STABILIZING
+    assert w.record.message == "holding: incident resnet-queue-20261122121000 is open"
 
 
 def test_a_new_incident_during_verification_restores_and_stops() -> None:

@@ -6,6 +6,7 @@ import pathlib
 from typing import Any
 
 import pytest
+import yaml
 from bench import efficiency, hpa, plots, quiet, report, watch
 
 
@@ -179,10 +180,19 @@ def test_efficiency_manifests_differ_only_in_who_sets_the_replicas() -> None:
     start, peak = ramp.replicas()
     assert (start, peak) == (1, 6)
     vigil, static, autoscaled = (efficiency.manifest(ramp, p)["spec"] for p in efficiency.POLICIES)
-    assert (vigil["replicas"], vigil["maxReplicas"], vigil["runbookRef"]) == (1, 6, {"name": "surge"})
+    assert (vigil["replicas"], vigil["maxReplicas"], vigil["runbookRef"]) == (1, 6, {"name": "load-surge-scale-out"})
     assert "paused" not in vigil
     assert (static["replicas"], static["paused"]) == (6, True)
     assert (autoscaled["replicas"], autoscaled["maxReplicas"], autoscaled["paused"]) == (1, 6, True)
+
+
+def test_efficiency_measures_vigil_with_the_ready_made_runbook_as_shipped() -> None:
+    body = efficiency._runbook("bench-efficiency-x")
+    shipped = yaml.safe_load(
+        (pathlib.Path(__file__).resolve().parents[2] / "runbooks" / "load-surge-scale-out.yaml").read_text()
+    )
+    assert body["spec"] == shipped["spec"]
+    assert body["metadata"] == {"name": "load-surge-scale-out", "namespace": "bench-efficiency-x"}
 
 
 def test_efficiency_section_reports_each_policy_and_the_targets() -> None:

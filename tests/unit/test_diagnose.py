@@ -250,6 +250,25 @@ def test_request_rate_well_above_baseline_is_a_load_surge_for_load_driven_slos(k
     assert "30 req/s is 3x the baseline of 10 req/s (surge at 1.5x)" in rate.message
 
 
+def test_an_overloaded_deployment_shows_its_surge_in_the_queue_growth_not_in_its_served_rate() -> None:
+    # Served at capacity (12 req/s, 1.2x a 10 req/s baseline: no surge by itself), while the queue
+    # grows by 18 req/s: 30 req/s arrive.
+    diagnosis = cause.diagnose(symptoms(request_rate=12.0, baseline_request_rate=10.0, queue_growth=18.0))
+    assert diagnosis.cause is Cause.LOAD_SURGE
+    rate = evidence_of(diagnosis, cause.REQUEST_RATE)
+    assert rate.value == 3.0
+    assert rate.message.startswith(
+        "30 req/s offered (12 req/s served, the queue growing by 18 req/s) is 3x the baseline of 10 req/s"
+    )
+
+
+@pytest.mark.parametrize("growth", [None, 0.0, -20.0])
+def test_a_queue_that_is_not_growing_adds_nothing_to_the_offered_rate(growth: float | None) -> None:
+    diagnosis = cause.diagnose(symptoms(request_rate=12.0, baseline_request_rate=10.0, queue_growth=growth))
+    assert diagnosis.cause is Cause.UNKNOWN
+    assert evidence_of(diagnosis, cause.REQUEST_RATE).value == pytest.approx(1.2)
+
+
 def test_surge_threshold_is_inclusive() -> None:
     assert cause.diagnose(symptoms(request_rate=15.0)).cause is Cause.LOAD_SURGE
 

@@ -72,6 +72,18 @@ def test_pending_requests_is_an_instant_sum_by_revision() -> None:
     )
 
 
+def test_busy_replicas_average_each_pods_gpus_over_the_window_then_sum_the_pods() -> None:
+    assert promql.expression(promql.Need(F.BUSY, 30)) == (
+        f'sum by ({BY}) (avg by ({BY}, pod) (avg_over_time(nv_gpu_utilization{{modeldeployment!=""}}[30s])))'
+    )
+
+
+def test_queue_growth_is_the_derivative_of_the_pending_gauge() -> None:
+    assert promql.expression(promql.Need(F.QUEUE_GROWTH, 30)) == (
+        f'sum by ({BY}) (deriv(nv_inference_pending_request_count{{modeldeployment!=""}}[30s]))'
+    )
+
+
 def test_counter_family_without_window_is_refused() -> None:
     with pytest.raises(ValueError, match="window"):
         promql.expression(promql.Need(F.SUCCESS))

@@ -556,10 +556,27 @@ def test_traffic_reports_current_and_earlier_baseline_rates_error_ratio_and_gaug
     )
 
 
+def test_traffic_reports_busy_replicas_and_queue_growth_over_the_current_window() -> None:
+    data: Data = {
+        "r1": {F.SUCCESS: 30.0, F.FAILURE: 0.0, F.BUSY: at({300: 0.98}, None), F.QUEUE_GROWTH: at({300: 12.5}, None)}
+    }
+    traffic = evaluate(target(), data).revisions[0].traffic
+    assert (traffic.busy_replicas, traffic.queue_growth) == (0.98, 12.5)
+
+
+def test_demand_families_follow_a_young_revisions_capped_current_window() -> None:
+    young = revision(age=120)
+    needs = {q.need for q in slo.query_plan([target(revisions=(young,))], NOW, SETTINGS)}
+    current = slo.rate_windows(target(revisions=(young,)), young, NOW, SETTINGS).current_seconds
+    assert current < 300
+    assert {promql.Need(F.BUSY, current), promql.Need(F.QUEUE_GROWTH, current)} <= needs
+
+
 def test_traffic_without_series_is_all_unknown() -> None:
     traffic = evaluate(target(), {}).revisions[0].traffic
     assert (traffic.request_rate, traffic.baseline_request_rate, traffic.error_ratio) == (None, None, None)
     assert (traffic.pending_requests, traffic.gpu_memory_utilization) == (None, None)
+    assert (traffic.busy_replicas, traffic.queue_growth) == (None, None)
 
 
 def young_rate(rate: float, age: float) -> collections.abc.Callable[[int], float]:
@@ -705,7 +722,8 @@ def test_plan_for_revisions_of_every_age_stays_within_the_window_ladder() -> Non
     windowed = {q.need.window for q in plan if q.need.window is not None}
     nominal = {s for p in windows.WORKBOOK for s in (p.long_seconds, p.short_seconds)}
     assert windowed <= nominal | {60 * 2**k for k in range(13)} | {300, 1800}
-    assert len(plan) <= 4 * len(windowed) + 2
+    # Per window at most: success, failure, the kinds' families, and the demand families (busy, queue growth).
+    assert len(plan) <= 6 * len(windowed) + 2
 
 
 def test_plan_always_asks_for_traffic_and_gauges_even_without_targets() -> None:
@@ -717,6 +735,8 @@ def test_plan_always_asks_for_traffic_and_gauges_even_without_targets() -> None:
         promql.Need(F.FAILURE, 1800),
         promql.Need(F.PENDING),
         promql.Need(F.GPU_MEMORY),
+        promql.Need(F.BUSY, 300),
+        promql.Need(F.QUEUE_GROWTH, 300),
     }
 
 
@@ -732,7 +752,7 @@ def test_plan_asks_for_buckets_only_at_the_thresholds_in_use() -> None:
 def test_plan_asks_only_for_the_families_an_slo_kind_reads() -> None:
     queue = spec(name="q", kind="queueTime", thresholdMs=5, minRequestRate=0)
     families = {q.need.family for q in slo.query_plan([target(queue)], NOW, SETTINGS)}
-    assert families == {F.SUCCESS, F.FAILURE, F.QUEUE, F.PENDING, F.GPU_MEMORY}
+    assert families == {F.SUCCESS, F.FAILURE, F.QUEUE, F.PENDING, F.GPU_MEMORY, F.BUSY, F.QUEUE_GROWTH}
     queue_windows = {q.need.window for q in slo.query_plan([target(queue)], NOW, SETTINGS) if q.need.family is F.QUEUE}
     assert queue_windows == {300, 1800, 3600, 7200, 21600, 86400, 259200}
 

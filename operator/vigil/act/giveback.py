@@ -32,13 +32,23 @@ has the extra replicas), then replicas:
   only on a verdict whose every window starts after ``judgedFrom``, with every SLO Met. The next
   step follows at once: at most one step per ``interval``.
 
-Degradation stops it
+Degradation stops it, for a while
   An SLO that turns Warning or Breached after a step (or another incident opening meanwhile)
   restores the last level that held: the replica count before the step, or, for traffic, the
   shift as the incident left it (back to the fallback). Then the give-back is ``Stopped``, with a
-  Warning Event and the ``GivingBack`` condition saying why; the override stays until a new spec
-  generation. A verdict that stays inconclusive (no traffic, no data) for a second interval stops
-  it the same way: nothing is returned without evidence.
+  Warning Event and the ``GivingBack`` condition saying why. A verdict that stays inconclusive
+  (no traffic, no data) for a second interval stops it the same way, and so does a step that is
+  not carried out or never takes effect: nothing is returned without evidence.
+
+  Retry: the load that made a step fail rarely lasts for ever, and GPUs held for good cost money
+  every hour, so a stopped give-back is tried again, as an HPA keeps re-deciding its scale-down:
+  at ``retryAt`` (the stabilization window after the stop, doubled for every earlier stop of the
+  same give-back, at most :data:`RETRY_CAP`: 5m, 10m, 20m, 40m, then hourly with the defaults)
+  it goes back to ``Stabilizing``, so the first step again needs every SLO Met for a whole
+  stabilization window, counted from the latest SLO change. It goes on from the level that held.
+  A new spec generation or another incident's override while it waits ends it ``Superseded``;
+  another incident open at ``retryAt`` holds it as it holds any give-back. ``stops`` and
+  ``retryAt`` are in the record, so a restarted operator keeps the same schedule.
 
 One owner of the replica count
   While an override is in force, vigil owns the replica count it set; ``spec.replicas`` (the user,
@@ -81,9 +91,13 @@ KEPT = "GiveBackKept"
 CONDITION = "GivingBack"
 SPEC = "spec"  # target replicas: the override released
 
+RETRYING = "GiveBackRetrying"
+
 _P = incapi.GiveBackPhase
 _S = incapi.StepState
 TERMINAL = frozenset({_P.RETURNED, _P.STOPPED, _P.SUPERSEDED, _P.KEPT})
+RETRY_CAP = datetime.timedelta(hours=1)
+"""The longest a stopped give-back waits before it is tried again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,6 +221,8 @@ def advance(record: incapi.GiveBack | None, ctx: Context) -> Decision:
     else:
         record = record.model_copy(deep=True)
         draft = _Draft(record=record, ctx=ctx)
+    if record.phase is _P.STOPPED and record.retry_at is not None:
+        _retry(draft, now_held)
     if record.phase not in TERMINAL:
         _run(draft, now_held)
     return Decision(
@@ -215,6 +231,39 @@ def advance(record: incapi.GiveBack | None, ctx: Context) -> Decision:
         entries=tuple(draft.entries),
         events=tuple(draft.events),
     )
+
+
+def waiting_to_retry(record: incapi.GiveBack | None) -> bool:
+    """A stopped give-back that will be tried again (the worker keeps looking at it)."""
+    return record is not None and record.phase is _P.STOPPED and record.retry_at is not None
+
+
+def _retry(d: _Draft, now_held: Held) -> None:
+    """A stopped give-back at its ``retryAt``: stabilizing again (unless someone else owns it now)."""
+    record, ctx = d.record, d.ctx
+    taken = _taken_over(d, now_held)
+    if taken is not None:
+        record.retry_at = None
+        _end(d, _P.SUPERSEDED, SUPERSEDED, taken, reason="GiveBackSuperseded")
+        return
+    if ctx.now < cond.parse_time(record.retry_at or d.stamp):
+        return
+    record.retry_at = None
+    record.phase = _P.STABILIZING
+    record.stable_since = None
+    window = d.settings.stabilization_window
+    d.note(
+        RETRYING,
+        f"trying again after stop {record.stops}: holding {now_held.describe(ctx.md.spec.replicas)}, returned step "
+        f"by step once every SLO has been Met for {window}",
+        reason="GiveBackRetrying",
+    )
+
+
+def retry_delay(window: str, stops: int) -> datetime.timedelta:
+    """How long the ``stops``-th stop waits: the stabilization window, doubled per earlier stop, capped."""
+    base = _seconds(window)
+    return min(base * (1 << min(max(stops - 1, 0), 16)), max(RETRY_CAP, base))
 
 
 def _plan_over(status: incapi.IncidentStatus) -> bool:
@@ -288,8 +337,7 @@ def _follow(d: _Draft, step: incapi.GiveBackStep) -> bool:
         if step.restore:
             _close(d, step, _S.SUCCEEDED, f"{what}: restored")
             why = next((s.result for s in reversed(d.record.steps) if s.state is _S.FAILED), None)
-            message = f"stopped after step {step.number - 1} ({why}); {what} restored, the rest stays until a new spec"
-            _end(d, _P.STOPPED, STOPPED, message, reason="GiveBackStopped", warning=True)
+            _stop(d, f"stopped after step {step.number - 1} ({why}); {what} restored")
             return False
         step.judged_from = d.stamp
         step.verify_at = cond.rfc3339(ctx.now + _seconds(settings.interval))
@@ -387,7 +435,20 @@ def _level_before(record: incapi.GiveBack, step: incapi.GiveBackStep, traffic: b
 
 def _fail(d: _Draft, step: incapi.GiveBackStep, why: str) -> None:
     _close(d, step, _S.FAILED, why)
-    _end(d, _P.STOPPED, STOPPED, f"stopped: {why}", reason="GiveBackStopped", warning=True)
+    _stop(d, f"stopped: {why}")
+
+
+def _stop(d: _Draft, why: str) -> None:
+    """Stopped, to be tried again at ``retryAt`` (see the module docstring)."""
+    record = d.record
+    record.stops += 1
+    if held(d.ctx.md, d.ctx.incident).nothing:  # the failed step released the last override: nothing to retry
+        _end(d, _P.STOPPED, STOPPED, f"{why}; nothing is held any more", reason="GiveBackStopped", warning=True)
+        return
+    retry_at = d.ctx.now + retry_delay(d.settings.stabilization_window, record.stops)
+    record.retry_at = cond.rfc3339(retry_at)
+    message = f"{why}; the rest stays, tried again from {record.retry_at} (stop {record.stops})"
+    _end(d, _P.STOPPED, STOPPED, message, reason="GiveBackStopped", warning=True)
 
 
 def _end(

@@ -89,18 +89,40 @@ def last_plan_end(statuses: Iterable[incapi.IncidentStatus]) -> datetime.datetim
     return max(ends) if ends else None
 
 
+def cooling(
+    guards: rbapi.Guards, plan: incapi.Plan, last_plan_ended_at: datetime.datetime | None, now: datetime.datetime
+) -> datetime.datetime | None:
+    """Until when the cooldown holds ``plan``'s first action (None: it does not).
+
+    The cooldown keeps a plan from acting on the same signal before the last plan's action has
+    settled. The step machine waives it for the scale-out of a breach that began after the last
+    plan ended, sized from demand measured entirely after that, when it asks for more replicas
+    than are running: load that kept rising past what the last plan provisioned is a new
+    signal, and adding capacity undoes nothing (flapping is undoing; giving back waits for its
+    own stabilization window).
+    """
+    if acted(plan) or last_plan_ended_at is None:
+        return None
+    until = last_plan_ended_at + datetime.timedelta(seconds=sloapi.duration_seconds(guards.cooldown))
+    return until if now < until else None
+
+
 def blocked(
     guards: rbapi.Guards,
     plan: incapi.Plan,
     actions_last_hour: int,
     last_plan_ended_at: datetime.datetime | None,
     now: datetime.datetime,
+    waive_cooldown: bool = False,
 ) -> str | None:
-    """Why a new action may not be taken now, or None. Messages stay constant while the block lasts."""
-    if not acted(plan) and last_plan_ended_at is not None:
-        until = last_plan_ended_at + datetime.timedelta(seconds=sloapi.duration_seconds(guards.cooldown))
-        if now < until:
-            return f"holding: cooldown {guards.cooldown} after the last plan, until {cond.rfc3339(until)}"
+    """Why a new action may not be taken now, or None. Messages stay constant while the block lasts.
+
+    ``waive_cooldown``: the action answers fresh evidence the last plan could not have seen
+    (see :func:`cooling`); ``maxActionsPerHour`` still holds it.
+    """
+    until = cooling(guards, plan, last_plan_ended_at, now)
+    if until is not None and not waive_cooldown:
+        return f"holding: cooldown {guards.cooldown} after the last plan, until {cond.rfc3339(until)}"
     if actions_last_hour >= guards.max_actions_per_hour:
         return f"holding: maxActionsPerHour ({guards.max_actions_per_hour}) reached for this deployment"
     return None

@@ -42,6 +42,8 @@ States of one step (``StepProgress.state``)::
     Verifying --at verifyAt: SLO Met---------------------------------> Succeeded (plan done)
     Verifying --at verifyAt: Breached (or inconclusive one more
                 verifyAfter): another round (scaleOut, restartPods)--> Intended  => next intent
+    Verifying --before verifyAt: Breached on fresh data and the fresh
+                demand outgrew a demand-sized round-------------------> Intended  => next intent
     Verifying --no further round-------------------------------------> Failed -> onFailure
     any unfinished --new md generation with another revision, or
                      superseding the plan's scale-out/traffic overrides---> Cancelled
@@ -72,10 +74,21 @@ Safety, in the order it is checked
      ("blocked by GPU capacity") so the plan moves to
      the next step (e.g. shiftTraffic) instead of waiting for capacity that is not coming.
   4. dryRun (and a paused md) records what would be done as DryRun and returns no intents.
-  5. Guards (cooldown, maxActionsPerHour; :mod:`vigil.act.guards`) hold new actions.
+  5. Guards (cooldown, maxActionsPerHour; :mod:`vigil.act.guards`) hold new actions. The
+     cooldown is waived (recorded, ``CooldownWaived``) for a new breach's scale-out sized from
+     demand measured after the last plan ended that asks for more replicas than are running:
+     load that kept rising past what the last plan provisioned (:func:`_cooldown_waiver`).
   6. Approval mode holds new actions (phase AwaitingApproval) until the runbook's approval
      annotation is ``"true"`` on the Incident.
   Notifications are not cluster actions: they pass 2, 5 and 6.
+
+Sizing: a ``scaleOut`` step with ``targetUtilization`` sizes each round from the measured
+demand (:mod:`vigil.act.sizing`, ``Context.demand``): at least ``stepReplicas`` (default 1)
+more, as many as the demand needs at that utilisation, at most the ceiling; the record
+(``sizedFor``) says what it was sized for, and a round without usable data adds the fixed step.
+Such a round is judged early when the load outgrows it (:func:`_outgrown`): Breached on data
+from after it took effect, with demand measured entirely after that needing more replicas than
+are running, the next round starts without waiting for ``verifyAt``.
 
 Hysteresis: a step counts as succeeded only when the SLO is Met at its verification time, which
 starts ``verifyAfter`` after the action took effect (rollback: traffic switched; scale-out:
@@ -101,7 +114,7 @@ import datetime
 from collections.abc import Mapping
 from typing import TypeAlias
 
-from vigil.act import guards, runbooks
+from vigil.act import guards, runbooks, sizing
 from vigil.act import intents as acts
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
@@ -136,6 +149,10 @@ ESCALATED = "Escalated"
 STOPPED = "Stopped"
 NOTIFIED = "Notified"
 SPEC_CHANGED = "SpecChanged"
+COOLDOWN_WAIVED = "CooldownWaived"
+
+SIZED_FOR = "sizedFor"
+"""Key of a demand-sized scale-out's record: what the round was sized for."""
 
 _S = incapi.StepState
 _MAX_TRANSITIONS = 4 * (16 + 1) + 4  # every transition that continues the loop ends a step or starts one
@@ -212,6 +229,8 @@ class Context:
     last_plan_ended_at: datetime.datetime | None = None
     done: Mapping[str, acts.Result] = dataclasses.field(default_factory=dict)
     judged: Judged | None = None
+    demand: sizing.Demand | None = None
+    """The breached revision's measured load, for scale-out rounds sized from demand (None: unknown)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +257,8 @@ class _Proposal:
     round: int = 1
     extra: Mapping[str, str] = dataclasses.field(default_factory=dict)
     wait: str | None = None
+    rising: sizing.Sized | None = None
+    """A scale-out round the measured demand asks for beyond the replicas running."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -524,6 +545,9 @@ def _verify(d: _Draft, index: int) -> bool:
         return False
     verify_at = cond.parse_time(progress.verify_at)
     if ctx.now < verify_at:
+        outgrown = _outgrown(d, index, step)
+        if outgrown is not None:
+            return _another_round(d, index, step, outgrown, f" ({ctx.judged})" if ctx.judged is not None else "")
         return False
     if not _fresh(ctx, progress):
         # The verdict still reads series from before the action (or the gap): a lagging window
@@ -550,6 +574,34 @@ def _verify(d: _Draft, index: int) -> bool:
         )
         return False
     return _another_round(d, index, step, verdict, judged)
+
+
+def _outgrown(d: _Draft, index: int, step: rbapi.Step) -> str | None:
+    """Why a demand-sized scale-out round is judged before its ``verifyAt``, or None.
+
+    The load kept rising past what the round was sized for: the SLO is Breached on data from
+    after the round took effect, and the demand measured entirely after it needs more replicas
+    than are running. Waiting out ``verifyAfter`` would only prolong the breach. A backlog the
+    new replicas are still draining is not such a case: its completions are old arrivals, which
+    the queue's shrinking takes back out of the demand (:mod:`vigil.act.sizing`).
+    """
+    ctx = d.ctx
+    progress = d.plan.steps[index]
+    if step.params.target_utilization is None or progress.judged_from is None:
+        return None
+    if ctx.slo_state is not sloapi.SLOState.BREACHED or not _fresh(ctx, progress):
+        return None
+    demand = ctx.demand
+    if demand is None or demand.window_seconds is None:
+        return None
+    since = cond.parse_time(progress.judged_from)
+    if ctx.now - datetime.timedelta(seconds=demand.window_seconds) < since:
+        return None
+    sized = sizing.size(demand, step.params.target_utilization)
+    current = _wanted_replicas(ctx.md)
+    if not isinstance(sized, sizing.Sized) or sized.replicas <= current or current >= _ceiling(ctx.md, step):
+        return None  # at the ceiling, verifyAt decides what comes next
+    return f"SLO Breached on data from {progress.judged_from} on and {sized} ({current} running)"
 
 
 def _fresh(ctx: Context, progress: incapi.StepProgress) -> bool:
@@ -630,6 +682,9 @@ def _intend(d: _Draft, index: int, proposal: _Proposal) -> None:
         d.record(NOTIFY, acts.describe(intent), progress.name)
         return
     suffix = f" (round {proposal.round})" if proposal.round > 1 else ""
+    basis = proposal.extra.get(SIZED_FOR)
+    if basis:
+        suffix += f": {basis}"
     d.record(guards.INTENT, f"{acts.describe(intent)}{suffix}", progress.name, reason="ActionIntended")
 
 
@@ -804,10 +859,15 @@ def _gate(d: _Draft, index: int, proposal: _Proposal) -> bool:
     """Guards, then approval; records why an action is held, once."""
     progress = d.plan.steps[index]
     ctx = d.ctx
-    blocked = guards.blocked(d.spec.guards, d.plan, ctx.actions_last_hour, ctx.last_plan_ended_at, ctx.now)
+    waiver = _cooldown_waiver(d, proposal)
+    blocked = guards.blocked(
+        d.spec.guards, d.plan, ctx.actions_last_hour, ctx.last_plan_ended_at, ctx.now, waiver is not None
+    )
     if blocked is not None:
         d.record(HOLD, blocked, progress.name, reason="Holding", warning=True, once=True)
         return False
+    if waiver is not None:
+        d.record(COOLDOWN_WAIVED, waiver, progress.name, reason="CooldownWaived")
     if d.plan.mode is rbapi.Mode.APPROVAL:
         key = d.spec.approval_annotation
         if ctx.annotations.get(key) != "true":
@@ -820,6 +880,31 @@ def _gate(d: _Draft, index: int, proposal: _Proposal) -> bool:
             d.status.phase = incapi.Phase.MITIGATING
             d.record(APPROVED, f"approved by annotation {key}=true", progress.name)
     return True
+
+
+def _cooldown_waiver(d: _Draft, proposal: _Proposal) -> str | None:
+    """Why the cooldown does not hold ``proposal`` (see :func:`vigil.act.guards.cooling`), or None.
+
+    Only a scale-out the measured demand asks for beyond the replicas running, for a breach that
+    began after the last plan ended (this incident was opened then: the SLO had recovered), on
+    demand read entirely from data after that: the load kept rising past what that plan
+    provisioned. Neither the old breach nor a window reaching back into it can waive it.
+    """
+    ctx = d.ctx
+    until = guards.cooling(d.spec.guards, d.plan, ctx.last_plan_ended_at, ctx.now)
+    sized = proposal.rising
+    ended = ctx.last_plan_ended_at
+    if until is None or sized is None or ended is None or d.status.opened_at is None:
+        return None
+    if cond.parse_time(d.status.opened_at) <= ended:
+        return None
+    window = sized.window_seconds
+    if window is None or ctx.now - datetime.timedelta(seconds=window) < ended:
+        return None
+    return (
+        f"cooldown {d.spec.guards.cooldown} (until {cond.rfc3339(until)}) waived: the SLO breached again after "
+        f"the last plan ended ({cond.rfc3339(ended)}) and {sized} ({_wanted_replicas(ctx.md)} running)"
+    )
 
 
 def _when_unmet(d: _Draft, step: rbapi.Step) -> str | None:
@@ -884,11 +969,22 @@ def _propose_scale(d: _Draft, index: int, step: rbapi.Step, round_: int) -> _Pro
     md = d.ctx.md
     capacity = d.ctx.capacity
     current = _wanted_replicas(md)
-    ceiling = md.spec.max_replicas_or_default()
-    if step.params.max_replicas is not None:
-        ceiling = min(ceiling, step.params.max_replicas)
-    increment = step.params.step_replicas or max(ceiling - current, 1)
-    target = min(current + increment, ceiling)
+    ceiling = _ceiling(md, step)
+    extra: dict[str, str] = {}
+    rising: sizing.Sized | None = None
+    if step.params.target_utilization is not None:
+        sized = sizing.size(d.ctx.demand, step.params.target_utilization)
+        least = current + (step.params.step_replicas or 1)
+        if isinstance(sized, sizing.Sized):
+            target = min(max(least, sized.replicas), ceiling)
+            extra[SIZED_FOR] = str(sized)
+            rising = sized if sized.replicas > current else None
+        else:
+            target = min(least, ceiling)
+            extra[SIZED_FOR] = f"{sized}: by stepReplicas"
+    else:
+        increment = step.params.step_replicas or max(ceiling - current, 1)
+        target = min(current + increment, ceiling)
     if target <= current:
         return _Blocked(f"already at maxReplicas {ceiling} ({current} replicas)")
     if capacity.unschedulable_pods > 0:
@@ -898,7 +994,8 @@ def _propose_scale(d: _Draft, index: int, step: rbapi.Step, round_: int) -> _Pro
     shortfall = _gpu_shortfall(d.ctx, (target - current) * capacity.gpus_per_replica)
     if shortfall is not None:
         return _Blocked(f"{shortfall} to scale from {current} to {target} replicas")
-    return _Proposal(intent=acts.Scale(replicas=target, key=_key(d, index, round_)), round=round_)
+    intent = acts.Scale(replicas=target, key=_key(d, index, round_))
+    return _Proposal(intent=intent, round=round_, extra=extra, rising=rising)
 
 
 def _propose_shift(d: _Draft, index: int, step: rbapi.Step) -> _Proposal | _Skip | _Blocked:
@@ -974,6 +1071,11 @@ def _warm(d: _Draft, revision: str) -> bool:
         return False
     age = (d.ctx.now - cond.parse_time(status.switched_at)).total_seconds()
     return age < sloapi.duration_seconds(d.ctx.md.spec.bake_time)
+
+
+def _ceiling(md: mdapi.ModelDeployment, step: rbapi.Step) -> int:
+    ceiling = md.spec.max_replicas_or_default()
+    return ceiling if step.params.max_replicas is None else min(ceiling, step.params.max_replicas)
 
 
 def _wanted_replicas(md: mdapi.ModelDeployment) -> int:

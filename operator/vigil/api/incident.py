@@ -133,7 +133,8 @@ class GiveBack(KubeModel):
 
     phase: GiveBackPhase = pydantic.Field(
         description="Stabilizing, Returning, Returned, Stopped (the SLO degraded: the last level that held is "
-        "kept), Superseded (a new spec generation or incident owns it now) or Kept (giveBack disabled)."
+        "kept until retryAt), Superseded (a new spec generation or incident owns it now) or Kept (giveBack "
+        "disabled)."
     )
     generation: int = pydantic.Field(ge=0, description="The ModelDeployment generation the overrides apply to.")
     held: dict[str, str] = pydantic.Field(
@@ -148,6 +149,14 @@ class GiveBack(KubeModel):
         description="The latest steps (bounded; the timeline records all of them).",
     )
     message: str | None = pydantic.Field(default=None, description="Where the give-back stands, in words.")
+    stops: int = pydantic.Field(
+        default=0, ge=0, description="How often it stopped; each retry waits twice as long as the one before."
+    )
+    retry_at: str | None = pydantic.Field(
+        default=None,
+        description="Stopped: when it starts stabilizing again (the stabilization window, doubled for every "
+        "earlier stop, at most an hour).",
+    )
 
 
 class Plan(KubeModel):

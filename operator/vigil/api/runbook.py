@@ -126,7 +126,19 @@ class Params(KubeModel):
     """Action parameters; each action reads the ones it documents (others are refused)."""
 
     step_replicas: int | None = pydantic.Field(
-        default=None, ge=1, le=100, description="scaleOut: replicas added per step, 1-100 (absolute target recorded)."
+        default=None,
+        ge=1,
+        le=100,
+        description="scaleOut: replicas added per step, 1-100 (absolute target recorded); with targetUtilization, "
+        "the fewest a round adds (default 1).",
+    )
+    target_utilization: int | None = pydantic.Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="scaleOut: size each round from the measured demand: the replicas that serve the current "
+        "request rate plus the queue's growth at this percent (1-100) of each replica's measured throughput "
+        "when busy (the default sizes by stepReplicas only).",
     )
     max_replicas: int | None = pydantic.Field(
         default=None, ge=1, le=1000, description="scaleOut: ceiling, 1-1000 (default spec.maxReplicas)."
@@ -147,6 +159,7 @@ class Params(KubeModel):
 
 _PARAMS_OF: dict[str, tuple[str, ...]] = {
     "stepReplicas": ("scaleOut",),
+    "targetUtilization": ("scaleOut",),
     "maxReplicas": ("scaleOut",),
     "target": ("shiftTraffic",),
     "weight": ("shiftTraffic",),

@@ -31,7 +31,9 @@ The causes, each judged on its own:
 The pod facts are what the API server reported (:mod:`vigil.diagnose.pods`), and the evidence
 quotes them: restart counts, reasons, exit codes and the scheduler's message as observed.
 ``LoadSurge``
-  The request rate is at least ``surge_factor`` (default 1.5) times its baseline, and the
+  The offered request rate (served, plus the growth of the queue: an overloaded deployment
+  serves no more than its capacity, however much arrives) is at least ``surge_factor``
+  (default 1.5) times its baseline, and the
   breached SLO is of a load-driven kind (``surge_kinds``: latency and queueTime by default). A
   surge next to an availability or GPU-memory breach is shown as evidence but not blamed. Both
   rates must be known and the baseline positive. Both are read over windows capped to the age
@@ -123,7 +125,9 @@ class Symptoms:
     longer baseline (e.g. 30m), read over ``rate_window_seconds`` and ``baseline_window_seconds``
     (None: unknown, or for the baseline: the data is too young for one); the baseline rate is the
     part of its window before the current window (:class:`vigil.observe.slo.Traffic`); ``windows_capped`` says
-    they were capped to the age of the data. ``pods`` are the deployment's live pods as observed.
+    they were capped to the age of the data. ``queue_growth``: req/s by which the queued requests
+    grew over the current window (arrived, not served: an overloaded deployment's served rate
+    cannot rise with the load, its queue can). ``pods`` are the deployment's live pods as observed.
     """
 
     now: datetime.datetime
@@ -139,6 +143,7 @@ class Symptoms:
     rate_window_seconds: int | None = None
     baseline_window_seconds: int | None = None
     windows_capped: bool = False
+    queue_growth: float | None = None
     pods: tuple[podfacts.PodFacts, ...] = ()
     per_revision_burn: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
 
@@ -350,10 +355,15 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
     if baseline <= 0:
         lack = _evidence(MISSING_DATA, f"no baseline traffic to compare {_rate(rate)} with: a load surge is not judged")
         return Check(cause, False, "no baseline traffic", missing=(lack,))
-    ratio = rate / baseline
-    described = (
-        f"{_rate(rate)}{_window(symptoms.rate_window_seconds)} is {ratio:.3g}x the baseline of {_rate(baseline)}"
+    growth = symptoms.queue_growth if symptoms.queue_growth is not None and symptoms.queue_growth > 0 else 0.0
+    offered = rate + growth
+    ratio = offered / baseline
+    what = (
+        f"{_rate(offered)} offered ({_rate(rate)} served, the queue growing by {_rate(growth)})"
+        if growth
+        else _rate(rate)
     )
+    described = f"{what}{_window(symptoms.rate_window_seconds)} is {ratio:.3g}x the baseline of {_rate(baseline)}"
     if symptoms.rate_window_seconds is not None and symptoms.baseline_window_seconds is not None:
         before = symptoms.baseline_window_seconds - symptoms.rate_window_seconds
         described += f" over the {sloapi.format_duration(before)} before it"

@@ -51,6 +51,10 @@ class Family(enum.StrEnum):
     COUNT = "count"
     GPU_MEMORY = "gpuMemory"
     PENDING = "pending"
+    BUSY = "busy"
+    """Replicas' worth of busy time: each pod's mean ``nv_gpu_utilization`` over the window, summed."""
+    QUEUE_GROWTH = "queueGrowth"
+    """How fast the queued requests grow (req/s): ``deriv`` of the pending gauge over the window."""
 
 
 METRIC = {
@@ -61,6 +65,8 @@ METRIC = {
     Family.BUCKET: "nv_inference_first_response_histogram_ms_bucket",
     Family.COUNT: "nv_inference_first_response_histogram_ms_count",
     Family.PENDING: "nv_inference_pending_request_count",
+    Family.BUSY: "nv_gpu_utilization",
+    Family.QUEUE_GROWTH: "nv_inference_pending_request_count",
 }
 GPU_MEMORY_USED = "nv_gpu_memory_used_bytes"
 GPU_MEMORY_TOTAL = "nv_gpu_memory_total_bytes"
@@ -151,6 +157,12 @@ def expression(
     if need.window is None:
         raise ValueError(f"{need.family} is a counter family and needs a window")
     window = sloapi.format_duration(need.window)
+    if need.family is Family.BUSY:
+        # A pod's GPUs averaged first (a 2-GPU pod is one replica), then the pods summed.
+        busy = f"avg_over_time({METRIC[need.family]}{{{managed}}}[{window}])"
+        return f"sum by ({_by()}) (avg by ({_by(labels.PROM_POD)}) ({busy}))"
+    if need.family is Family.QUEUE_GROWTH:
+        return f"sum by ({_by()}) (deriv({METRIC[need.family]}{{{managed}}}[{window}]))"
     if need.family is Family.BUCKET:
         selector = f"{{{managed}, {le_matcher(thresholds_ms)}}}"
         return f"sum by ({_by('le')}) (rate({METRIC[need.family]}{selector}[{window}]))"

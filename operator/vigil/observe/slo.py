@@ -82,6 +82,9 @@ SEVERITY: dict[sloapi.SLOState, int] = {
 }
 
 Family = promql.Family
+# Read over the current rate window with the request rate: what a demand-sized scale-out needs
+# (vigil.act.sizing): how busy the replicas are, and how fast their queue grows.
+DEMAND_FAMILIES = (Family.BUSY, Family.QUEUE_GROWTH)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +268,7 @@ def base_needs(settings: Settings) -> set[promql.Need]:
     traffic = (settings.current_rate_window_seconds, settings.baseline_rate_window_seconds)
     needs = {promql.Need(family, w) for family in (Family.SUCCESS, Family.FAILURE) for w in traffic}
     needs.update((promql.Need(Family.PENDING), promql.Need(Family.GPU_MEMORY)))
+    needs.update(promql.Need(family, settings.current_rate_window_seconds) for family in DEMAND_FAMILIES)
     return needs
 
 
@@ -319,6 +323,7 @@ def target_needs(target: Target, now: datetime.datetime, settings: Settings) -> 
         for seconds in (rates.current_seconds, rates.baseline_seconds):
             if seconds is not None:
                 needs.update(promql.Need(family, seconds) for family in (Family.SUCCESS, Family.FAILURE))
+        needs.update(promql.Need(family, rates.current_seconds) for family in DEMAND_FAMILIES)
     for spec in target.slos:
         if _is_histogram(spec) and spec.threshold_ms is not None:
             thresholds.add(spec.threshold_ms)
@@ -741,6 +746,9 @@ class Traffic:
     a surge do not dilute the baseline they are compared with; for a young deployment that part is
     capped by :func:`rate_windows` to be no shorter than the current window.
     ``windows`` says which windows the rates were read over (None: the defaults, uncapped).
+    ``busy_replicas`` (the pods' mean GPU utilisation over the current window, summed) and
+    ``queue_growth`` (req/s by which the queued requests grew over it) size a scale-out from the
+    measured demand (:mod:`vigil.act.sizing`).
     """
 
     request_rate: float | None
@@ -749,6 +757,8 @@ class Traffic:
     pending_requests: float | None
     gpu_memory_utilization: float | None
     windows: RateWindows | None = None
+    busy_replicas: float | None = None
+    queue_growth: float | None = None
 
 
 def traffic_of(
@@ -771,6 +781,8 @@ def traffic_of(
         pending_requests=promql.finite(lookup.get(Family.PENDING)),
         gpu_memory_utilization=promql.finite(lookup.get(Family.GPU_MEMORY)),
         windows=rates,
+        busy_replicas=promql.finite(lookup.get(Family.BUSY, rates.current_seconds)),
+        queue_growth=promql.finite(lookup.get(Family.QUEUE_GROWTH, rates.current_seconds)),
     )
 
 

@@ -28,7 +28,7 @@ import pydantic
 from kubernetes.client import exceptions
 
 from vigil import labels
-from vigil.act import giveback, guards, machine, notify, restart
+from vigil.act import giveback, guards, machine, notify, restart, sizing
 from vigil.act import intents as acts
 from vigil.act import runbooks as playbooks
 from vigil.api import conditions as cond
@@ -106,6 +106,7 @@ def symptoms(ctx: Context, status: mdapi.ModelDeploymentStatus, breach: sloapi.S
         rate_window_seconds=traffic.windows.current_seconds if traffic and traffic.windows else None,
         baseline_window_seconds=traffic.windows.baseline_seconds if traffic and traffic.windows else None,
         windows_capped=bool(traffic and traffic.windows and traffic.windows.capped),
+        queue_growth=traffic.queue_growth if traffic else None,
         pods=ctx.observed.pods,
         per_revision_burn=burns,
     )
@@ -374,7 +375,7 @@ async def _give_back_one(
             status, done[intent.key] = await _execute(client, ctx, status, incident, intent)
     result = incident.status.give_back
     status = freshen(status, name, giveback.judged_from(result))
-    underway = result is not None and result.phase not in giveback.TERMINAL
+    underway = result is not None and (result.phase not in giveback.TERMINAL or giveback.waiting_to_retry(result))
     status.giving_back = [n for n in status.giving_back if n != name] + ([name] if underway else [])
     found = giveback.condition(result, name)
     if found is not None:
@@ -424,6 +425,23 @@ async def _plan_context(
         last_plan_ended_at=guards.last_plan_end(others),
         done=done,
         judged=machine.Judged.of(slo_status(status, incident.spec.slo)),
+        demand=demand(ctx, incident.spec.revision or status.current_revision),
+    )
+
+
+def demand(ctx: Context, revision: str | None) -> sizing.Demand | None:
+    """``revision``'s measured load from this cycle's fleet report (None: not in it)."""
+    if ctx.report is None or not ctx.metrics_available:
+        return None
+    found = next((r for r in ctx.report.revisions if r.revision == revision), None)
+    if found is None:
+        return None
+    traffic = found.traffic
+    return sizing.Demand(
+        request_rate=traffic.request_rate,
+        busy_replicas=traffic.busy_replicas,
+        queue_growth=traffic.queue_growth,
+        window_seconds=traffic.windows.current_seconds if traffic.windows is not None else None,
     )
 
 

@@ -1,0 +1,83 @@
+"""Sizing a scale-out round from the measured demand instead of a fixed number of replicas.
+
+A fixed ``stepReplicas`` answers a surge of any size with the same few replicas: a steep ramp is
+chased round after round, each verified before the next, while users wait. A ``scaleOut`` step
+with ``targetUtilization`` sizes each round from what Triton reported over the current request
+rate window, the way Knative/KServe size for a target utilisation and the HPA for a target value:
+
+* **capacity per replica** = completed requests per second / busy replicas (each pod's mean
+  ``nv_gpu_utilization`` over the window, summed): the throughput one fully busy replica
+  delivers, measured now on this model and this traffic. A deployment breaching a queue or
+  latency SLO under load is busy near 1, so this is its saturated throughput per replica.
+  Fewer than :data:`MIN_BUSY_REPLICAS` busy replicas make the ratio noise: not used.
+* **demand** = completed requests per second + the growth of the queue (``deriv`` of
+  ``nv_inference_pending_request_count``): what arrives, including what the replicas could not
+  take on. A draining queue (negative growth) lowers it: those completions were old arrivals.
+* **replicas** = ceil(demand / (capacity x targetUtilization)).
+
+The step machine takes at least ``stepReplicas`` (default 1) more than are running (the SLO is
+breached: more are needed whatever the estimate says) and at most the ceiling. Missing or
+meaningless data never sizes anything (safety rule 1): the round adds the fixed step, and the
+record says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+MIN_BUSY_REPLICAS = 0.1
+"""Below this much busy time (replicas' worth) a capacity estimate is noise."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Demand:
+    """The breached revision's load over the current rate window, as Prometheus reported it.
+
+    ``request_rate``: completed requests per second (success + failure); ``busy_replicas``: the
+    pods' mean GPU utilisation over the window, summed; ``queue_growth``: req/s by which the queued
+    requests grew. None: not reported.
+    """
+
+    request_rate: float | None
+    busy_replicas: float | None
+    queue_growth: float | None
+    window_seconds: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sized:
+    """What the demand asks for: ``replicas`` at ``target_utilization`` percent of ``capacity``."""
+
+    replicas: int
+    arrivals: float
+    capacity: float
+    target_utilization: int
+    window_seconds: int | None = None
+
+    def __str__(self) -> str:
+        over = f" over {self.window_seconds}s" if self.window_seconds else ""
+        return (
+            f"demand {self.arrivals:.1f} req/s{over} at {self.capacity:.1f} req/s per busy replica "
+            f"needs {self.replicas} replicas at {self.target_utilization}% utilisation"
+        )
+
+
+def size(demand: Demand | None, target_utilization: int) -> Sized | str:
+    """The replicas ``demand`` needs at ``target_utilization`` percent, or why it cannot say."""
+    if not 0 < target_utilization <= 100:
+        raise ValueError("target_utilization is a percentage in (0, 100]")
+    if demand is None:
+        return "no measured demand"
+    rate, busy = demand.request_rate, demand.busy_replicas
+    if rate is None or not math.isfinite(rate):
+        return "request rate not reported"
+    if busy is None or not math.isfinite(busy):
+        return "GPU utilisation not reported"
+    if busy < MIN_BUSY_REPLICAS or rate <= 0:
+        return f"too little work to measure capacity ({rate:.2f} req/s, {busy:.2f} busy replicas)"
+    growth = demand.queue_growth if demand.queue_growth is not None and math.isfinite(demand.queue_growth) else 0.0
+    arrivals = max(rate + growth, 0.0)
+    capacity = rate / busy
+    replicas = max(1, math.ceil(arrivals / (capacity * target_utilization / 100.0) - 1e-9))
+    return Sized(replicas, arrivals, capacity, target_utilization, demand.window_seconds)

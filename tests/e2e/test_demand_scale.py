@@ -1,0 +1,199 @@
+"""End to end: scale-out sized from the measured demand, on a load that keeps rising.
+
+A ``scaleOut`` step with ``targetUtilization`` sizes each round from what Triton reports through
+the real Prometheus (request rate, GPU utilisation, the queue's growth), not from a fixed step.
+The load then rises in three stages:
+
+1. calm -> surge: rounds sized for the surge's demand;
+2. the load rises again while a round is still being verified: Breached on fresh data with the
+   fresh demand needing more replicas, the next round starts before ``verifyAt``;
+3. after the incident resolved, it rises once more: the new breach's scale-out is not held by
+   the 10-minute cooldown; it waives it, says so (timeline and Event), and sizes for the demand.
+
+Serial lane: the sizing reads ``nv_gpu_utilization``, which only GPU pods have (as on a real
+Triton), so the pods hold one GPU each (at most 8, on any node).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e import waiting
+from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.test_heal import create_runbook, resolved
+from tests.e2e.test_modeldeployment import condition, create, get, manifest
+from tests.e2e.test_observe import incidents
+from vigil.sim import client as simclient
+
+pytestmark = pytest.mark.e2e
+
+QUEUE = {
+    "name": "queue",
+    "kind": "queueTime",
+    "thresholdMs": 100,
+    "period": "1h",
+    "windows": [{"long": "40s", "short": "20s", "factor": 1.0, "severity": "page"}],
+}
+# One replica: 20 req/s over 5 slots of 250 ms. 5 req/s is 25 % of one replica (an overloaded
+# replica completes at most 4x that: the surge shows in its served rate); at 70 % of a
+# replica, 30 req/s needs ceil(30 / 14) = 3 replicas (a fixed step of 1 would add one), 70 needs
+# 5 and 100 needs 8 (the ceiling).
+CAPACITY, LATENCY_MS = 20.0, 250.0
+CALM, SURGE, HIGHER, HIGHEST = 5.0, 30.0, 70.0, 100.0
+RUNBOOK = {
+    "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
+    "steps": [
+        {
+            "name": "scale-out",
+            "action": "scaleOut",
+            "params": {"stepReplicas": 1, "targetUtilization": 70},
+            "verifyAfter": "60s",
+        }
+    ],
+}
+SIZED = re.compile(r"needs (\d+) replicas at 70% utilisation")
+
+
+def served(sim: simclient.ControlClient, ns: str, name: str) -> int:
+    return sum(p["success"] for p in sim.state()["pods"] if p.get("namespace") == ns and p["modeldeployment"] == name)
+
+
+def intents(incident: dict[str, Any]) -> list[str]:
+    return [e["message"] for e in incident["status"]["timeline"] if e["type"] == "Intent"]
+
+
+def scale_to(message: str) -> int:
+    found = re.match(r"scale to (\d+) replicas", message)
+    assert found is not None, message
+    return int(found.group(1))
+
+
+def sized_rounds(rounds: list[str], start: int, ceiling: int) -> list[int]:
+    """The targets of demand-sized rounds, each checked against the rule: at least one more than
+    before, as many as the measured demand needs, at most the ceiling."""
+    targets: list[int] = []
+    current = start
+    for message in rounds:
+        sized = SIZED.search(message)
+        assert sized is not None, f"every round is sized from the demand: {message}"
+        target = scale_to(message)
+        assert target == min(ceiling, max(current + 1, int(sized.group(1)))), message
+        targets.append(target)
+        current = target
+    return targets
+
+
+def entries(incident: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    return [e for e in incident["status"]["timeline"] if e["type"] == kind]
+
+
+def only(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
+    found = incidents(kube, ns)
+    return found[0] if len(found) == 1 else None
+
+
+def explained(kube: client.ApiClient, ns: str) -> Callable[[], object]:
+    """What the incidents said, for a Timeout's message: diagnosis and the timeline's last entries."""
+
+    def summary() -> object:
+        return [
+            (
+                i["metadata"]["name"],
+                (i.get("status") or {}).get("phase"),
+                ((i.get("status") or {}).get("diagnosis") or {}).get("summary"),
+                [(e["type"], e["message"][:160]) for e in (i.get("status") or {}).get("timeline", [])[-6:]],
+            )
+            for i in incidents(kube, ns)
+        ]
+
+    return summary
+
+
+def test_a_rising_load_is_scaled_for_its_measured_demand_round_after_round(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+) -> None:
+    create_runbook(kube, namespace, "demand", RUNBOOK)
+    sim.set_fault({"namespace": namespace, "name": "ramp", "capacity": CAPACITY, "baseLatencyMs": LATENCY_MS})
+    create(kube, namespace, manifest("ramp", replicas=1, maxReplicas=8, slos=[QUEUE], runbookRef={"name": "demand"}))
+    waiting.until(
+        lambda: (condition(get(kube, namespace, "ramp"), "Available") or {}).get("status") == "True", 120, "Available"
+    )
+    sim.set_load({"namespace": namespace, "name": "ramp", "rate": CALM})
+    # A baseline for diagnosis: a minute of calm traffic, judged Met.
+    waiting.until(lambda: served(sim, namespace, "ramp") >= 60 * CALM, 150, "a minute of calm traffic")
+    waiting.until(
+        lambda: [s["state"] for s in get(kube, namespace, "ramp")["status"].get("slos", [])] == ["Met"], 60, "SLO Met"
+    )
+
+    # 1. The surge: a round sized from the demand Prometheus measured.
+    sim.set_load({"namespace": namespace, "name": "ramp", "rate": SURGE})
+
+    def verifying() -> dict[str, Any] | None:
+        incident = only(kube, namespace)
+        steps = ((incident or {}).get("status") or {}).get("plan", {}).get("steps", [])
+        return incident if steps and steps[0]["state"] == "Verifying" and steps[0].get("judgedFrom") else None
+
+    try:
+        waiting.until(verifying, 180, "the first round to take effect")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}; incidents: {explained(kube, namespace)()}") from timeout
+
+    # 2. The load rises again while that round is verified (verifyAfter 60s).
+    sim.set_load({"namespace": namespace, "name": "ramp", "rate": HIGHER})
+    try:
+        first = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}; incidents: {explained(kube, namespace)()}") from timeout
+    assert first["status"]["diagnosis"]["cause"] == "LoadSurge"
+    rounds = intents(first)
+    targets = sized_rounds(rounds, start=1, ceiling=8)
+    assert len(targets) >= 2, rounds
+    assert first["status"]["plan"]["steps"][0]["target"]["sizedFor"].startswith("demand "), first
+    early = [e for e in entries(first, "Verified") if e["message"].startswith("SLO Breached on data from")]
+    assert early, entries(first, "Verified")
+    # It came before the round's verifyAt, named in the Effective entry of the round before it.
+    effective = [e for e in entries(first, "Effective") if e["time"] <= early[0]["time"]]
+    verify_at = re.search(r", at (\S+)$", effective[-1]["message"])
+    assert verify_at is not None, effective
+    assert early[0]["time"] < verify_at.group(1), (early[0], effective[-1])
+    assert "next round" in early[0]["message"]
+    target = targets[-1]
+    assert target >= 5, f"70 req/s needs 5 replicas at 70 %: {rounds}"
+
+    # 3. It rises once more after the plan ended: a new breach within the 10m cooldown.
+    sim.set_load({"namespace": namespace, "name": "ramp", "rate": HIGHEST})
+
+    def second_acted() -> dict[str, Any] | None:
+        newer = [i for i in incidents(kube, namespace) if i["metadata"]["name"] != first["metadata"]["name"]]
+        return next((i for i in newer if intents(i)), None)
+
+    try:
+        second = waiting.until(second_acted, 240, "the new breach's scale-out")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}; incidents: {explained(kube, namespace)()}") from timeout
+    waived = [e["message"] for e in entries(second, "CooldownWaived")]
+    assert len(waived) == 1, second["status"]["timeline"]
+    assert "waived: the SLO breached again after the last plan ended" in waived[0]
+    more = sized_rounds(intents(second), start=target, ceiling=8)[-1]
+    assert more > target, (target, intents(second))
+    md = waiting.until(
+        lambda: (m := get(kube, namespace, "ramp"))["status"].get("readyReplicas", 0) >= more and m,
+        120,
+        "the new replicas ready",
+    )
+    assert md["spec"]["replicas"] == 1, "the user's spec is never written"
+    waiting.until(
+        lambda: any(
+            e.reason == "CooldownWaived"
+            for e in client.CoreV1Api(kube)
+            .list_namespaced_event(namespace, field_selector="involvedObject.name=ramp")
+            .items
+        ),
+        30,
+        "a CooldownWaived Event on the ModelDeployment",
+    )
