@@ -269,6 +269,33 @@ def test_a_queue_that_is_not_growing_adds_nothing_to_the_offered_rate(growth: fl
     assert evidence_of(diagnosis, cause.REQUEST_RATE).value == pytest.approx(1.2)
 
 
+def test_a_smaller_rise_on_saturated_replicas_is_a_load_surge_and_says_why() -> None:
+    state = symptoms(request_rate=12.5, baseline_request_rate=10.0, busy=0.96, rate_window_seconds=30)
+    diagnosis = cause.diagnose(state)
+    assert diagnosis.cause is Cause.LOAD_SURGE
+    rate = evidence_of(diagnosis, cause.REQUEST_RATE)
+    assert rate.value == 1.25
+    assert rate.message == (
+        "12.5 req/s over 30s is 1.25x the baseline of 10 req/s; its replicas 96% busy over 30s (saturated at 80%) "
+        "(surge at 1.5x)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("rate", "busy"),
+    [(12.5, 0.75), (12.5, None), (10.0, 0.99), (8.0, 0.99)],
+    ids=["not-saturated", "utilisation-unknown", "no-rise", "less-load"],
+)
+def test_saturation_without_a_rise_or_a_rise_without_saturation_is_no_surge(rate: float, busy: float | None) -> None:
+    state = symptoms(request_rate=rate, baseline_request_rate=10.0, busy=busy)
+    assert cause.diagnose(state).cause is Cause.UNKNOWN
+
+
+def test_saturated_replicas_of_an_slo_load_does_not_drive_are_not_blamed_on_load() -> None:
+    state = symptoms(slo_kind=sloapi.SLOKind.AVAILABILITY, request_rate=12.5, baseline_request_rate=10.0, busy=0.96)
+    assert cause.diagnose(state).cause is Cause.UNKNOWN
+
+
 def test_surge_threshold_is_inclusive() -> None:
     assert cause.diagnose(symptoms(request_rate=15.0)).cause is Cause.LOAD_SURGE
 

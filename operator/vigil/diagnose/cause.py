@@ -33,7 +33,9 @@ quotes them: restart counts, reasons, exit codes and the scheduler's message as 
 ``LoadSurge``
   The offered request rate (served, plus the growth of the queue: an overloaded deployment
   serves no more than its capacity, however much arrives) is at least ``surge_factor``
-  (default 1.5) times its baseline, and the
+  (default 1.5) times its baseline, or above the baseline with the serving revision's replicas
+  ``saturated`` (mean GPU utilisation over the current window at least 80 %: a deployment
+  already running hot breaches on a smaller rise, and more replicas are still the remedy), and the
   breached SLO is of a load-driven kind (``surge_kinds``: latency and queueTime by default). A
   surge next to an availability or GPU-memory breach is shown as evidence but not blamed. Both
   rates must be known and the baseline positive. Both are read over windows capped to the age
@@ -127,7 +129,9 @@ class Symptoms:
     part of its window before the current window (:class:`vigil.observe.slo.Traffic`); ``windows_capped`` says
     they were capped to the age of the data. ``queue_growth``: req/s by which the queued requests
     grew over the current window (arrived, not served: an overloaded deployment's served rate
-    cannot rise with the load, its queue can). ``pods`` are the deployment's live pods as observed.
+    cannot rise with the load, its queue can). ``busy``: the serving revision's mean GPU
+    utilisation over the current window (0-1; None: not reported, e.g. CPU-only pods).
+    ``pods`` are the deployment's live pods as observed.
     """
 
     now: datetime.datetime
@@ -144,6 +148,7 @@ class Symptoms:
     baseline_window_seconds: int | None = None
     windows_capped: bool = False
     queue_growth: float | None = None
+    busy: float | None = None
     pods: tuple[podfacts.PodFacts, ...] = ()
     per_revision_burn: Mapping[str, float | None] = dataclasses.field(default_factory=dict)
 
@@ -155,6 +160,7 @@ class Settings:
     rollout_window: datetime.timedelta = datetime.timedelta(minutes=30)
     worse_factor: float = 1.0
     surge_factor: float = 1.5
+    saturated: float = 0.8
     surge_kinds: frozenset[sloapi.SLOKind] = frozenset({sloapi.SLOKind.LATENCY, sloapi.SLOKind.QUEUE_TIME})
     restart_threshold: int = 3
     flap_window: datetime.timedelta = datetime.timedelta(minutes=10)
@@ -167,6 +173,8 @@ class Settings:
             raise ValueError("worse_factor must be positive")
         if self.surge_factor <= 1:
             raise ValueError("surge_factor must be above 1")
+        if not 0 < self.saturated <= 1:
+            raise ValueError("saturated must be in (0, 1]")
         if self.restart_threshold < 1:
             raise ValueError("restart_threshold must be at least 1")
         if self.flap_window <= datetime.timedelta(0):
@@ -370,7 +378,14 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
     if symptoms.windows_capped:
         described += " (windows capped to the age of the data)"
     evidence = _evidence(REQUEST_RATE, f"{described} (surge at {settings.surge_factor:g}x)", ratio)
-    if ratio < settings.surge_factor:
+    busy = symptoms.busy
+    if 1 < ratio < settings.surge_factor and busy is not None and busy >= settings.saturated:
+        # Less than a surge over the baseline, but more than the replicas can take: a deployment
+        # already running hot breaches on a smaller rise, and more replicas are still the remedy.
+        saturated = f"its replicas {busy:.0%} busy{_window(symptoms.rate_window_seconds)} (saturated at {settings.saturated:.0%})"
+        described = f"{described}; {saturated}"
+        evidence = _evidence(REQUEST_RATE, f"{described} (surge at {settings.surge_factor:g}x)", ratio)
+    elif ratio < settings.surge_factor:
         headline = f"request rate {ratio:.3g}x its baseline (surge at {settings.surge_factor:g}x)"
         return Check(cause, False, headline, ruled_out=(evidence,))
     if symptoms.slo_kind not in settings.surge_kinds:

@@ -37,6 +37,7 @@ from vigil.api import modeldeployment as mdapi
 from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 from vigil.diagnose import cause
+from vigil.diagnose import pods as podfacts
 from vigil.observe import slo
 from vigil.reconcile import core, kube
 from vigil.record import incidents as record
@@ -107,9 +108,18 @@ def symptoms(ctx: Context, status: mdapi.ModelDeploymentStatus, breach: sloapi.S
         baseline_window_seconds=traffic.windows.baseline_seconds if traffic and traffic.windows else None,
         windows_capped=bool(traffic and traffic.windows and traffic.windows.capped),
         queue_growth=traffic.queue_growth if traffic else None,
+        busy=_busy(traffic, ctx.observed.pods, breach.revision),
         pods=ctx.observed.pods,
         per_revision_burn=burns,
     )
+
+
+def _busy(traffic: slo.Traffic | None, pods: tuple[podfacts.PodFacts, ...], revision: str | None) -> float | None:
+    """The revision's mean GPU utilisation: its busy replicas over its ready pods (None: unknown)."""
+    if traffic is None or traffic.busy_replicas is None:
+        return None
+    ready = sum(1 for p in pods if p.ready and p.revision in (revision, None))
+    return traffic.busy_replicas / ready if ready else None
 
 
 def parse_incident(raw: dict[str, Any]) -> incapi.Incident:
