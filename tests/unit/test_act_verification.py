@@ -327,6 +327,35 @@ def test_the_fleet_caps_the_serving_revisions_windows_to_fresh_data() -> None:
     assert (older.since, older.origin) == (at(-600), None)  # a later switch wins
 
 
+def shifted(md: mdapi.ModelDeployment, *splits: tuple[str, int]) -> mdapi.ModelDeployment:
+    md.status.traffic = mdapi.TrafficOverride(
+        splits=[mdapi.TrafficSplit(backend=b, weight=w) for b, w in splits],
+        incident=INCIDENT,
+        generation=1,
+        since=cond.rfc3339(at(-60)),
+    )
+    return md
+
+
+def test_a_shift_to_the_last_known_good_revision_judges_the_revision_that_takes_the_traffic() -> None:
+    # Under replica ratios the breached revision runs no pods at all: judging it would read NoData
+    # for ever; the deployment's traffic is what the good revision serves.
+    md = shifted(actkit.deployment(switched_at=at(-600)), (actkit.GOOD, 100))
+    (good,) = op.serving_revisions(md)
+    assert (good.name, good.since, good.started) == (actkit.GOOD, at(-60), at(-60))
+
+
+def test_a_split_over_revisions_judges_every_revision_with_a_share() -> None:
+    md = shifted(actkit.deployment(switched_at=at(-600)), (actkit.BAD, 50), (actkit.GOOD, 50))
+    refs = {r.name: r.since for r in op.serving_revisions(md)}
+    assert refs == {actkit.BAD: at(-600), actkit.GOOD: at(-60)}
+
+
+def test_a_shift_to_a_fallback_deployment_still_judges_the_current_revision() -> None:
+    md = shifted(actkit.deployment(switched_at=at(-600)), ("md:resnet-big", 100))
+    assert [r.name for r in op.serving_revisions(md)] == [actkit.BAD]
+
+
 def test_a_verdict_on_fresh_data_says_so() -> None:
     spec = sloapi.SLOSpec(name="latency", kind=sloapi.SLOKind.QUEUE_TIME, threshold_ms=100, period="1d")
     settings = slo.Settings(min_window_seconds=20)

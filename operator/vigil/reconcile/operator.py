@@ -49,6 +49,7 @@ from vigil.observe import fleet, merge, slo
 from vigil.reconcile import core, events, healing, informer, kube, leader, scope, supervise, validate, watched
 from vigil.reconcile import queue as workqueue
 from vigil.reconcile import settings as config
+from vigil.render import route
 
 log = logging.getLogger("vigil.reconcile")
 INVALID_SPEC = "InvalidSpec"
@@ -319,23 +320,47 @@ REFRESH_JITTER = 0.2
 
 def serving_revisions(md: mdapi.ModelDeployment) -> list[slo.RevisionRef]:
     """Revisions receiving traffic, each with the time its SLIs are judged from: when it started
-    to, or ``status.freshData`` if later (an incident's action took effect then)."""
+    to, or ``status.freshData`` if later (an incident's action took effect then).
+
+    Normally the current revision. Under an incident's traffic override that splits the traffic
+    over revisions of this deployment (a shift to the last-known-good, by HTTPRoute or replica
+    ratio), the revisions with a share: a revision the shift took every request from is not
+    judged (under replica ratios it runs no pods: it has no series at all), and one that took a
+    share is, from when the shift began. A shift to fallback deployments only leaves the current
+    revision judged (without traffic: InsufficientTraffic), as its own SLOs are not this one's.
+    """
     status = md.status
     fresh = status.fresh_data
+    shares = _revision_shares(status)
     refs: list[slo.RevisionRef] = []
     for rev in status.revisions:
-        if rev.name != status.current_revision:
+        if rev.name == status.current_revision and (shares is None or shares.get(rev.name, 0) > 0):
+            since = cond.parse_time(status.switched_at or rev.created)
+            # The first revision "serves" from the start, before its pods can answer: its traffic
+            # series begin once they are ready (rate windows are capped to that).
+            started = max(since, cond.parse_time(rev.ready_since)) if rev.ready_since else since
+        elif shares is not None and shares.get(rev.name, 0) > 0 and status.traffic is not None:
+            since = started = cond.parse_time(status.traffic.since)
+        else:
             continue
-        since = cond.parse_time(status.switched_at or rev.created)
-        # The first revision "serves" from the start, before its pods can answer: its traffic
-        # series begin once they are ready (rate windows are capped to that).
-        started = max(since, cond.parse_time(rev.ready_since)) if rev.ready_since else since
         origin = None
         if fresh is not None and cond.parse_time(fresh.since) > since:
             since = cond.parse_time(fresh.since)
             origin = f"the data since {fresh.since} (incident {fresh.incident}, step {fresh.step})"
         refs.append(slo.RevisionRef(name=rev.name, since=since, origin=origin, started=started))
     return refs
+
+
+def _revision_shares(status: mdapi.ModelDeploymentStatus) -> dict[str, int] | None:
+    """The traffic override's weights per revision of this deployment; None without one, or when
+    it sends everything to fallback deployments (the current revision is judged as usual then)."""
+    traffic = status.traffic
+    if traffic is None:
+        return None
+    shares = {s.backend: s.weight for s in traffic.splits if not s.backend.startswith(route.FALLBACK_PREFIX)}
+    if not any(weight > 0 for weight in shares.values()):
+        return None
+    return shares
 
 
 def fleet_targets(mds: typing.Iterable[mdapi.ModelDeployment]) -> list[slo.Target]:
