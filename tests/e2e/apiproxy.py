@@ -12,6 +12,9 @@ once it could reach the API server again.
 
 :meth:`ApiProxy.slow` holds the requests a predicate picks for some seconds before forwarding
 them: an API server that is slow for some objects, so their reconciles pile up in the queue.
+
+:meth:`ApiProxy.hide` answers 404 for an API group, as an API server that does not serve it
+would: a cluster without the Gateway API, as far as the replica behind the proxy can tell.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ApiProxy:
         self._open = asyncio.Event()
         self._held: set[asyncio.Task[Any]] = set()
         self._slow: list[tuple[Callable[[str, str], bool], float]] = []
+        self._hidden: list[str] = []
         self._runner: aiohttp.web.ServerRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -109,6 +113,10 @@ class ApiProxy:
         """From now on, requests for which ``picks(method, path)`` holds wait ``seconds`` first."""
         self._slow.append((picks, seconds))
 
+    def hide(self, prefix: str) -> None:
+        """From now on, requests under ``prefix`` (``/apis/<group>``) get the API server's 404."""
+        self._hidden.append(prefix.rstrip("/"))
+
     def writes_since(self, moment: float) -> list[Forwarded]:
         return [f for f in list(self.forwarded) if f.at >= moment and f.method in WRITES]
 
@@ -149,6 +157,11 @@ class ApiProxy:
         if not self._open.is_set():
             self._held.add(task)
             await asyncio.Event().wait()  # silent until restore() cancels it (the client sees a reset)
+        if any(request.path == p or request.path.startswith(p + "/") for p in self._hidden):
+            status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            return aiohttp.web.json_response(
+                {**status, "message": "the server could not find the requested resource"}, status=404
+            )
         delay = max((seconds for picks, seconds in self._slow if picks(request.method, request.path)), default=0.0)
         if delay:
             await asyncio.sleep(delay)

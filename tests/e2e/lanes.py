@@ -23,6 +23,7 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_fresh_verification.py",
         "tests/e2e/test_prometheus_outage.py",
         "tests/e2e/test_giveback.py",
+        "tests/e2e/test_giveback_ratio.py",
         "tests/e2e/test_sim_queue.py",
         "tests/e2e/test_apiserver_restart.py",
         "tests/e2e/test_scale_mid_plan.py",
