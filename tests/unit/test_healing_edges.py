@@ -459,3 +459,51 @@ async def test_an_unreadable_active_incident_holds_and_is_never_recreated(
     md = await passes(kube, monkeypatch, 2)
     assert condition_of(md, healing.INCIDENT_READABLE)["status"] == "True"  # type: ignore[index]
     assert kube.deleted_pods == ["p-1"]
+
+
+CRASH_ONLY = {
+    "triggers": [{"slo": "availability", "causes": ["CrashingPods"]}],
+    "steps": [{"name": "restart", "action": "restartPods", "verifyAfter": "30s"}],
+}
+
+
+async def test_a_breach_first_diagnosed_unknown_is_rediagnosed_while_it_lasts_and_then_acted_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kube = cluster("http://127.0.0.1:9/unused", runbook=CRASH_ONLY)
+    kube.pods = [healthy("p-1"), healthy("p-2"), healthy("p-3")]  # nothing to blame yet
+    await passes(kube, monkeypatch, 2)
+    (incident,) = kube.incidents()
+    assert incident["status"]["diagnosis"]["cause"] == "Unknown"
+    assert incident["status"]["plan"]["mode"] == "dryRun"  # no trigger matches Unknown: no action
+    kube.pods = [crashing("p-1"), crashing("p-2"), healthy("p-3")]  # the evidence shows up later
+    await passes(kube, monkeypatch, 2)
+    (incident,) = kube.incidents()
+    status = incident["status"]
+    assert status["diagnosis"]["cause"] == "CrashingPods"
+    assert status["plan"]["runbook"] == "heal"
+    assert status["plan"]["mode"] == "auto"
+    rediagnosed = [e["message"] for e in status["timeline"] if e["type"] == "Diagnosed"]
+    assert len(rediagnosed) == 2, status["timeline"]
+    assert rediagnosed[1].startswith("CrashingPods ")
+    assert "into the breach (first found no cause)" in rediagnosed[1]
+    assert kube.deleted_pods == ["p-1"], "the new plan acts"
+    await passes(kube, monkeypatch, 2)
+    (incident,) = kube.incidents()
+    diagnosed = [e for e in incident["status"]["timeline"] if e["type"] == "Diagnosed"]
+    assert len(diagnosed) == 2, "a known cause is not diagnosed again"
+
+
+async def test_a_plan_that_acted_is_never_replaced_by_a_new_diagnosis(monkeypatch: pytest.MonkeyPatch) -> None:
+    anything = {**CRASH_ONLY, "triggers": [{"slo": "availability"}]}
+    kube = cluster("http://127.0.0.1:9/unused", runbook={**anything, "steps": [RUNBOOK["steps"][-1]]})
+    kube.pods = [healthy("p-1"), healthy("p-2"), healthy("p-3")]
+    await passes(kube, monkeypatch, 2)
+    (incident,) = kube.incidents()
+    assert incident["status"]["diagnosis"]["cause"] == "Unknown"
+    assert any(e["type"] == "Intent" for e in incident["status"]["timeline"]), "the rollback acted"
+    kube.pods = [crashing("p-1"), crashing("p-2"), healthy("p-3")]
+    await passes(kube, monkeypatch, 2)
+    (incident,) = kube.incidents()
+    assert incident["status"]["diagnosis"]["cause"] == "Unknown"
+    assert [e["type"] for e in incident["status"]["timeline"]].count("Diagnosed") == 1

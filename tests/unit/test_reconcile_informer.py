@@ -153,6 +153,21 @@ def test_drift_or_an_item_vigil_does_not_set_is_not_covered(drifted: dict[str, A
     assert not informer.covers(live(**drifted), DESIRED)
 
 
+def service(selector: dict[str, str]) -> dict[str, Any]:
+    return {"metadata": {"name": "ratio"}, "spec": {"type": "ClusterIP", "selector": selector}}
+
+
+def test_a_service_selector_that_lost_a_key_is_not_covered_by_the_live_one_that_still_has_it() -> None:
+    # Under replica ratios the stable Service selects every revision: the revision key must go.
+    one = {"vigil.dev/modeldeployment": "ratio", "vigil.dev/revision": "r2"}
+    every = {"vigil.dev/modeldeployment": "ratio"}
+    live_one = service(one)
+    live_one["spec"]["clusterIP"] = "10.0.0.7"  # a field the server added
+    assert not informer.covers(live_one, service(every))
+    assert informer.covers(live_one, service(one))
+    assert not informer.covers(service(every), service(one))
+
+
 # -- the informer against kmock --------------------------------------------------------------------
 
 

@@ -313,6 +313,11 @@ async def _tend(
         keep = frozenset([*giveback.holders(status), *status.giving_back])
         await prune_history(client, ctx.namespace, ctx.name, keep)
         return status, events
+    rediagnosed = rediagnose(ctx, status, active)
+    if rediagnosed is not None:
+        active, event = rediagnosed
+        await write_incident_status(client, active)  # the new diagnosis is durable before its plan starts
+        events.append(event)
     resolution = await resolve_runbook(client, ctx, _breach_of(active))
     events += _runbook_condition(ctx, status, resolution)
     status, planned = await run_plan(client, ctx, status, active, resolution)
@@ -329,6 +334,42 @@ async def _tend(
         )
         status.active_incident = None
     return status, events
+
+
+def rediagnose(
+    ctx: Context, status: mdapi.ModelDeploymentStatus, incident: incapi.Incident
+) -> tuple[incapi.Incident, core.Event] | None:
+    """A breach first diagnosed ``Unknown`` is looked at again while it lasts; once a cause shows,
+    the incident gets the new diagnosis and a fresh plan (``None``: nothing changes).
+
+    A breach is opened the moment its short window crosses the threshold, when the request-rate
+    windows still mostly hold the traffic from before it: a surge that breached within seconds
+    may read as no surge yet. Only a plan that took no cluster action is replaced (a dry run, or
+    an escalation that only notified), so nothing is done twice; the timeline keeps both.
+    """
+    record_ = incident.status
+    if record_.diagnosis is not None and record_.diagnosis.cause is not rbapi.Cause.UNKNOWN:
+        return None
+    if record_.plan is not None and guards.acted(record_.plan):
+        return None
+    if not ctx.metrics_available or slo_state(status, incident.spec.slo) is not sloapi.SLOState.BREACHED:
+        return None
+    breach = slo_status(status, incident.spec.slo)
+    assert breach is not None
+    diagnosis = cause.diagnose(symptoms(ctx, status, breach))
+    if diagnosis.cause is rbapi.Cause.UNKNOWN:
+        return None
+    updated = record_.model_copy(deep=True)
+    updated.diagnosis = diagnosis
+    updated.plan = None
+    updated.phase = incapi.Phase.OPEN
+    opened = cond.parse_time(record_.opened_at) if record_.opened_at else ctx.now
+    after = sloapi.format_duration(max((ctx.now - opened).total_seconds(), 1.0))
+    message = f"{diagnosis.cause} {after} into the breach (first found no cause): {diagnosis.summary}"
+    updated = record.append(updated, record.DIAGNOSED, message, ctx.now)
+    name = str(incident.metadata["name"])
+    event = core.Event("Warning", "IncidentRediagnosed", f"incident {name}: {message}")
+    return incident.model_copy(update={"status": updated}), event
 
 
 async def give_back(

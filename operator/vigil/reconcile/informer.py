@@ -100,18 +100,26 @@ def strip(obj: Obj) -> Obj:
     return obj
 
 
-def covers(live: Any, desired: Any) -> bool:
+ATOMIC_SELECTOR = ("spec", "selector")
+
+
+def covers(live: Any, desired: Any, path: tuple[str, ...] = ()) -> bool:
     """Whether the object ``live`` already carries everything in the manifest ``desired``.
 
     The server adds defaults (and other managers their fields), so ``live`` may hold more: maps are
     compared key by key on what ``desired`` sets. Lists must match element for element, and lists of
     named items (containers, ports, env) by the same set of names, so an item vigil no longer sets
     still counts as a difference. An empty map or list matches an absent one (the server drops them).
+    ``spec.selector`` is compared whole: a Service's selector is an atomic map, and a selector that
+    lost a key (the stable Service selecting every revision under replica ratios instead of one)
+    must be applied, not found "covered" by the live selector that still has it.
     """
     if isinstance(desired, dict):
         if not desired:
             return live is None or live == {}
-        return isinstance(live, dict) and all(covers(live.get(k), v) for k, v in desired.items())
+        if path == ATOMIC_SELECTOR:
+            return bool(live == desired)
+        return isinstance(live, dict) and all(covers(live.get(k), v, (*path, k)) for k, v in desired.items())
     if isinstance(desired, list):
         if not desired:
             return live is None or live == []
