@@ -235,9 +235,9 @@ def test_a_degraded_slo_after_a_step_restores_the_last_level_that_held_and_stops
         f"incident {INCIDENT}: {w.record.message}",
     )
     stopped_at = cond.parse_time(w.record.steps[-1].finished_at or "")
-    assert w.record.retry_at == cond.rfc3339(stopped_at + datetime.timedelta(minutes=5))
+    assert w.record.retry_at == cond.rfc3339(stopped_at + datetime.timedelta(minutes=10))
     w.state = S.MET
-    w.run(425, 700)
+    w.run(425, 1000)
     assert scale_targets(w) == [4, 3, 4], "a stopped give-back waits for its retryAt"
 
 
@@ -262,7 +262,7 @@ def test_a_stopped_give_back_is_tried_again_after_a_stabilization_window_from_th
     assert scale_targets(w) == [4, 3, 4, 3, "spec"]
     assert w.record.phase is P.RETURNED
     [retrying] = [e for e in w.timeline if e.type == giveback.RETRYING]
-    assert cond.parse_time(retrying.time) >= stopped_at + datetime.timedelta(minutes=5)
+    assert cond.parse_time(retrying.time) >= stopped_at + datetime.timedelta(minutes=10)
     assert retrying.message == (
         "trying again after stop 1: holding 4 replicas (spec.replicas 2), returned step by step once every SLO "
         "has been Met for 5m"
@@ -275,9 +275,9 @@ def test_a_stopped_give_back_is_tried_again_after_a_stabilization_window_from_th
 
 def test_every_stop_doubles_the_wait_before_the_next_try_up_to_an_hour() -> None:
     waits = [giveback.retry_delay("5m", stops) for stops in range(1, 8)]
-    assert [w.total_seconds() / 60 for w in waits] == [5, 10, 20, 40, 60, 60, 60]
+    assert [w.total_seconds() / 60 for w in waits] == [10, 20, 40, 60, 60, 60, 60]
     assert giveback.retry_delay("2h", 1) == datetime.timedelta(hours=2), "never shorter than the window itself"
-    w = stopped_once()  # tried again 5m later
+    w = stopped_once()  # tried again 10m later
     t = 425.0
     while len(scale_targets(w)) < 4:  # stabilized again, then step 4 (4 -> 3)
         w.cycle(at(t))
@@ -288,7 +288,7 @@ def test_every_stop_doubles_the_wait_before_the_next_try_up_to_an_hour() -> None
     assert w.record is not None
     assert w.record.stops == 2
     stopped_at = cond.parse_time(w.record.steps[-1].finished_at or "")
-    assert w.record.retry_at == cond.rfc3339(stopped_at + datetime.timedelta(minutes=10))
+    assert w.record.retry_at == cond.rfc3339(stopped_at + datetime.timedelta(minutes=20))
 
 
 def test_a_new_spec_generation_while_waiting_to_retry_supersedes_the_give_back() -> None:

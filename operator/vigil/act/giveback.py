@@ -42,8 +42,8 @@ Degradation stops it, for a while
 
   Retry: the load that made a step fail rarely lasts for ever, and GPUs held for good cost money
   every hour, so a stopped give-back is tried again, as an HPA keeps re-deciding its scale-down:
-  at ``retryAt`` (the stabilization window after the stop, doubled for every earlier stop of the
-  same give-back, at most :data:`RETRY_CAP`: 5m, 10m, 20m, 40m, then hourly with the defaults)
+  at ``retryAt`` (twice the stabilization window after the stop, doubled for every earlier stop
+  of the same give-back, at most :data:`RETRY_CAP`: 10m, 20m, 40m, then hourly with the defaults)
   it goes back to ``Stabilizing``, so the first step again needs every SLO Met for a whole
   stabilization window, counted from the latest SLO change. It goes on from the level that held.
   A new spec generation or another incident's override while it waits ends it ``Superseded``;
@@ -261,9 +261,9 @@ def _retry(d: _Draft, now_held: Held) -> None:
 
 
 def retry_delay(window: str, stops: int) -> datetime.timedelta:
-    """How long the ``stops``-th stop waits: the stabilization window, doubled per earlier stop, capped."""
+    """How long the ``stops``-th stop waits: twice the stabilization window, doubled per earlier stop, capped."""
     base = _seconds(window)
-    return min(base * (1 << min(max(stops - 1, 0), 16)), max(RETRY_CAP, base))
+    return min(base * (1 << min(max(stops, 1), 16)), max(RETRY_CAP, base))
 
 
 def _plan_over(status: incapi.IncidentStatus) -> bool:

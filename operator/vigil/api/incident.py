@@ -154,8 +154,8 @@ class GiveBack(KubeModel):
     )
     retry_at: str | None = pydantic.Field(
         default=None,
-        description="Stopped: when it starts stabilizing again (the stabilization window, doubled for every "
-        "earlier stop, at most an hour).",
+        description="Stopped: when it starts stabilizing again (twice the stabilization window, doubled for "
+        "every earlier stop, at most an hour).",
     )
 
 
