@@ -43,6 +43,10 @@ AVAILABILITY = {
 }
 CAPACITY = 50.0  # requests/s per simulated replica
 CALM, SURGE = 40.0, 160.0  # 2 replicas: 40% and 160% busy; 4 replicas: 80%; 3 replicas: 107%
+# stay's load once its incident resolved: 4 replicas 90% busy (mean queue time ~40 ms, Met); 3 replicas
+# 120%, so the queue grows by 30 requests/s and breaches within a 20 s interval. At 107% it grew by 10/s
+# and a loaded machine's step could pass its interval before the queue time crossed the threshold.
+STAY = 180.0
 
 
 def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
@@ -194,6 +198,8 @@ def _scale_in(
         return bool((md["status"].get("scale") or {}).get("replicas") == 4 and md["status"].get("readyReplicas") == 4)
 
     waiting.until(lambda: fleet.all_of(names, scaled, kube, ns), 300, "the surge scaled out to 4 replicas")
+    waiting.until(lambda: phase_is(kube, ns, "stay", "Stabilizing"), 240, "stay's give-back to stabilize")
+    fleet.retried(lambda: sim.set_load({"namespace": ns, "name": "stay", "rate": STAY}), "the surge grows for stay")
 
     fleet.retried(lambda: sim.set_load({"namespace": ns, "name": "back", "rate": CALM}), "the surge ends for back")
     apply_hpa(kube, ns, "hpa", min_replicas=2)  # within bounds: the HPA leaves spec.replicas alone
@@ -220,7 +226,7 @@ def _scale_in(
     assert entries[-1] == "GiveBackReturned", entries
     assert entries.index("Resolved") < entries.index("GiveBack"), "nothing is returned before the incident resolved"
 
-    # stay: the surge goes on; 4 -> 3 overloads it, so 4 comes back and the give-back stops.
+    # stay: the surge goes on (and grows); 4 -> 3 overloads it, so 4 comes back and the give-back stops.
     record = waiting.until(lambda: phase_is(kube, ns, "stay", "Stopped", "Returned"), 360, "stay's give-back to stop")
     assert record["phase"] == "Stopped", record
     first, restore = record["steps"][0], record["steps"][-1]

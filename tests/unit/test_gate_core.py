@@ -131,6 +131,37 @@ def test_a_failed_revision_never_takes_traffic_and_gives_its_pods_back() -> None
     assert replicas_of(again)[new] == 0
 
 
+def test_the_verdict_write_carries_the_deployment_condition_the_next_decision_keeps() -> None:
+    md, old, new = rolled_out()
+    md = settle(md, core.decide(md, "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(20)))
+    assert condition_of(md, gate.VALIDATED).reason == gate.REASON_AWAITING
+    record(md, new, FAILED, later(21))
+    gate.align_deployment_condition(md.status, md.spec, revision_of(md, new), 2, later(21))
+    written = condition_of(md, gate.VALIDATED)
+    assert (written.status, written.reason) == (cond.ConditionStatus.FALSE, gate.REASON_MISMATCH)
+    decided = condition(core.decide(md, "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(22)), gate.VALIDATED)
+    assert (decided.status, decided.reason, decided.message) == (written.status, written.reason, written.message)
+    assert decided.last_transition_time == written.last_transition_time
+
+
+def test_a_verdict_on_a_revision_the_spec_no_longer_asks_for_leaves_the_condition_alone() -> None:
+    md, old, new = rolled_out()
+    md = settle(md, core.decide(md, "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(20)))
+    before = condition_of(md, gate.VALIDATED)
+    gate.align_deployment_condition(md.status, md.spec, revision_of(md, old), 2, later(21))
+    assert condition_of(md, gate.VALIDATED) == before
+
+
+def condition_of(md: mdapi.ModelDeployment, type_: str) -> cond.Condition:
+    found = cond.find(md.status.conditions, type_)
+    assert found is not None, type_
+    return found
+
+
+def revision_of(md: mdapi.ModelDeployment, name: str) -> mdapi.Revision:
+    return next(r for r in md.status.revisions if r.name == name)
+
+
 def test_a_new_generation_retries_a_failed_revision() -> None:
     md, old, new = rolled_out(tolerance={"atol": 1e-6})
     md = settle(md, core.decide(md, "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(20)))

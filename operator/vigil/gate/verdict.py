@@ -313,6 +313,28 @@ def finish(
     _revision_condition(revision, generation, now)
 
 
+def align_deployment_condition(
+    status: mdapi.ModelDeploymentStatus,
+    spec: mdapi.ModelDeploymentSpec,
+    revision: mdapi.Revision,
+    generation: int,
+    now: datetime.datetime,
+) -> None:
+    """Bring the ModelDeployment's ``Validated`` condition in line with a verdict just recorded.
+
+    The verdict and the condition go out in the same status write: otherwise, until the next
+    reconcile, a reader sees a Failed revision under an ``AwaitingPods`` condition. Only for the
+    revision the spec asks for (the one the condition is about); the reconcile core still owns it.
+    """
+    if status.desired_revision != revision.name:
+        return
+    found = deployment_condition(spec, revision, False, generation)
+    if found is None:
+        return
+    value, reason, message = found
+    status.conditions, _ = cond.set_condition(status.conditions, VALIDATED, value, reason, message, generation, now)
+
+
 def _condition_of(validation: vapi.RevisionValidation) -> tuple[cond.ConditionStatus, str, str]:
     phase = validation.phase
     if phase is vapi.ValidationPhase.PASSED:

@@ -225,6 +225,7 @@ async def run(
         incident = record.bad_model_name(str(md.metadata["name"]), revision.name, now)
     label, count = (golden.label, len(golden.requests)) if golden is not None else (None, None)
     gate.finish(revision, request.generation, found, now, label, incident, requests=count)
+    gate.align_deployment_condition(status, md.spec, revision, request.generation, now)
     kind, reason = _EVENTS.get(found.phase, ("Normal", "Validated"))
     seconds = (now - started).total_seconds()
     log.info(
