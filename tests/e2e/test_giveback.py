@@ -327,7 +327,12 @@ def _shift_home(kube: client.ApiClient, ns: str, sim: simclient.ControlClient, p
         "all traffic shifted to the fallbacks",
     )
     for primary, backup in primaries.items():
-        assert route_backends(kube, ns, primary) == [(backup, 100)]
+        # The status records the split when it is decided; the HTTPRoute follows in the same reconcile.
+        waiting.until(
+            lambda p=primary, b=backup: route_backends(kube, ns, p) == [(b, 100)],  # type: ignore[misc]
+            30,
+            f"{primary}'s route on its fallback",
+        )
     fleet.retried(lambda: sim.clear_faults(ns, "healed"), "healed recovers")
 
     # healed: 100% away -> 50% home -> all home, each step judged on the primary's own fresh data.
@@ -339,7 +344,9 @@ def _shift_home(kube: client.ApiClient, ns: str, sim: simclient.ControlClient, p
     md = fleet.get_md(kube, ns, "healed")
     assert "traffic" not in md["status"]
     assert fleet.condition(md, "TrafficShifted") == "False"
-    assert route_backends(kube, ns, "healed") == [("healed", 1)], "the route sends everything home again"
+    waiting.until(
+        lambda: route_backends(kube, ns, "healed") == [("healed", 1)], 30, "the route sending everything home"
+    )
     incident = incident_of(kube, ns, "healed")
     assert incident is not None
     assert incident["status"]["phase"] == "Resolved"
