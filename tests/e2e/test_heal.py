@@ -151,7 +151,12 @@ def test_operator_killed_mid_plan_resumes_without_repeating_the_action(
     operator: OperatorProcess,
     sim: simclient.ControlClient,
 ) -> None:
-    _, good = healthy_v1(kube, sim, namespace, "crashy")
+    # The built-in runbook's rollback verifies after 60s (the first test proves it): 30s leaves as
+    # long a window to kill the operator in, and resolves sooner.
+    create_runbook(
+        kube, namespace, "crashy", {"steps": [{"name": "rollback", "action": "rollback", "verifyAfter": "30s"}]}
+    )
+    _, good = healthy_v1(kube, sim, namespace, "crashy", runbookRef={"name": "crashy"})
     release_bad_v2(kube, sim, namespace, "crashy")
 
     def acting() -> dict[str, Any] | None:

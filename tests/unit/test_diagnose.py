@@ -629,11 +629,13 @@ def _young_breach(
     ago, factor = surge
     scraped = age_seconds - first_scrape
 
-    def mean_rate(window: float) -> float:
-        # rate() over a window longer than the series divides what there is by the whole window
-        surged = min(window, ago, scraped)
-        before = max(0.0, min(window, scraped) - surged)
-        return 10.0 * (before + factor * surged) / window
+    def mean_rate(window: float, offset: float) -> float:
+        # The window ends ``offset`` seconds ago; rate() over a window reaching before the first
+        # sample divides what there is by the whole window.
+        end = min(offset + window, scraped)
+        surged = max(0.0, min(end, ago) - offset)
+        steady = max(0.0, end - offset - surged)
+        return 10.0 * (steady + factor * surged) / window
 
     queue = {"name": "queue", "kind": "queueTime", "thresholdMs": 100}
     md = factories.md(slos=[queue])
@@ -645,10 +647,10 @@ def _young_breach(
     )
     results: dict[promql.Need, promql.Vector] = {}
     for query in slo.query_plan([target], NOW, settings):
-        window = query.need.window or 1
+        window, offset = query.need.window or 1, query.need.offset
         per_request = {promql.Family.SUCCESS: 1.0, promql.Family.QUEUE: 400_000.0}  # 400 ms queued each
         if query.need.family in per_request:
-            value = per_request[query.need.family] * mean_rate(window)
+            value = per_request[query.need.family] * mean_rate(window, offset)
             results[query.need] = {promql.SeriesKey("ml", "resnet", NEW): value}
     report = slo.evaluate(target, results, NOW, settings)
     [breach] = report.slos

@@ -31,6 +31,13 @@ def test_counter_families_rate_each_series_before_summing_by_revision(family: pr
     assert promql.expression(promql.Need(family, 300)) == (f'sum by ({BY}) (rate({metric}{{modeldeployment!=""}}[5m]))')
 
 
+def test_a_window_before_another_is_read_with_an_offset() -> None:
+    assert promql.expression(promql.Need(F.SUCCESS, 20, 20)) == (
+        f'sum by ({BY}) (rate(nv_inference_request_success{{modeldeployment!=""}}[20s] offset 20s))'
+    )
+    assert promql.Need(F.SUCCESS, 20) != promql.Need(F.SUCCESS, 20, 20)
+
+
 def test_windows_are_written_as_prometheus_durations() -> None:
     assert "[1h30m]" in promql.expression(promql.Need(F.SUCCESS, 5400))
     assert "[1m10s]" in promql.expression(promql.Need(F.FAILURE, 70))

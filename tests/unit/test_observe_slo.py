@@ -539,8 +539,8 @@ def test_no_data_with_warn_policy_asks_for_a_warning_event() -> None:
 def test_traffic_reports_current_and_earlier_baseline_rates_error_ratio_and_gauges() -> None:
     data: Data = {
         "r1": {
-            F.SUCCESS: at({300: 90.0, 1800: 45.0}, 1.0),
-            F.FAILURE: at({300: 10.0}, 0.0),
+            F.SUCCESS: at({300: 90.0, 1500: 33.0}, 1.0),  # 1500: the 25m window 5m ago
+            F.FAILURE: at({300: 10.0, 1500: 1.0}, 0.0),
             F.PENDING: 4.0,
             F.GPU_MEMORY: 0.5,
         }
@@ -570,6 +570,12 @@ def test_demand_families_follow_a_young_revisions_capped_current_window() -> Non
     current = slo.rate_windows(target(revisions=(young,)), young, NOW, SETTINGS).current_seconds
     assert current < 300
     assert {promql.Need(F.BUSY, current), promql.Need(F.QUEUE_GROWTH, current)} <= needs
+
+
+def test_the_baseline_is_read_before_the_current_window_with_an_offset() -> None:
+    needs = {q.need: q.expr for q in slo.query_plan([target()], NOW, SETTINGS)}
+    before = needs[promql.Need(F.SUCCESS, 1500, 300)]
+    assert before.endswith('(rate(nv_inference_request_success{modeldeployment!=""}[25m] offset 5m))')
 
 
 def test_traffic_without_series_is_all_unknown() -> None:
@@ -719,11 +725,15 @@ def test_plan_size_does_not_grow_with_the_number_of_deployments() -> None:
 
 def test_plan_for_revisions_of_every_age_stays_within_the_window_ladder() -> None:
     plan = slo.query_plan(fleet(500, ages=lambda i: i * 700.0), NOW, SETTINGS)
-    windowed = {q.need.window for q in plan if q.need.window is not None}
+    windowed = {q.need.window for q in plan if q.need.window is not None and not q.need.offset}
     nominal = {s for p in windows.WORKBOOK for s in (p.long_seconds, p.short_seconds)}
-    assert windowed <= nominal | {60 * 2**k for k in range(13)} | {300, 1800}
+    rungs = {60 * 2**k for k in range(13)}
+    assert windowed <= nominal | rungs | {300, 1800}
+    # Baselines before the current window: one (window, offset) per rung, and the nominal one.
+    before = {(q.need.window, q.need.offset) for q in plan if q.need.offset}
+    assert before <= {(b - min(300, b // 2), min(300, b // 2)) for b in rungs} | {(1500, 300)}
     # Per window at most: success, failure, the kinds' families, and the demand families (busy, queue growth).
-    assert len(plan) <= 6 * len(windowed) + 2
+    assert len(plan) <= 6 * len(windowed) + 2 * len(before) + 2
 
 
 def test_plan_always_asks_for_traffic_and_gauges_even_without_targets() -> None:
@@ -731,8 +741,8 @@ def test_plan_always_asks_for_traffic_and_gauges_even_without_targets() -> None:
     assert needs == {
         promql.Need(F.SUCCESS, 300),
         promql.Need(F.FAILURE, 300),
-        promql.Need(F.SUCCESS, 1800),
-        promql.Need(F.FAILURE, 1800),
+        promql.Need(F.SUCCESS, 1500, 300),
+        promql.Need(F.FAILURE, 1500, 300),
         promql.Need(F.PENDING),
         promql.Need(F.GPU_MEMORY),
         promql.Need(F.BUSY, 300),

@@ -73,7 +73,8 @@ GPU_MEMORY_TOTAL = "nv_gpu_memory_total_bytes"
 
 
 class Need(typing.NamedTuple):
-    """One question: a family over a window in seconds (``None`` for instant gauges).
+    """One question: a family over a window in seconds (``None`` for instant gauges), ending
+    ``offset`` seconds ago (``offset`` in PromQL: the window before another one).
 
     Needs and series keys are named tuples rather than frozen dataclasses because they are dict
     keys looked up for every revision and window: tuple hashing runs in C.
@@ -81,6 +82,7 @@ class Need(typing.NamedTuple):
 
     family: Family
     window: int | None = None
+    offset: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,10 +165,11 @@ def expression(
         return f"sum by ({_by()}) (avg by ({_by(labels.PROM_POD)}) ({busy}))"
     if need.family is Family.QUEUE_GROWTH:
         return f"sum by ({_by()}) (deriv({METRIC[need.family]}{{{managed}}}[{window}]))"
+    ranged = f"[{window}]" + (f" offset {sloapi.format_duration(need.offset)}" if need.offset else "")
     if need.family is Family.BUCKET:
         selector = f"{{{managed}, {le_matcher(thresholds_ms)}}}"
-        return f"sum by ({_by('le')}) (rate({METRIC[need.family]}{selector}[{window}]))"
-    return f"sum by ({_by()}) (rate({METRIC[need.family]}{{{managed}}}[{window}]))"
+        return f"sum by ({_by('le')}) (rate({METRIC[need.family]}{selector}{ranged}))"
+    return f"sum by ({_by()}) (rate({METRIC[need.family]}{{{managed}}}{ranged}))"
 
 
 def plan(
@@ -180,8 +183,8 @@ def plan(
     return tuple(Query(need=n, expr=expression(n, thresholds, scope)) for n in sorted(set(needs), key=_order))
 
 
-def _order(need: Need) -> tuple[int, str]:
-    return (need.window or 0, need.family.value)
+def _order(need: Need) -> tuple[int, int, str]:
+    return (need.window or 0, need.offset, need.family.value)
 
 
 def parse_vector(result: object) -> Vector:

@@ -265,8 +265,8 @@ def needs_of(spec: sloapi.SLOSpec, age_seconds: float, settings: Settings) -> se
 def base_needs(settings: Settings) -> set[promql.Need]:
     """Questions asked every cycle whatever the fleet: per-revision traffic and gauges for
     diagnosis. They also make every cycle prove that Prometheus answers, even with no targets."""
-    traffic = (settings.current_rate_window_seconds, settings.baseline_rate_window_seconds)
-    needs = {promql.Need(family, w) for family in (Family.SUCCESS, Family.FAILURE) for w in traffic}
+    nominal = RateWindows(settings.current_rate_window_seconds, settings.baseline_rate_window_seconds, False)
+    needs = nominal.needs()
     needs.update((promql.Need(Family.PENDING), promql.Need(Family.GPU_MEMORY)))
     needs.update(promql.Need(family, settings.current_rate_window_seconds) for family in DEMAND_FAMILIES)
     return needs
@@ -284,6 +284,20 @@ class RateWindows:
     baseline_seconds: int | None
     capped: bool
     """Whether either window was capped to the age of the revision or deployment."""
+
+    def before(self) -> tuple[int, int] | None:
+        """(window, offset) of the part of the baseline before the current window (None: no baseline)."""
+        if self.baseline_seconds is None or self.baseline_seconds <= self.current_seconds:
+            return None
+        return (self.baseline_seconds - self.current_seconds, self.current_seconds)
+
+    def needs(self) -> set[promql.Need]:
+        """The questions these windows ask: both counter families now, and before (with an offset)."""
+        windows = [(self.current_seconds, 0)]
+        before = self.before()
+        if before is not None:
+            windows.append(before)
+        return {promql.Need(f, w, o) for f in (Family.SUCCESS, Family.FAILURE) for w, o in windows}
 
 
 def rate_windows(target: Target, revision: RevisionRef, now: datetime.datetime, settings: Settings) -> RateWindows:
@@ -320,9 +334,7 @@ def target_needs(target: Target, now: datetime.datetime, settings: Settings) -> 
     thresholds: set[float] = set()
     for revision in target.revisions:
         rates = rate_windows(target, revision, now, settings)
-        for seconds in (rates.current_seconds, rates.baseline_seconds):
-            if seconds is not None:
-                needs.update(promql.Need(family, seconds) for family in (Family.SUCCESS, Family.FAILURE))
+        needs.update(rates.needs())
         needs.update(promql.Need(family, rates.current_seconds) for family in DEMAND_FAMILIES)
     for spec in target.slos:
         if _is_histogram(spec) and spec.threshold_ms is not None:
@@ -388,13 +400,14 @@ class _Lookup:
     modeldeployment: str
     revision: str
 
-    def get(self, family: Family, window: int | None = None, le: float | None = None) -> float | None:
-        vector = self.results.get(promql.Need(family, window), {})
+    def get(self, family: Family, window: int | None = None, le: float | None = None, offset: int = 0) -> float | None:
+        vector = self.results.get(promql.Need(family, window, offset), {})
         return vector.get(promql.SeriesKey(self.namespace, self.modeldeployment, self.revision, le))
 
-    def counters(self, window: int) -> tuple[float, float] | None:
+    def counters(self, window: int, offset: int = 0) -> tuple[float, float] | None:
         """(success, failure) rates; an absent one is 0 only when its sibling has series."""
-        success, failure = self.get(Family.SUCCESS, window), self.get(Family.FAILURE, window)
+        success = self.get(Family.SUCCESS, window, offset=offset)
+        failure = self.get(Family.FAILURE, window, offset=offset)
         if success is None and failure is None:
             return None
         pair = (0.0 if success is None else success, 0.0 if failure is None else failure)
@@ -402,8 +415,8 @@ class _Lookup:
             return None
         return pair
 
-    def request_rate(self, window: int) -> float | None:
-        counters = self.counters(window)
+    def request_rate(self, window: int, offset: int = 0) -> float | None:
+        counters = self.counters(window, offset)
         return None if counters is None else counters[0] + counters[1]
 
 
@@ -742,9 +755,12 @@ class Traffic:
     """A revision's traffic for diagnosis: now, and the baseline before it to compare with.
 
     ``baseline_request_rate`` is the rate over the part of the baseline window *before* the
-    current window (from the two averages: ``(B x Wb - C x Wc) / (Wb - Wc)``), so the requests of
-    a surge do not dilute the baseline they are compared with; for a young deployment that part is
-    capped by :func:`rate_windows` to be no shorter than the current window.
+    current window, read as its own ``rate()`` with an ``offset`` (:meth:`RateWindows.before`), so
+    the requests of a surge do not dilute the baseline they are compared with; for a young
+    deployment that part is capped by :func:`rate_windows` to be no shorter than the current
+    window. (Subtracting the current average from the baseline's would not do: each ``rate()``
+    extrapolates its own window's slope to its edges, so right after a step up the difference read
+    12 req/s for a steady 20.)
     ``windows`` says which windows the rates were read over (None: the defaults, uncapped).
     ``busy_replicas`` (the pods' mean GPU utilisation over the current window, summed) and
     ``queue_growth`` (req/s by which the queued requests grew over it) size a scale-out from the
@@ -770,10 +786,8 @@ def traffic_of(
     lookup = _Lookup(results, lookup_key.namespace, lookup_key.modeldeployment, lookup_key.revision)
     current = lookup.counters(rates.current_seconds)
     total = None if current is None else current[0] + current[1]
-    baseline = None if rates.baseline_seconds is None else lookup.request_rate(rates.baseline_seconds)
-    if baseline is not None and total is not None and rates.baseline_seconds is not None:
-        earlier = rates.baseline_seconds - rates.current_seconds
-        baseline = max(0.0, (baseline * rates.baseline_seconds - total * rates.current_seconds) / earlier)
+    before = rates.before()
+    baseline = None if before is None else lookup.request_rate(*before)
     return Traffic(
         request_rate=total,
         baseline_request_rate=baseline,
