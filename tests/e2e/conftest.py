@@ -4,12 +4,13 @@
 (seconds on a warm machine) and builds or starts whatever is missing. The sandbox is left
 running after the session, so the next run starts warm; ``vigil dev down`` removes it.
 
-Two lanes (``make e2e`` runs them side by side with pytest-xdist, ``-n 2 --dist loadgroup``, which
-:mod:`tests.e2e.lanes` turns into one scope per lane):
-tests marked ``isolated`` use only their own operator, namespaces and Prometheus and hold no GPU,
-so they run beside the rest, which stays one serial lane (those tests stop the shared Prometheus,
-restart the control plane and count free GPUs). Each lane is its own pytest session with its own
-namespace prefix and operators scoped to it (see :mod:`tests.e2e.operator_fixtures`).
+Lanes (``make e2e`` runs them side by side with pytest-xdist, ``--dist loadgroup``, which
+:mod:`tests.e2e.lanes` schedules): tests marked ``isolated`` use only their own operator, namespaces
+and Prometheus and hold no GPU, so they run beside the rest, which stays one serial lane (those
+tests stop the shared Prometheus and count free GPUs). A test that kills or restarts control-plane
+processes does so on a private sandbox (:mod:`tests.e2e.private_sandbox`), never on the shared one.
+Each xdist worker is its own pytest session with its own namespace prefix and operators scoped to
+it (see :mod:`tests.e2e.operator_fixtures`).
 """
 
 from __future__ import annotations
@@ -45,50 +46,20 @@ ISOLATED = lanes.ISOLATED
 MEASURED = ("chaos", "outage", "apiserver-restart", "sim-queue")
 
 
-DISRUPTS = "disrupts_sandbox"
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{ISOLATED}: an e2e test with its own operator, namespaces and Prometheus and no GPUs; "
         "runs in the lane beside the others",
     )
-    config.addinivalue_line(
-        "markers",
-        f"{DISRUPTS}: a serial-lane test that kills or restarts the shared control plane; it waits until "
-        "no isolated test runs and holds the isolated lane back while it runs",
-    )
-
-
-@pytest.fixture(autouse=True)
-def _sandbox_disruption_lock(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Isolated tests share the sandbox's control plane with the serial lane: a test that kills it
-    (marked ``disrupts_sandbox``) takes this lock exclusively, every isolated test takes it shared, so the
-    two never overlap. A file lock, because the lanes are separate xdist worker processes."""
-    item = request.node
-    disrupts = item.get_closest_marker(DISRUPTS) is not None
-    if item.get_closest_marker("e2e") is None or not (disrupts or item.get_closest_marker(ISOLATED)):
-        yield
-        return
-    handle: sandbox_mod.Sandbox = request.getfixturevalue("sandbox_handle")
-    lock_file = handle.state_dir / "disruption.lock"
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with lock_file.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX if disrupts else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """An ``isolated`` test must live in a module of :data:`tests.e2e.lanes.ISOLATED_MODULES`, and only there.
 
-    Tests that disrupt the sandbox run last in their lane: by then the isolated lane, which they must
-    wait for, has usually finished, so the wait costs the serial lane nothing.
+    The order is the scheduler's: the serial lane first, then the isolated modules longest first.
     """
-    items.sort(key=lambda item: item.get_closest_marker(DISRUPTS) is not None)
+    items.sort(key=lambda item: lanes.order(item.nodeid))
     for item in items:
         if item.get_closest_marker("e2e") is None:
             continue
@@ -102,7 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def sandbox(sandbox_handle: sandbox_mod.Sandbox) -> sandbox_mod.SandboxInfo:
     """A running sandbox (4 nodes x 8 nvidia.com/gpu, pods Ready 2s after start, 5s scrapes)."""
-    # Both lanes start at once: one brings the sandbox up, the other then finds it running.
+    # The workers start at once: one brings the sandbox up, the others then find it running.
     lock_file = sandbox_handle.state_dir.parent / "sandbox-up.lock"
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with lock_file.open("w") as lock:

@@ -1,4 +1,4 @@
-"""The e2e lanes for pytest-xdist: the isolated tests in one worker, everything else serial in another.
+"""The e2e lanes for pytest-xdist: the serial lane in one worker, the isolated modules on the others.
 
 pytest 9 builds a node id from a structured id, so xdist's ``--dist loadgroup`` can no longer add
 the group to it and ``xdist_group`` markers are silently ignored (every test becomes its own unit,
@@ -6,9 +6,25 @@ and disruptive tests would run side by side). The lanes are therefore decided by
 itself, in the xdist controller, which sees node ids only: by module. A module listed here must
 mark its tests ``isolated`` and an ``isolated`` test must live in a listed module (checked at
 collection by ``tests/e2e/conftest.py``), so the declaration stays visible in the test file.
+
+Work units: the whole serial lane is one (its tests stop the shared Prometheus and count free GPUs,
+so they never run beside each other), and every isolated module is one. The serial lane goes to
+the first worker; the isolated modules go out to whichever worker runs out of work, the serial
+lane's worker too once its lane is done, as longest-processing-time-first list scheduling would
+hand them out given how long each module took (:data:`SECONDS`). A worker must be given its next
+unit while it still runs its last test (xdist starts a test only once the worker holds the next
+one), so the scheduler plans with the expected free time of every worker rather than handing the
+longest unit to whoever asks first: a long module neither waits behind another on a busy worker
+nor starts last and becomes the tail.
 """
 
 from __future__ import annotations
+
+import heapq
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from xdist.scheduler import LoadScopeScheduling
 
@@ -25,18 +41,106 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_giveback.py",
         "tests/e2e/test_giveback_ratio.py",
         "tests/e2e/test_sim_queue.py",
-        "tests/e2e/test_apiserver_restart.py",
+        "tests/e2e/test_control_plane_restarts.py",
         "tests/e2e/test_scale_mid_plan.py",
     }
 )
+# Seconds each e2e module took (setup to teardown, all its tests) in a full `make e2e` on the
+# 2-core machine. Only the order of the units depends on them; a module not listed counts DEFAULT.
+SECONDS: dict[str, float] = {}
+DEFAULT_SECONDS = 60.0
+
+
+def module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 def lane(nodeid: str) -> str:
-    return ISOLATED if nodeid.split("::", 1)[0] in ISOLATED_MODULES else SERIAL
+    return ISOLATED if module(nodeid) in ISOLATED_MODULES else SERIAL
+
+
+def unit(nodeid: str) -> str:
+    """The scheduler's work unit of a test: the serial lane, or its isolated module."""
+    return SERIAL if lane(nodeid) == SERIAL else module(nodeid)
+
+
+def seconds(nodeid_or_module: str) -> float:
+    return SECONDS.get(module(nodeid_or_module), DEFAULT_SECONDS)
+
+
+def order(nodeid: str) -> tuple[int, float]:
+    """Sort key for the collection (a stable sort): the serial lane first, then the isolated modules longest first."""
+    return (0, 0.0) if lane(nodeid) == SERIAL else (1, -seconds(nodeid))
 
 
 class LaneScheduling(LoadScopeScheduling):
-    """xdist's scope scheduling with two scopes, the lanes: each runs in one worker, in collection order."""
+    """xdist's scope scheduling with the lanes' units, each handed out when a worker needs work."""
+
+    def __init__(self, config: Any, log: Any = None) -> None:
+        super().__init__(config, log)
+        # Units in collection order (see order()), not re-sorted by their number of tests.
+        config.option.loadscopereorder = False
+        self._clock: Callable[[], float] = time.monotonic
+        self._started: dict[Any, float] = {}  # node -> when its current test began (its previous one ended)
+        self._per_test: dict[str, float] = {}
 
     def _split_scope(self, nodeid: str) -> str:
-        return lane(nodeid)
+        return unit(nodeid)
+
+    def schedule(self) -> None:
+        if self.collection is None and self.collection_is_completed:
+            now = self._clock()
+            self._started = {node: now for node in self.nodes}
+            collected: list[str] = next(iter(self.registered_collections.values()), [])
+            counts = Counter(module(nodeid) for nodeid in collected)
+            self._per_test = {name: seconds(name) / count for name, count in counts.items()}
+        super().schedule()
+
+    def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+        self._started[node] = self._clock()
+        super().mark_test_complete(node, item_index, duration)
+
+    def _expected_free(self, node: Any, now: float) -> float:
+        pending = [nodeid for work in self.assigned_work[node].values() for nodeid, done in work.items() if not done]
+        left = self._unit_seconds(pending)
+        if pending:  # the first pending test is running (or about to): part of it is done
+            running = self._per_test.get(module(pending[0]), DEFAULT_SECONDS)
+            left -= min(running, now - self._started.get(node, now))
+        return now + max(left, 0.0)
+
+    def _unit_seconds(self, nodeids: Iterable[str]) -> float:
+        return sum(self._per_test.get(module(nodeid), DEFAULT_SECONDS) for nodeid in nodeids)
+
+    def _planned_unit(self, node: Any) -> str | None:
+        """The unit list scheduling gives ``node``: the queue in order, each unit to the worker expected free first."""
+        now = self._clock()
+        free = [
+            (self._expected_free(other, now), i, other)
+            for i, other in enumerate(self.nodes)
+            if other is node or not other.shutting_down
+        ]
+        heapq.heapify(free)
+        for scope, work in self.workqueue.items():
+            at, i, other = heapq.heappop(free)
+            if other is node:
+                return str(scope)
+            heapq.heappush(free, (at + self._unit_seconds(work), i, other))
+        return None
+
+    def _reschedule(self, node: Any) -> None:
+        # A worker starts a test only once it holds the next one (or is told to shut down), so one
+        # pending test means it waits for work: only then does it get a unit, the one list scheduling
+        # plans for it. If the others are expected to finish the queue first, it runs its last test and ends.
+        if node.shutting_down:
+            return
+        if not self.workqueue:
+            node.shutdown()
+            return
+        if self._pending_of(self.assigned_work[node]) > 1:
+            return
+        scope = self._planned_unit(node)
+        if scope is None:
+            node.shutdown()
+            return
+        self.workqueue.move_to_end(scope, last=False)
+        self._assign_work_unit(node)

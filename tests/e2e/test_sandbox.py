@@ -8,9 +8,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
-import pathlib
-import signal
 import time
 import urllib.error
 import urllib.request
@@ -36,21 +33,26 @@ def _get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _ready(pod: client.V1Pod) -> bool:
+def pod_ready(pod: client.V1Pod) -> bool:
     conditions = pod.status.conditions or [] if pod.status else []
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def create_namespace(core: client.CoreV1Api, name: str, timeout: float) -> None:
+    """Create a namespace and wait for its default ServiceAccount (kube-controller-manager makes it)."""
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    waiting.until(
+        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
+        timeout,
+        f"the default ServiceAccount of namespace {name}",
+    )
 
 
 @pytest.fixture
 def namespace(kube: client.ApiClient) -> Iterator[str]:
     core = client.CoreV1Api(kube)
     name = f"sandbox-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    waiting.until(
-        lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
-        60,
-        "the namespace's default ServiceAccount (kube-controller-manager)",
-    )
+    create_namespace(core, name, 60)
     yield name
     with contextlib.suppress(client.exceptions.ApiException):
         core.delete_namespace(name)
@@ -123,7 +125,7 @@ def test_one_gpu_pods_are_scheduled_become_ready_and_are_removed_on_scale_down(
 
     def all_ready() -> list[client.V1Pod] | None:
         found = pods(kube, namespace, "small")
-        return found if len(found) == 3 and all(_ready(p) for p in found) else None
+        return found if len(found) == 3 and all(pod_ready(p) for p in found) else None
 
     ready = waiting.until(all_ready, 90, "3 one-GPU pods Ready")
     for pod in ready:
@@ -186,7 +188,7 @@ def test_the_sandbox_is_sized_for_a_fleet_cpu_nodes_pods_per_node_and_a_wide_ser
 
     def all_ready() -> list[client.V1Pod] | None:
         found = pods(kube, namespace, "cpu-only")
-        return found if len(found) == 2 and all(_ready(p) for p in found) else None
+        return found if len(found) == 2 and all(pod_ready(p) for p in found) else None
 
     for pod in waiting.until(all_ready, 90, "2 CPU-only pods Ready"):
         assert pod.spec.node_name.startswith(kwok.CPU_NODE_PREFIX)
@@ -269,39 +271,3 @@ def test_up_again_reuses_the_running_sandbox(
     assert time.monotonic() - started < 60
     report = sandbox_handle.status()
     assert report.ok, [c for c in report.components if not c.ok]
-
-
-@pytest.mark.disrupts_sandbox
-def test_a_killed_control_plane_comes_back_with_up_and_starts_new_pods_at_once(
-    kube: client.ApiClient, sandbox_handle: sandbox_mod.Sandbox, sandbox: sandbox_mod.SandboxInfo
-) -> None:
-    # What a machine that stopped without `dev down` leaves behind (a new CI session, a reboot):
-    # etcd's data, the nodes and their old leases, and no process.
-    recorded = kwok.Kwokctl(pathlib.Path("kwokctl"), sandbox.name, sandbox_handle.kwok_workdir).component_pids()
-    assert set(recorded) >= {"kube-controller-manager", "kube-scheduler", "kwok-controller"}
-    for pid in recorded.values():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-    assert sandbox_handle.up() == sandbox
-    core = client.CoreV1Api(kube)
-    name = f"sandbox-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    try:
-        # Once `up` returns, the new controllers lead: the ServiceAccount and the pods come at once.
-        waiting.until(
-            lambda: any(sa.metadata.name == "default" for sa in core.list_namespaced_service_account(name).items),
-            20,
-            "the new namespace's default ServiceAccount",
-        )
-        client.AppsV1Api(kube).create_namespaced_deployment(name, deployment("after-restart", gpus=1, replicas=4))
-
-        def all_ready() -> list[client.V1Pod] | None:
-            found = pods(kube, name, "after-restart")
-            return found if len(found) == 4 and all(_ready(p) for p in found) else None
-
-        ready = waiting.until(all_ready, 30, "4 pods Ready on the restarted control plane")
-        assert all(p.status.host_ip == internal_ip(kube, p.spec.node_name) for p in ready)
-    finally:
-        with contextlib.suppress(client.exceptions.ApiException):
-            core.delete_namespace(name)

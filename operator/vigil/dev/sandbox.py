@@ -460,10 +460,14 @@ class Sandbox:
     @staticmethod
     def _start_dead(kwokctl: kwok.Kwokctl, dead: Iterable[str], log: pathlib.Path) -> None:
         """``kwokctl start cluster`` starts exactly the components without a live pid; a dead one's
-        pid file goes first, so neither a zombie nor a reused pid passes for it."""
+        pid file goes first, so neither a zombie nor a reused pid passes for it.
+
+        Without kwokctl's own wait: it waits for every component to run, and a controller that exits
+        while it waits (its lease lost during an API server outage) keeps it waiting its whole
+        timeout (120 s measured). The caller's loop waits instead, starting whatever died meanwhile."""
         for name in dead:
             kwokctl.forget_pid(name)
-        kwokctl.start(log)
+        kwokctl.start(log, wait=0)
 
     def _component_alive(self, kwokctl: kwok.Kwokctl, component: str) -> bool:
         pid = kwokctl.component_pids().get(component)

@@ -1,22 +1,26 @@
-"""The API server stops for 10 seconds in the middle of an incident: the operator recovers and finishes it.
+"""Control-plane processes stopped and killed, on a private sandbox: the operator and `vigil dev up` recover.
 
-A bad release is detected and rolled back by the default runbook; while the rollback is being
-verified, kube-apiserver is stopped (SIGTERM) and started again 10 s later. The operator runs as in
-production, electing itself leader through a Lease, so the outage also lapses its leadership (the
-renew deadline is 10 s). Then:
+1. The API server stops for 10 seconds in the middle of an incident. A bad release is detected and
+   rolled back by the default runbook; while the rollback is being verified, kube-apiserver is
+   stopped (SIGTERM) and started again 10 s later. The operator runs as in production, electing
+   itself leader through a Lease, so the outage also lapses its leadership (the renew deadline is
+   10 s). Then its watches recover (a ModelDeployment created after the restart is reconciled,
+   which only a watch event can start: a resync re-reconciles known objects only); the plan resumes
+   where it stood and finishes (the rollback is verified after the outage and the Incident is
+   Resolved); every action happened exactly once and the timeline is complete
+   (:func:`tests.e2e.fleet.check_heal`, judged from the Incident, the Events and an independent
+   watch of the child objects). kube-controller-manager and kube-scheduler exit when they lose their
+   leader leases during the outage; :meth:`vigil.dev.sandbox.Sandbox.restart_component` starts them
+   again, as a supervisor would.
+2. Every control-plane process is SIGKILLed, what a machine that stopped without ``vigil dev down``
+   leaves behind (a new CI session, a reboot): etcd's data, the nodes and their old leases, and no
+   process. ``up`` starts what died and returns only once the new controllers lead, so pods start at once.
 
-* its watches recover: a ModelDeployment created after the restart is reconciled, which only a
-  watch event can start (a resync re-reconciles known objects only);
-* the plan resumes where it stood and finishes: the rollback is verified after the outage and the
-  Incident is Resolved;
-* every action happened exactly once and the timeline is complete (:func:`tests.e2e.fleet.check_heal`,
-  judged from the Incident, the Events and an independent watch of the child objects).
-
-The outage happens on a private sandbox (its own etcd, API server, controllers, kwok node,
-Prometheus and simulator, on their own ports, under a temporary directory): restarting the shared
-API server would interrupt every test beside this one, so the test lives in the isolated lane.
-Its kube-controller-manager and kube-scheduler exit when they lose their leader leases during the
-outage; :meth:`vigil.dev.sandbox.Sandbox.restart_component` starts them again, as a supervisor would.
+Both happen on one private sandbox (:mod:`tests.e2e.private_sandbox`; its own etcd, API server,
+controllers, kwok node, Prometheus and simulator): restarting the shared API server would interrupt
+every test beside these, so they live in the isolated lane. One module, one sandbox: kwokctl picks
+its ports by probing from 32767 down, so two private sandboxes created at the same moment would
+take the same ports; the shared sandbox is up before this one is created, for the same reason.
 """
 
 from __future__ import annotations
@@ -26,17 +30,20 @@ import json
 import os
 import pathlib
 import re
+import signal
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from tests.e2e import fleet, operator_fixtures, waiting
+from tests.e2e import fleet, operator_fixtures, private_sandbox, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.own_prometheus import free_port
+from tests.e2e.test_sandbox import create_namespace, deployment, internal_ip, pod_ready, pods
+from vigil.dev import kwok
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
@@ -55,20 +62,14 @@ def _progress(message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[sandbox_mod.Sandbox, dict[str, float]]]:
-    """A sandbox of this module's own (one kwok node), removed afterwards; with what it cost."""
-    box = sandbox_mod.Sandbox(name="vigil-restart", state_dir=tmp_path_factory.mktemp("sandbox"))
-    cost: dict[str, float] = {}
-    started = time.monotonic()
-    try:
-        box.up(nodes=1, cpu_nodes=0, prometheus_port=free_port(), sim_port=free_port(), progress=_progress)
-        cost["up_seconds"] = round(time.monotonic() - started, 1)
-        yield box, cost
-    finally:
-        stopping = time.monotonic()
-        box.down(progress=_progress)
-        cost["down_seconds"] = round(time.monotonic() - stopping, 1)
-        print(f"private sandbox cost: {json.dumps(cost)}")
+def private(
+    sandbox: sandbox_mod.SandboxInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[private_sandbox.Private]:
+    """A sandbox of this module's own (one kwok node), removed afterwards; with what it cost.
+
+    It asks for the shared ``sandbox`` only so that the shared one is up first (see the module docstring)."""
+    with private_sandbox.private_sandbox("vigil-restart", tmp_path_factory.mktemp("sandbox"), _progress) as box:
+        yield box
 
 
 def acquisitions(proc: OperatorProcess) -> int:
@@ -78,11 +79,9 @@ def acquisitions(proc: OperatorProcess) -> int:
 
 @pytest.mark.timeout(1200)
 def test_apiserver_restarted_mid_incident_the_watches_recover_and_the_plan_finishes_exactly_once(
-    private: tuple[sandbox_mod.Sandbox, dict[str, float]], tmp_path: pathlib.Path, record_property: Any
+    private: private_sandbox.Private, tmp_path: pathlib.Path, record_property: Any
 ) -> None:
-    box, cost = private
-    info = box.info()
-    assert info is not None
+    box, cost, info = private.box, private.cost, private.info
     sim = simclient.ControlClient(info.simulator_url)
     with contextlib.closing(box.api_client()) as kube:
         # Not deleted afterwards: the whole sandbox goes.
@@ -156,3 +155,31 @@ def test_apiserver_restarted_mid_incident_the_watches_recover_and_the_plan_finis
     assert alive, "the operator process exited during the outage"
     assert "kube-apiserver" in restart.repaired
     assert verified >= began, f"the rollback was verified before the outage: {timeline}"
+
+
+def test_a_killed_control_plane_comes_back_with_up_and_starts_new_pods_at_once(
+    private: private_sandbox.Private,
+) -> None:
+    box = private.box
+    recorded = kwok.Kwokctl(pathlib.Path("kwokctl"), box.name, box.kwok_workdir).component_pids()
+    assert set(recorded) >= {"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok-controller"}
+    for pid in recorded.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    started = time.monotonic()
+    assert box.up(**private.options, progress=_progress) == private.info
+    print(f"up repaired the killed control plane in {time.monotonic() - started:.1f} s")
+    with contextlib.closing(box.api_client()) as kube:
+        core = client.CoreV1Api(kube)
+        name = f"sandbox-{uuid.uuid4().hex[:8]}"
+        # Once `up` returns, the new controllers lead: the ServiceAccount and the pods come at once.
+        create_namespace(core, name, 20)
+        client.AppsV1Api(kube).create_namespaced_deployment(name, deployment("after-restart", gpus=1, replicas=4))
+
+        def all_ready() -> list[client.V1Pod] | None:
+            found = pods(kube, name, "after-restart")
+            return found if len(found) == 4 and all(pod_ready(p) for p in found) else None
+
+        ready = waiting.until(all_ready, 30, "4 pods Ready on the restarted control plane")
+        assert all(p.status.host_ip == internal_ip(kube, p.spec.node_name) for p in ready)
