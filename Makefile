@@ -64,10 +64,12 @@ crds: install
 unit: install
 	$(PYTEST) tests -m "not e2e" -q || [ $$? -eq 5 ]
 
-# Two lanes side by side (see tests/e2e/conftest.py): the isolated tests (own operator, namespaces,
-# Prometheus; no GPUs) beside the serial rest. Each lane is a worker with its own namespace prefix.
+# Lanes side by side (see tests/e2e/lanes.py): the serial lane in one worker, the isolated modules
+# (own operator, namespaces, Prometheus; no GPUs) on the others. Each worker has its own namespace
+# prefix. E2E_ARGS adds pytest options (e.g. --durations=0).
+E2E_WORKERS ?= 3
 e2e: install
-	$(PYTEST) tests -m e2e -v --timeout=900 -n 2 --dist loadgroup --durations=15 || [ $$? -eq 5 ]
+	$(PYTEST) tests -m e2e -v --timeout=900 -n $(E2E_WORKERS) --dist loadgroup --durations=15 $(E2E_ARGS) || [ $$? -eq 5 ]
 
 test: lint typecheck unit e2e
 

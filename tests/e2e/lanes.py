@@ -43,11 +43,29 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_sim_queue.py",
         "tests/e2e/test_control_plane_restarts.py",
         "tests/e2e/test_scale_mid_plan.py",
+        "tests/e2e/test_leader.py",
     }
 )
 # Seconds each e2e module took (setup to teardown, all its tests) in a full `make e2e` on the
 # 2-core machine. Only the order of the units depends on them; a module not listed counts DEFAULT.
-SECONDS: dict[str, float] = {}
+SECONDS: dict[str, float] = {
+    "tests/e2e/test_prometheus_outage.py": 760,
+    "tests/e2e/test_chaos.py": 650,
+    "tests/e2e/test_giveback.py": 300,
+    "tests/e2e/test_control_plane_restarts.py": 290,
+    "tests/e2e/test_leader.py": 260,
+    "tests/e2e/test_gate.py": 250,
+    "tests/e2e/test_scale_mid_plan.py": 170,
+    "tests/e2e/test_sim_queue.py": 150,
+    "tests/e2e/test_fresh_verification.py": 110,
+    "tests/e2e/test_shards.py": 90,
+    "tests/e2e/test_golden.py": 90,
+    "tests/e2e/test_heal.py": 1100,
+    "tests/e2e/test_install.py": 300,
+    "tests/e2e/test_observe.py": 250,
+    "tests/e2e/test_failsafe.py": 250,
+    "tests/e2e/test_gitops.py": 150,
+}
 DEFAULT_SECONDS = 60.0
 
 

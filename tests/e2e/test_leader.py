@@ -4,7 +4,9 @@ After a SIGKILL the standby waits the lease out; after a SIGTERM the leader rele
 its way out and the standby takes over at its next retry.
 
 Both replicas run the real operator (``vigil run``) as subprocesses with the default timings
-(lease 15 s, renew deadline 10 s, retry 2 s), sharing a Lease in the test's namespace.
+(lease 15 s, renew deadline 10 s, retry 2 s), sharing a Lease in the test's namespace. They judge
+SLOs with the lane's own Prometheus and their pods hold no GPU, so the module runs in the isolated
+lane: nothing here counts GPUs, and the serial lane stopping the shared Prometheus must not matter.
 """
 
 from __future__ import annotations
@@ -22,19 +24,21 @@ from kubernetes import client
 from tests.e2e import waiting
 from tests.e2e.apiproxy import ApiProxy
 from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.own_prometheus import OwnPrometheus
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition_is, create, get, manifest
 from vigil.dev import sandbox as sandbox_mod
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 CAMPAIGN = re.compile(r"replica (\S+) campaigns for lease")
 FAILOVER_RUNS = 3
+NO_GPU = {"gpus": 0}
 
 
 def replica(
-    sandbox: sandbox_mod.SandboxInfo, log_dir: pathlib.Path, lease: str, namespace: str, kubeconfig: pathlib.Path
+    prometheus: OwnPrometheus, log_dir: pathlib.Path, lease: str, namespace: str, kubeconfig: pathlib.Path
 ) -> OperatorProcess:
     log_dir.mkdir(exist_ok=True)
-    proc = OperatorProcess(str(kubeconfig), log_dir, sandbox.prometheus_url, standalone=False)
+    proc = OperatorProcess(str(kubeconfig), log_dir, prometheus.url, standalone=False)
     proc.start("--lease-name", lease, "--lease-namespace", namespace)
     return proc
 
@@ -70,17 +74,21 @@ def observed(kube: client.ApiClient, namespace: str, name: str, generation: int)
 
 
 def test_the_standby_takes_over_when_the_leader_is_killed(
-    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo, tmp_path: pathlib.Path
+    kube: client.ApiClient,
+    namespace: str,
+    sandbox: sandbox_mod.SandboxInfo,
+    own_prometheus: OwnPrometheus,
+    tmp_path: pathlib.Path,
 ) -> None:
     lease = f"vigil-{uuid.uuid4().hex[:6]}"
     kubeconfig = pathlib.Path(sandbox.kubeconfig)
-    replicas = [replica(sandbox, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
+    replicas = [replica(own_prometheus, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
     try:
         ids = [identity(proc) for proc in replicas]
         first = waiting.until(
             lambda: holder(kube, namespace, lease) in ids and holder(kube, namespace, lease), 60, "a leader"
         )
-        create(kube, namespace, manifest("m", replicas=1))
+        create(kube, namespace, manifest("m", replicas=1, triton=NO_GPU))
         waiting.until(lambda: condition_is(kube, namespace, "m", "Available", "True"), 120, "the leader to reconcile")
 
         failovers: list[float] = []
@@ -109,19 +117,23 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
 
 
 def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_retry_period(
-    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo, tmp_path: pathlib.Path
+    kube: client.ApiClient,
+    namespace: str,
+    sandbox: sandbox_mod.SandboxInfo,
+    own_prometheus: OwnPrometheus,
+    tmp_path: pathlib.Path,
 ) -> None:
     """SIGTERM (a rolling update, a drain): the leader gives the lease up on its way out, so the
     standby need not wait the 15 s lease out as after a SIGKILL."""
     lease = f"vigil-{uuid.uuid4().hex[:6]}"
     kubeconfig = pathlib.Path(sandbox.kubeconfig)
-    replicas = [replica(sandbox, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
+    replicas = [replica(own_prometheus, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
     try:
         ids = [identity(proc) for proc in replicas]
         leader_id = waiting.until(
             lambda: holder(kube, namespace, lease) in ids and holder(kube, namespace, lease), 60, "a leader"
         )
-        create(kube, namespace, manifest("m", replicas=1))
+        create(kube, namespace, manifest("m", replicas=1, triton=NO_GPU))
         waiting.until(lambda: condition_is(kube, namespace, "m", "Available", "True"), 120, "the leader to reconcile")
 
         handovers: list[dict[str, float]] = []
@@ -155,18 +167,24 @@ def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_re
 
 
 def test_a_partitioned_leader_stops_acting_and_the_standby_takes_over(
-    kube: client.ApiClient, namespace: str, sandbox: sandbox_mod.SandboxInfo, tmp_path: pathlib.Path
+    kube: client.ApiClient,
+    namespace: str,
+    sandbox: sandbox_mod.SandboxInfo,
+    own_prometheus: OwnPrometheus,
+    tmp_path: pathlib.Path,
 ) -> None:
     lease = f"vigil-{uuid.uuid4().hex[:6]}"
     with ApiProxy(pathlib.Path(sandbox.kubeconfig)) as network_of_a:
-        a = replica(sandbox, tmp_path / "a", lease, namespace, network_of_a.kubeconfig(tmp_path / "a.kubeconfig"))
+        a = replica(
+            own_prometheus, tmp_path / "a", lease, namespace, network_of_a.kubeconfig(tmp_path / "a.kubeconfig")
+        )
         b: OperatorProcess | None = None
         try:
             a_id = identity(a)
             waiting.until(lambda: holder(kube, namespace, lease) == a_id, 60, "a to lead")
-            b = replica(sandbox, tmp_path / "b", lease, namespace, pathlib.Path(sandbox.kubeconfig))
+            b = replica(own_prometheus, tmp_path / "b", lease, namespace, pathlib.Path(sandbox.kubeconfig))
             b_id = identity(b)
-            create(kube, namespace, manifest("first", replicas=1))
+            create(kube, namespace, manifest("first", replicas=1, triton=NO_GPU))
             waiting.until(lambda: condition_is(kube, namespace, "first", "Available", "True"), 120, "a to reconcile")
             assert network_of_a.writes_since(0.0), "a wrote through its proxy while it led"
 
@@ -174,7 +192,7 @@ def test_a_partitioned_leader_stops_acting_and_the_standby_takes_over(
             waiting.until(lambda: holder(kube, namespace, lease) == b_id, 60, "b to acquire the lease")
             took_over = time.monotonic() - cut
             waiting.until(lambda: "this replica stops acting" in full_log(a), 30, "a to stop acting")
-            create(kube, namespace, manifest("second", replicas=1))
+            create(kube, namespace, manifest("second", replicas=1, triton=NO_GPU))
             waiting.until(lambda: condition_is(kube, namespace, "second", "Available", "True"), 120, "b to reconcile")
 
             network_of_a.restore()
