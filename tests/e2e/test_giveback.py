@@ -335,6 +335,20 @@ def _shift_home(kube: client.ApiClient, ns: str, sim: simclient.ControlClient, p
         )
     fleet.retried(lambda: sim.clear_faults(ns, "healed"), "healed recovers")
 
+    # sick: the first step home meets its errors; back to the fallback, and stop. Checked first: a stopped
+    # give-back is tried again after twice its stabilization window (40 s here), healed's Returned is final.
+    record = waiting.until(lambda: phase_is(kube, ns, "sick", "Stopped", "Returned"), 300, "sick's shift home to abort")
+    assert record["phase"] == "Stopped", record
+    first, restore = record["steps"][0], record["steps"][-1]
+    assert first["state"] == "Failed", record["steps"]
+    assert first["target"]["splits"].endswith("md:sick-fb=50"), record["steps"]
+    assert (restore["target"]["splits"], restore.get("restore")) == ("md:sick-fb=100", True), record["steps"]
+    assert away(fleet.get_md(kube, ns, "sick")) == [("md:sick-fb", 100)]
+    waiting.until(lambda: route_backends(kube, ns, "sick") == [("sick-fb", 100)], 60, "the route back at the fallback")
+    aborted = events(kube, ns, "sick", "ShiftHomeAborted")[0]  # a retry may have stopped again by now
+    assert aborted.type == "Warning"
+    assert "back to md:sick-fb 100%" in aborted.message, aborted.message
+
     # healed: 100% away -> 50% home -> all home, each step judged on the primary's own fresh data.
     record = waiting.until(lambda: phase_is(kube, ns, "healed", "Returned", "Stopped"), 300, "healed's shift home")
     assert record["phase"] == "Returned", record
@@ -350,16 +364,3 @@ def _shift_home(kube: client.ApiClient, ns: str, sim: simclient.ControlClient, p
     incident = incident_of(kube, ns, "healed")
     assert incident is not None
     assert incident["status"]["phase"] == "Resolved"
-
-    # sick: the first step home meets its errors; back to the fallback, and stop.
-    record = waiting.until(lambda: phase_is(kube, ns, "sick", "Stopped", "Returned"), 300, "sick's shift home to abort")
-    assert record["phase"] == "Stopped", record
-    first, restore = record["steps"][0], record["steps"][-1]
-    assert first["state"] == "Failed", record["steps"]
-    assert first["target"]["splits"].endswith("md:sick-fb=50"), record["steps"]
-    assert (restore["target"]["splits"], restore.get("restore")) == ("md:sick-fb=100", True), record["steps"]
-    assert away(fleet.get_md(kube, ns, "sick")) == [("md:sick-fb", 100)]
-    waiting.until(lambda: route_backends(kube, ns, "sick") == [("sick-fb", 100)], 60, "the route back at the fallback")
-    [aborted] = events(kube, ns, "sick", "ShiftHomeAborted")
-    assert aborted.type == "Warning"
-    assert "back to md:sick-fb 100%" in aborted.message, aborted.message
