@@ -68,7 +68,8 @@ def proxied_operator(
         kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
         operator = OperatorProcess(str(kubeconfig), tmp_path, sandbox.prometheus_url, namespaces=(namespace,))
         port = free_port()
-        operator.start("--metrics-port", str(port), "--metrics-address", "127.0.0.1")
+        # 4 workers for 24 routine keys with 1.5 s writes: the queue saturates (the default 16 would drain it).
+        operator.start("--metrics-port", str(port), "--metrics-address", "127.0.0.1", "--workers", "4")
         try:
             yield operator, proxy, port
         finally:
