@@ -11,11 +11,14 @@ lane: nothing here counts GPUs, and the serial lane stopping the shared Promethe
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import pathlib
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -73,6 +76,46 @@ def observed(kube: client.ApiClient, namespace: str, name: str, generation: int)
     return int(get(kube, namespace, name).get("status", {}).get("observedGeneration") or 0) >= generation
 
 
+@dataclasses.dataclass
+class Pair:
+    """Two replicas on one Lease; ``ids[i]`` is the identity the current run of ``replicas[i]`` campaigns with."""
+
+    lease: str
+    replicas: list[OperatorProcess]
+    ids: list[str]
+    leader_id: str
+
+    def rejoin(self, proc: OperatorProcess, namespace: str) -> None:
+        """Start ``proc`` again, as the new standby."""
+        proc.start("--lease-name", self.lease, "--lease-namespace", namespace)
+        self.ids[self.replicas.index(proc)] = identity(proc)
+
+
+@contextlib.contextmanager
+def leading_pair(
+    kube: client.ApiClient,
+    namespace: str,
+    sandbox: sandbox_mod.SandboxInfo,
+    prometheus: OwnPrometheus,
+    tmp: pathlib.Path,
+) -> Iterator[Pair]:
+    """Two replicas, one of them leading and reconciling ModelDeployment ``m`` (Available); both stopped after."""
+    lease = f"vigil-{uuid.uuid4().hex[:6]}"
+    kubeconfig = pathlib.Path(sandbox.kubeconfig)
+    replicas = [replica(prometheus, tmp / name, lease, namespace, kubeconfig) for name in ("a", "b")]
+    try:
+        ids = [identity(proc) for proc in replicas]
+        leader_id = waiting.until(
+            lambda: holder(kube, namespace, lease) in ids and holder(kube, namespace, lease), 60, "a leader"
+        )
+        create(kube, namespace, manifest("m", replicas=1, triton=NO_GPU))
+        waiting.until(lambda: condition_is(kube, namespace, "m", "Available", "True"), 120, "the leader to reconcile")
+        yield Pair(lease, replicas, ids, leader_id)
+    finally:
+        for proc in replicas:
+            proc.stop()
+
+
 def test_the_standby_takes_over_when_the_leader_is_killed(
     kube: client.ApiClient,
     namespace: str,
@@ -80,40 +123,25 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
     own_prometheus: OwnPrometheus,
     tmp_path: pathlib.Path,
 ) -> None:
-    lease = f"vigil-{uuid.uuid4().hex[:6]}"
-    kubeconfig = pathlib.Path(sandbox.kubeconfig)
-    replicas = [replica(own_prometheus, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
-    try:
-        ids = [identity(proc) for proc in replicas]
-        first = waiting.until(
-            lambda: holder(kube, namespace, lease) in ids and holder(kube, namespace, lease), 60, "a leader"
-        )
-        create(kube, namespace, manifest("m", replicas=1, triton=NO_GPU))
-        waiting.until(lambda: condition_is(kube, namespace, "m", "Available", "True"), 120, "the leader to reconcile")
-
+    with leading_pair(kube, namespace, sandbox, own_prometheus, tmp_path) as pair:
         failovers: list[float] = []
-        leader_id = first
         for run in range(FAILOVER_RUNS):
-            active = replicas[ids.index(leader_id)]
-            standby_id = ids[1 - ids.index(leader_id)]
+            active = pair.replicas[pair.ids.index(pair.leader_id)]
+            standby_id = pair.ids[1 - pair.ids.index(pair.leader_id)]
             killed_at = time.monotonic()
             active.kill()
             generation = touch(kube, namespace, "m", f"{30 + run}s")
             waiting.until(lambda g=generation: observed(kube, namespace, "m", g), 90, "the standby to reconcile")
             failovers.append(time.monotonic() - killed_at)
-            assert holder(kube, namespace, lease) == standby_id
-            active.start("--lease-name", lease, "--lease-namespace", namespace)  # back as the new standby
-            ids[replicas.index(active)] = identity(active)
-            leader_id = standby_id
+            assert holder(kube, namespace, pair.lease) == standby_id
+            pair.rejoin(active, namespace)
+            pair.leader_id = standby_id
 
         print(f"failover after SIGKILL (kill -> standby's first status write), seconds: {failovers}")
         (tmp_path / "failover.json").write_text(json.dumps(failovers))
         # The standby waits out the lease (15 s after it last saw a renewal, at most 2 s before the
         # kill), then acquires within a retry period and reconciles at once.
         assert all(11 <= seconds <= 30 for seconds in failovers), failovers
-    finally:
-        for proc in replicas:
-            proc.stop()
 
 
 def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_retry_period(
@@ -125,24 +153,16 @@ def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_re
 ) -> None:
     """SIGTERM (a rolling update, a drain): the leader gives the lease up on its way out, so the
     standby need not wait the 15 s lease out as after a SIGKILL."""
-    lease = f"vigil-{uuid.uuid4().hex[:6]}"
-    kubeconfig = pathlib.Path(sandbox.kubeconfig)
-    replicas = [replica(own_prometheus, tmp_path / name, lease, namespace, kubeconfig) for name in ("a", "b")]
-    try:
-        ids = [identity(proc) for proc in replicas]
-        leader_id = waiting.until(
-            lambda: holder(kube, namespace, lease) in ids and holder(kube, namespace, lease), 60, "a leader"
-        )
-        create(kube, namespace, manifest("m", replicas=1, triton=NO_GPU))
-        waiting.until(lambda: condition_is(kube, namespace, "m", "Available", "True"), 120, "the leader to reconcile")
-
+    with leading_pair(kube, namespace, sandbox, own_prometheus, tmp_path) as pair:
         handovers: list[dict[str, float]] = []
         for run in range(FAILOVER_RUNS):
-            active = replicas[ids.index(leader_id)]
-            standby_id = ids[1 - ids.index(leader_id)]
+            active = pair.replicas[pair.ids.index(pair.leader_id)]
+            standby_id = pair.ids[1 - pair.ids.index(pair.leader_id)]
             terminated_at = time.monotonic()
             active.terminate()
-            waiting.until(lambda s=standby_id: holder(kube, namespace, lease) == s, 30, "the standby to take the lease")
+            waiting.until(
+                lambda s=standby_id: holder(kube, namespace, pair.lease) == s, 30, "the standby to take the lease"
+            )
             took_over = time.monotonic() - terminated_at
             # Only now a change: the old leader, still shutting down before, cannot be the one to write it.
             generation = touch(kube, namespace, "m", f"{40 + run}s")
@@ -151,9 +171,8 @@ def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_re
             assert active.wait(30) == 0, "a SIGTERMed replica exits cleanly"
             assert "released" in full_log(active)
             handovers.append({"lease": round(took_over, 1), "first_write": round(acted, 1)})
-            active.start("--lease-name", lease, "--lease-namespace", namespace)  # back as the new standby
-            ids[replicas.index(active)] = identity(active)
-            leader_id = standby_id
+            pair.rejoin(active, namespace)
+            pair.leader_id = standby_id
 
         print(f"handover after SIGTERM (seconds from the signal): {handovers}")
         (tmp_path / "handover.json").write_text(json.dumps(handovers))
@@ -161,9 +180,6 @@ def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_re
         # jittered up to 4.4 s) and takes it after the released record's 1 s: well inside the 15 s
         # lease a SIGKILLed leader leaves to expire.
         assert all(h["lease"] <= 10 for h in handovers), handovers
-    finally:
-        for proc in replicas:
-            proc.stop()
 
 
 def test_a_partitioned_leader_stops_acting_and_the_standby_takes_over(
