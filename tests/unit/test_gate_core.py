@@ -96,6 +96,20 @@ def test_ready_new_revision_is_validated_before_any_traffic_moves() -> None:
     assert any(e.reason == "ValidationStarted" for e in ready.events)
 
 
+def test_the_gate_waits_for_the_pod_cache_to_show_every_ready_pod_the_deployment_counts() -> None:
+    md, old, new = rolled_out()
+    lagging = observed(**{old: (2, 2), new: (2, 2)})
+    lagging = core.Observed(
+        workloads=lagging.workloads, pods=tuple(p for p in lagging.pods if p.name != f"{new}-pod-1")
+    )
+    early = core.decide(md, "uid-1", lagging, later(20))
+    assert early.validate is None  # readyReplicas says 2, the cache has seen one: proving one pod is not enough
+    assert early.status.current_revision == old
+    caught_up = core.decide(settle(md, early), "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(21))
+    assert caught_up.validate is not None
+    assert caught_up.validate.pods == (f"{new}-pod-0", f"{new}-pod-1")
+
+
 def test_a_passed_verdict_moves_traffic_on_the_next_decision() -> None:
     md, old, new = rolled_out()
     md = settle(md, core.decide(md, "uid-1", observed(**{old: (2, 2), new: (2, 2)}), later(20)))

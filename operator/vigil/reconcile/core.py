@@ -300,7 +300,7 @@ def decide(
         current_load = observed.workloads.get(current)
         replicas[current] = current_load.replicas if current_load is not None else wanted
     status.current_revision = current
-    validate = _validate(draft, spec, observed, target, current, check, target_ready)
+    validate = _validate(draft, spec, observed, target, current, check, target_ready, wanted)
     if current is None:
         return _unserved(owner, draft, observed, target, wanted, replicas, validate, check)
 
@@ -388,11 +388,14 @@ def _validate(
     current: str | None,
     check: _GateCheck,
     target_ready: bool,
+    wanted: int,
 ) -> Validate | None:
     """Golden requests are due: the target is gated, not yet proven, and all its pods are Ready.
 
     The intent (``Validating``) is recorded in status here, before the edge sends anything, so an
     operator that dies mid-validation leaves a record that makes its successor validate again.
+    The Deployment's readyReplicas can run ahead of the pod cache: validating then would prove only
+    the pods seen so far, so the gate waits until the cache holds as many Ready pods.
     """
     if not check.gated or check.open or check.blocked or target == current or not target_ready:
         return None
@@ -400,7 +403,7 @@ def _validate(
     if not gate.due(revision, draft.generation, draft.now):
         return None
     pods = tuple(sorted(p.name for p in observed.pods if p.revision == target and p.ready))
-    if not pods:
+    if not pods or len(pods) < wanted:
         return None
     validation = spec.validation
     gate.start(revision, draft.generation, pods, validation.requests if validation else None, draft.now)
