@@ -91,15 +91,27 @@ def kube(sandbox: sandbox_mod.SandboxInfo, sandbox_handle: sandbox_mod.Sandbox) 
         yield api
 
 
+def lane_prometheus_url(request: pytest.FixtureRequest, sandbox: sandbox_mod.SandboxInfo) -> str:
+    """The Prometheus that judges a module's operator: in the isolated lane the lane's own (the serial
+    lane stops the shared one), in the serial lane the sandbox's."""
+    if lanes.lane(request.node.nodeid) == lanes.ISOLATED:
+        own: own_prometheus_mod.OwnPrometheus = request.getfixturevalue("own_prometheus")
+        return own.url
+    return sandbox.prometheus_url
+
+
 @pytest.fixture(scope="module")
 def operator(
-    sandbox: sandbox_mod.SandboxInfo, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, sandbox: sandbox_mod.SandboxInfo, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[operator_fixtures.OperatorProcess]:
-    """The real operator as a subprocess (so tests can SIGKILL and restart it), one per test module."""
+    """The real operator as a subprocess (so tests can SIGKILL and restart it), one per test module.
+
+    It watches this session's namespaces; an isolated module's is judged by the lane's own Prometheus.
+    """
     proc = operator_fixtures.OperatorProcess(
         str(sandbox.kubeconfig),
         tmp_path_factory.mktemp("operator"),
-        sandbox.prometheus_url,
+        lane_prometheus_url(request, sandbox),
         inference_url=sandbox.inference_url,
     )
     proc.start()

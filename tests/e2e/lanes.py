@@ -44,6 +44,11 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_control_plane_restarts.py",
         "tests/e2e/test_scale_mid_plan.py",
         "tests/e2e/test_leader.py",
+        "tests/e2e/test_gitops.py",
+        "tests/e2e/test_failsafe.py",
+        "tests/e2e/test_priority.py",
+        "tests/e2e/test_validation.py",
+        "tests/e2e/test_heal.py",
     }
 )
 # Seconds each e2e module took (setup to teardown, all its tests) in a full `make e2e` on the

@@ -4,6 +4,9 @@ A runbookRef that cannot be used takes no automatic action and says why; an appr
 respected; a webhook is read from a Secret and its URL is shown nowhere; and pods that really
 crash-loop (kwok's chaos Stages, :mod:`vigil.dev.kwok`) are diagnosed from their real restart
 counts and reasons.
+
+Isolated lane: the module's operator watches only this session's namespaces and is judged by the
+lane's own Prometheus; the pods are CPU-only (``triton: {gpus: 0}``).
 """
 
 from __future__ import annotations
@@ -21,13 +24,22 @@ from kubernetes import client
 
 from tests.e2e import waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.test_heal import AVAILABILITY, approve, create_runbook, healthy_v1, only_incident, release_bad_v2, step
+from tests.e2e.test_heal import (
+    AVAILABILITY,
+    CPU_ONLY,
+    approve,
+    create_runbook,
+    healthy_v1,
+    only_incident,
+    release_bad_v2,
+    step,
+)
 from tests.e2e.test_modeldeployment import condition, create, get, manifest
 from tests.e2e.test_observe import slo_state
 from vigil.dev import kwok
 from vigil.sim import client as simclient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 TOKEN = "s3cr3t-t0ken-in-the-path"
 
@@ -51,7 +63,7 @@ def with_step(kube: client.ApiClient, ns: str, name: str, state: str) -> dict[st
 
 def erroring(kube: client.ApiClient, sim: simclient.ControlClient, ns: str, name: str, **spec: Any) -> None:
     """A deployment Met under load, then failing half its requests: its availability SLO breaches."""
-    create(kube, ns, manifest(name, replicas=2, slos=[AVAILABILITY], **spec))
+    create(kube, ns, manifest(name, replicas=2, slos=[AVAILABILITY], triton=CPU_ONLY, **spec))
     waiting.until(lambda: (condition(get(kube, ns, name), "Available") or {}).get("status") == "True", 120, "Available")
     sim.set_load({"namespace": ns, "name": name, "rate": 40})
     waiting.until(lambda: slo_state(kube, ns, name) == "Met", 120, "SLO Met under clean traffic")
@@ -61,7 +73,7 @@ def erroring(kube: client.ApiClient, sim: simclient.ControlClient, ns: str, name
 def test_a_runbook_ref_to_a_missing_runbook_takes_no_automatic_action(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
-    _, good = healthy_v1(kube, sim, namespace, "orphan", runbookRef={"name": "absent"})
+    _, good = healthy_v1(kube, sim, namespace, "orphan", runbookRef={"name": "absent"}, triton=CPU_ONLY)
     resolved = condition(get(kube, namespace, "orphan"), "RunbookResolved")
     assert resolved is not None
     assert (resolved["status"], resolved["reason"]) == ("False", "NotFound")
@@ -169,7 +181,7 @@ def restarts(kube: client.ApiClient, ns: str, pod: str) -> int:
 def test_crash_looping_pods_are_diagnosed_from_their_real_restart_counts(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
-    create(kube, namespace, manifest("crashy", replicas=2, slos=[AVAILABILITY], paused=True))
+    create(kube, namespace, manifest("crashy", replicas=2, slos=[AVAILABILITY], paused=True, triton=CPU_ONLY))
     waiting.until(
         lambda: (condition(get(kube, namespace, "crashy"), "Available") or {}).get("status") == "True", 120, "Available"
     )

@@ -12,6 +12,9 @@ One bad release healed by rollback, watched the way Argo CD watches it:
 
 With ``VIGIL_CAPTURE_ARGOCD_FIXTURES=1`` the objects are also saved to ``tests/unit/fixtures/argocd/``,
 which the unit tests of the health checks run on (``tests/unit/test_argocd.py``).
+
+Isolated lane: the module's operator watches only this session's namespaces and is judged by the
+lane's own Prometheus; the pods are CPU-only (``triton: {gpus: 0}``).
 """
 
 from __future__ import annotations
@@ -26,14 +29,14 @@ from kubernetes import client
 
 from tests.e2e import waiting
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.test_heal import AVAILABILITY, create_runbook, custom, last_known_good, release_bad_v2
+from tests.e2e.test_heal import AVAILABILITY, CPU_ONLY, create_runbook, custom, last_known_good, release_bad_v2
 from tests.e2e.test_modeldeployment import GROUP, VERSION, condition, create, get, manifest
 from tests.unit import argocd_lua
 from vigil.dev import build
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 CAPTURE = os.environ.get("VIGIL_CAPTURE_ARGOCD_FIXTURES") == "1"
 # Metadata a GitOps tool compares or owns besides the spec: vigil must add none of it.
@@ -90,10 +93,14 @@ def test_heal_leaves_the_spec_alone_and_kubectl_scale_keeps_the_rollback_with_ar
 ) -> None:
     ns = namespace
     create_runbook(kube, ns, "careful", {"mode": "approval", "steps": [{"name": "rollback", "action": "rollback"}]})
-    spec: dict[str, Any] = {"bakeTime": "15s", "maxReplicas": 6, "slos": [AVAILABILITY]}
+    spec: dict[str, Any] = {"bakeTime": "15s", "maxReplicas": 6, "slos": [AVAILABILITY], "triton": CPU_ONLY}
     create(kube, ns, manifest("gitops", replicas=2, **spec))
     create(kube, ns, manifest("careful", replicas=2, runbookRef={"name": "careful"}, **spec))
-    create(kube, ns, manifest("stuck", replicas=1, triton={"nodeSelector": {"kubernetes.io/hostname": "no-such-node"}}))
+    create(
+        kube,
+        ns,
+        manifest("stuck", replicas=1, triton={**CPU_ONLY, "nodeSelector": {"kubernetes.io/hostname": "no-such-node"}}),
+    )
 
     # A new deployment is Progressing until its replicas are ready, then Healthy.
     starting = waiting.until(

@@ -1,7 +1,11 @@
-"""End to end: runbooks restore service on the real sandbox, exactly once, and only with metrics.
+"""End to end: runbooks restore service on the real sandbox, exactly once.
 
-Each test drives real simulator traffic through the real Service selection, judged by the real
+Each test drives real simulator traffic through the real Service selection, judged by a real
 Prometheus, and lets the operator (a subprocess, so it can be SIGKILLed) heal the deployment.
+These tests use only their module's operator, their namespaces and the lane's own Prometheus, and
+their pods hold no GPU (``triton: {gpus: 0}``, CPU-only pods), so they run in the isolated lane. The
+heals that stop the shared Prometheus or count the cluster's free GPUs are in
+:mod:`tests.e2e.test_heal_shared_sandbox` (serial lane); both use the helpers here.
 """
 
 from __future__ import annotations
@@ -13,12 +17,12 @@ from kubernetes import client
 
 from tests.e2e import fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.own_prometheus import OwnPrometheus
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
-from tests.e2e.test_observe import failures, incidents, slo_state
-from vigil.dev import sandbox as sandbox_mod
+from tests.e2e.test_observe import incidents, slo_state
 from vigil.sim import client as simclient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 AVAILABILITY = {"name": "availability", "kind": "availability", "objective": 99.0, "period": "1h"}
 QUEUE = {"name": "queue", "kind": "queueTime", "thresholdMs": 100, "period": "1h"}
@@ -28,6 +32,8 @@ QUEUE = {"name": "queue", "kind": "queueTime", "thresholdMs": 100, "period": "1h
 # that much of it: a tenfold served rate still reads twice its baseline then.
 BASE_RATE = 20
 SURGE_RATE = 240
+# CPU-only pods: an isolated test must not take GPUs the serial lane counts.
+CPU_ONLY = {"gpus": 0}
 
 
 def custom(kube: client.ApiClient) -> client.CustomObjectsApi:
@@ -88,7 +94,7 @@ def resolved(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
 def test_bad_release_is_rolled_back_to_last_known_good_and_the_incident_resolves(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
-    _, good = healthy_v1(kube, sim, namespace, "resnet")
+    _, good = healthy_v1(kube, sim, namespace, "resnet", triton=CPU_ONLY)
     release_bad_v2(kube, sim, namespace, "resnet")
     incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
 
@@ -118,7 +124,7 @@ def test_load_surge_breaches_queue_time_and_is_scaled_out(
     namespace: str,
     operator: OperatorProcess,
     sim: simclient.ControlClient,
-    sandbox: sandbox_mod.SandboxInfo,
+    own_prometheus: OwnPrometheus,
 ) -> None:
     create_runbook(
         kube,
@@ -129,8 +135,10 @@ def test_load_surge_breaches_queue_time_and_is_scaled_out(
             "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 4}, "verifyAfter": "30s"}],
         },
     )
-    healthy_v1(kube, sim, namespace, "surge", rate=BASE_RATE, slos=[QUEUE], runbookRef={"name": "surge"})
-    fleet.steady_for_a_baseline(sandbox.prometheus_url, namespace, "surge")
+    healthy_v1(
+        kube, sim, namespace, "surge", rate=BASE_RATE, slos=[QUEUE], runbookRef={"name": "surge"}, triton=CPU_ONLY
+    )
+    fleet.steady_for_a_baseline(own_prometheus.url, namespace, "surge")  # what the operator reads
     sim.set_load({"namespace": namespace, "name": "surge", "rate": SURGE_RATE})
     incident = waiting.until(lambda: resolved(kube, namespace), 300, "the incident to resolve")
     md = get(kube, namespace, "surge")
@@ -156,7 +164,7 @@ def test_operator_killed_mid_plan_resumes_without_repeating_the_action(
     create_runbook(
         kube, namespace, "crashy", {"steps": [{"name": "rollback", "action": "rollback", "verifyAfter": "30s"}]}
     )
-    _, good = healthy_v1(kube, sim, namespace, "crashy", runbookRef={"name": "crashy"})
+    _, good = healthy_v1(kube, sim, namespace, "crashy", runbookRef={"name": "crashy"}, triton=CPU_ONLY)
     release_bad_v2(kube, sim, namespace, "crashy")
 
     def acting() -> dict[str, Any] | None:
@@ -186,7 +194,7 @@ def test_operator_killed_mid_plan_resumes_without_repeating_the_action(
 def test_dry_run_records_the_intended_rollback_and_touches_nothing(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
-    _, good = healthy_v1(kube, sim, namespace, "dry", paused=True)
+    _, good = healthy_v1(kube, sim, namespace, "dry", paused=True, triton=CPU_ONLY)
     release_bad_v2(kube, sim, namespace, "dry")
 
     def recorded() -> dict[str, Any] | None:
@@ -200,107 +208,3 @@ def test_dry_run_records_the_intended_rollback_and_touches_nothing(
     assert "rollback" not in md["status"]
     assert md["status"]["modelVersion"] == "2"
     assert md["status"]["currentRevision"] != good
-
-
-def test_approval_mode_waits_and_holds_while_metrics_are_missing_then_acts(
-    kube: client.ApiClient,
-    namespace: str,
-    operator: OperatorProcess,
-    sim: simclient.ControlClient,
-    sandbox_handle: sandbox_mod.Sandbox,
-) -> None:
-    create_runbook(
-        kube,
-        namespace,
-        "careful",
-        {
-            "mode": "approval",
-            "steps": [{"name": "rollback", "action": "rollback", "verifyAfter": "30s"}],
-        },
-    )
-    _, good = healthy_v1(kube, sim, namespace, "careful", runbookRef={"name": "careful"})
-    release_bad_v2(kube, sim, namespace, "careful")
-    incident = waiting.until(
-        lambda: (i := only_incident(kube, namespace)) and i["status"]["phase"] == "AwaitingApproval" and i,
-        240,
-        "the plan to wait for approval",
-    )
-    assert "rollback" not in get(kube, namespace, "careful")["status"]
-
-    # Approve while Prometheus is down: nothing may happen until metrics are back.
-    sandbox_handle.stop_prometheus()
-    try:
-        waiting.until(
-            lambda: (condition(get(kube, namespace, "careful"), "MetricsAvailable") or {}).get("status") == "False",
-            60,
-            "MetricsAvailable=False",
-        )
-        approve(kube, namespace, incident["metadata"]["name"])
-        before = failures(sim, namespace, "careful")
-        waiting.until(lambda: failures(sim, namespace, "careful") >= before + 200, 60, "bad traffic during the outage")
-        assert "rollback" not in get(kube, namespace, "careful")["status"], "acted without metrics"
-    finally:
-        sandbox_handle.start_prometheus()
-    waiting.until(lambda: resolved(kube, namespace), 300, "the approved rollback to restore the SLO")
-    assert get(kube, namespace, "careful")["status"]["currentRevision"] == good
-
-
-def served(sim: simclient.ControlClient, ns: str, name: str) -> int:
-    return sum(p["success"] for p in sim.state()["pods"] if p.get("namespace") == ns and p["modeldeployment"] == name)
-
-
-def test_scale_out_blocked_by_gpu_capacity_escalates_to_a_fallback_deployment(
-    kube: client.ApiClient,
-    namespace: str,
-    operator: OperatorProcess,
-    sim: simclient.ControlClient,
-    sandbox: sandbox_mod.SandboxInfo,
-) -> None:
-    # The 1-GPU fallback is pinned to one node, so two 8-GPU replicas fit on the other nodes and
-    # the free GPUs (32 - 1 - 16 = 15) can never hold two more: any scale-out is blocked.
-    pinned = {"gpus": 1, "nodeSelector": {"kubernetes.io/hostname": "gpu-node-0"}}
-    create(kube, namespace, manifest("small", replicas=1, triton=pinned))
-    waiting.until(
-        lambda: (condition(get(kube, namespace, "small"), "Available") or {}).get("status") == "True",
-        240,
-        "fallback Available",
-    )
-    healthy_v1(
-        kube,
-        sim,
-        namespace,
-        "big",
-        rate=BASE_RATE,
-        slos=[QUEUE],
-        triton={"gpus": 8},
-        maxReplicas=4,
-        traffic={"fallback": "small"},
-    )
-    fleet.steady_for_a_baseline(sandbox.prometheus_url, namespace, "big")
-    sim.set_load({"namespace": namespace, "name": "big", "rate": SURGE_RATE})
-
-    def shifted() -> dict[str, Any] | None:
-        md = get(kube, namespace, "big")
-        return md if md["status"].get("traffic") else None
-
-    md = waiting.until(shifted, 300, "traffic shifted to the fallback")
-    assert md["status"]["traffic"]["splits"] == [{"backend": "md:small", "weight": 100}]
-    assert "scale" not in md["status"], "the blocked scale-out must not have been applied"
-    incident = only_incident(kube, namespace)
-    assert incident is not None
-    print(f"load surge diagnosed: {incident['status']['diagnosis']['summary']}")
-    assert incident["status"]["diagnosis"]["cause"] == "LoadSurge", incident["status"]["diagnosis"]
-    scale = step(incident, "scale-out")
-    assert scale["state"] == "Failed"
-    assert "GPU capacity" in scale["result"]
-    assert step(incident, "shift-to-fallback")["state"] in ("Verifying", "Succeeded", "Failed")
-    waiting.until(
-        lambda: (condition(get(kube, namespace, "big"), "TrafficShifted") or {}).get("status") == "True",
-        60,
-        "TrafficShifted=True",
-    )
-    route = custom(kube).get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", "big")
-    backends = route["spec"]["rules"][0]["backendRefs"]
-    assert [(b["name"], b["weight"]) for b in backends if b["weight"]] == [("small", 100)]
-    before = served(sim, namespace, "small")
-    waiting.until(lambda: served(sim, namespace, "small") > before + 200, 60, "the fallback to serve the traffic")

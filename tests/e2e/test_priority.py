@@ -7,6 +7,9 @@ empty of routine keys for the rest of the test; then the serving deployment gets
 The operator's own queue metrics show where the time went: the heal's reconciles waited for no
 routine key (the urgent lane) while routine keys waited for seconds, and the bad release is
 rolled back as it is without load.
+
+Isolated lane: the operator watches only the test's namespace and is judged by the lane's own
+Prometheus; the serving pods are CPU-only (``triton: {gpus: 0}``), the routine ones run no pods.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from kubernetes import client
 from tests.e2e import waiting
 from tests.e2e.apiproxy import WRITES, ApiProxy
 from tests.e2e.operator_fixtures import OperatorProcess
-from tests.e2e.test_heal import healthy_v1, patch_spec, release_bad_v2
+from tests.e2e.own_prometheus import OwnPrometheus
+from tests.e2e.test_heal import CPU_ONLY, healthy_v1, patch_spec, release_bad_v2
 from tests.e2e.test_modeldeployment import create, get, manifest
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 ROUTINE = 24
 SLOW_SECONDS = 1.5
@@ -62,11 +66,11 @@ def saturated(port: int) -> bool:
 
 @pytest.fixture
 def proxied_operator(
-    sandbox: sandbox_mod.SandboxInfo, namespace: str, tmp_path: pathlib.Path
+    sandbox: sandbox_mod.SandboxInfo, namespace: str, own_prometheus: OwnPrometheus, tmp_path: pathlib.Path
 ) -> Iterator[tuple[OperatorProcess, ApiProxy, int]]:
     with ApiProxy(sandbox.kubeconfig) as proxy:
         kubeconfig = proxy.kubeconfig(tmp_path / "kubeconfig")
-        operator = OperatorProcess(str(kubeconfig), tmp_path, sandbox.prometheus_url, namespaces=(namespace,))
+        operator = OperatorProcess(str(kubeconfig), tmp_path, own_prometheus.url, namespaces=(namespace,))
         port = free_port()
         # 4 workers for 24 routine keys with 1.5 s writes: the queue saturates (the default 16 would drain it).
         operator.start("--metrics-port", str(port), "--metrics-address", "127.0.0.1", "--workers", "4")
@@ -87,7 +91,7 @@ def test_a_bad_release_is_healed_ahead_of_a_saturated_queue_of_routine_work(
     routine = [f"routine-{n}" for n in range(ROUTINE)]
     for name in routine:
         create(kube, namespace, manifest(name, replicas=0))
-    _, good = healthy_v1(kube, sim, namespace, FAULTY)
+    _, good = healthy_v1(kube, sim, namespace, FAULTY, triton=CPU_ONLY)
 
     proxy.slow(lambda method, path: method in WRITES and "/modeldeployments/routine-" in path, SLOW_SECONDS)
     stop = threading.Event()

@@ -12,6 +12,11 @@ Set ``VIGIL_VALIDATION_REPORT`` to a path to get the table of cases and refusals
 Then: Triton pods that vigil renders are admitted in a namespace that enforces the ``restricted``
 Pod Security Standard, and a spec whose pods that namespace refuses is reported on the
 ModelDeployment with the API server's own message (Degraded, reason FailedCreate).
+
+Isolated lane: the module's operator watches only this session's namespaces and is judged by the
+lane's own Prometheus; the pods are CPU-only (``triton: {gpus: 0}``). The table's manifests ask
+for a GPU, but none is accepted and valid, so none runs a pod (the operator cases are asserted to
+create no Deployment).
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ from kubernetes import client
 from tests import validation_cases as cases
 from tests.e2e import operator_fixtures, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
+from tests.e2e.test_heal import CPU_ONLY
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, condition_is, create, get, manifest
 from tests.e2e.test_observe import deploy_and_warm
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 PLURALS = {"ModelDeployment": PLURAL, "Runbook": "runbooks"}
 REFUSALS: list[tuple[cases.Case, str, str]] = []
@@ -80,7 +86,7 @@ def neighbour(
 ) -> dict[str, Any]:
     """A healthy ModelDeployment with an SLO under clean traffic: Available, SLO Met. Its snapshot."""
     sim = simclient.ControlClient(sandbox.simulator_url)
-    md = deploy_and_warm(kube, sim, table_namespace, "neighbour")
+    md = deploy_and_warm(kube, sim, table_namespace, "neighbour", triton=CPU_ONLY)
     assert (condition(md, "Available") or {}).get("status") == "True"
     return snapshot(get(kube, table_namespace, "neighbour"))
 
@@ -197,7 +203,7 @@ def test_a_modeldeployment_in_a_restricted_namespace_gets_its_pods_admitted_and_
     assert raised.value.status == 403
     assert "violates PodSecurity" in raised.value.body
 
-    create(kube, namespace, manifest("secure", replicas=2))
+    create(kube, namespace, manifest("secure", replicas=2, triton=CPU_ONLY))
     waiting.until(
         lambda: (condition(get(kube, namespace, "secure"), "Available") or {}).get("status") == "True",
         120,
@@ -222,7 +228,9 @@ def test_pods_refused_by_pod_security_degrade_the_modeldeployment_with_the_api_s
     core = client.CoreV1Api(kube)
     restrict(core, namespace)
     create(
-        kube, namespace, manifest("loose", replicas=1, triton={"securityContext": {"allowPrivilegeEscalation": True}})
+        kube,
+        namespace,
+        manifest("loose", replicas=1, triton={**CPU_ONLY, "securityContext": {"allowPrivilegeEscalation": True}}),
     )
 
     def refused() -> dict[str, Any] | None:
@@ -253,7 +261,7 @@ def test_kubectl_scale_beyond_max_replicas_is_refused_naming_spec_replicas(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess
 ) -> None:
     """The scale subresource writes spec.replicas, and the same CEL rule guards it."""
-    create(kube, namespace, manifest("capped", replicas=1, maxReplicas=2))
+    create(kube, namespace, manifest("capped", replicas=1, maxReplicas=2, triton=CPU_ONLY))
     with pytest.raises(client.exceptions.ApiException) as raised:
         client.CustomObjectsApi(kube).patch_namespaced_custom_object_scale(
             GROUP, VERSION, namespace, PLURAL, "capped", {"spec": {"replicas": 5}}

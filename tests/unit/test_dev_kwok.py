@@ -261,3 +261,33 @@ def test_a_forgotten_pid_is_no_longer_recorded_so_kwokctl_starts_that_component(
     runner.forget_pid("kube-scheduler")
     runner.forget_pid("kube-scheduler")  # already gone: nothing to do
     assert runner.component_pids() == {"etcd": 4243}
+
+
+KWOK_YAML = """\
+kind: KwokConfiguration
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+options: {}
+---
+kind: KwokctlConfiguration
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+options:
+  etcdPeerPort: 32766
+  etcdPort: 32765
+  kubeApiserverPort: 32764
+  kubeApiserverInsecurePort: 0
+  securePort: true
+  kubeSchedulerPort: 32761
+"""
+
+
+def test_the_ports_kwokctl_chose_are_read_from_the_clusters_configuration(tmp_path: pathlib.Path) -> None:
+    runner = kwok.Kwokctl(tmp_path / "kwokctl", "box", tmp_path / "work")
+    assert runner.ports() == {}  # no cluster yet
+    runner.cluster_dir.mkdir(parents=True)
+    (runner.cluster_dir / "kwok.yaml").write_text(KWOK_YAML)
+    assert runner.ports() == {
+        "etcdPeerPort": 32766,
+        "etcdPort": 32765,
+        "kubeApiserverPort": 32764,
+        "kubeSchedulerPort": 32761,
+    }

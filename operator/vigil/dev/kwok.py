@@ -41,6 +41,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+import yaml
+
 from vigil import labels
 
 Manifest = dict[str, Any]
@@ -728,6 +730,22 @@ class Kwokctl:
             if text.isdigit():
                 pids[path.stem] = int(text)
         return pids
+
+    def ports(self) -> dict[str, int]:
+        """The loopback ports kwokctl chose for the components when it created the cluster.
+
+        They are fixed at creation (kwokctl reads its configuration only then), so after a reboot
+        another cluster created first may hold them; ``{}`` when the cluster does not exist.
+        """
+        if not self.exists():
+            return {}
+        found: dict[str, int] = {}
+        for document in yaml.safe_load_all((self.cluster_dir / "kwok.yaml").read_text()):
+            if isinstance(document, dict) and document.get("kind") == "KwokctlConfiguration":
+                for key, value in (document.get("options") or {}).items():
+                    if key.endswith("Port") and isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                        found[key] = value
+        return found
 
     def forget_pid(self, component: str) -> None:
         """Drop a component's pid file: ``start`` then starts it (kwokctl skips any with a live pid)."""

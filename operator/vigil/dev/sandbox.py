@@ -422,6 +422,13 @@ class Sandbox:
                 kwokctl.delete(self.kubeconfig, log)
                 kwokctl.kill_components()
                 kwokctl.create(config_path, self.kubeconfig, log)
+            elif kwokctl.exists() and (taken := self._ports_taken(kwokctl)):
+                # Nothing of ours runs, yet its ports answer: another cluster (one created first
+                # after a reboot) holds them, and ours could never start again on them.
+                progress(f"the control plane's ports are taken by another process ({taken}); recreating it")
+                kwokctl.delete(self.kubeconfig, log)
+                kwokctl.kill_components()
+                kwokctl.create(config_path, self.kubeconfig, log)
             elif kwokctl.exists():
                 dead = self._dead_components(kwokctl)
                 if not dead and self._apiserver_answers():
@@ -453,6 +460,13 @@ class Sandbox:
         progress("waiting for the API server")
         self._wait(self._apiserver_answers, 120, "the API server to answer")
         return ControlPlane.CREATED if created else ControlPlane.RESTARTED
+
+    def _ports_taken(self, kwokctl: kwok.Kwokctl) -> str:
+        """The cluster's ports something else listens on (``"etcdPort 32765, ..."``), when none of its
+        components runs; ``""`` otherwise (a running component holds its own ports)."""
+        if len(self._dead_components(kwokctl)) < len(KWOK_COMPONENTS):
+            return ""
+        return ", ".join(f"{name} {port}" for name, port in sorted(kwokctl.ports().items()) if procs.port_open(port))
 
     def _dead_components(self, kwokctl: kwok.Kwokctl) -> list[str]:
         return [name for name in KWOK_COMPONENTS if not self._component_alive(kwokctl, name)]
