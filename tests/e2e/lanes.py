@@ -56,7 +56,9 @@ ISOLATED_MODULES = frozenset(
 # Only the order of the units depends on them; a module not listed counts DEFAULT_SECONDS.
 SECONDS: dict[str, float] = {
     "tests/e2e/test_prometheus_outage.py": 758,
-    "tests/e2e/test_heal.py": 589,
+    "tests/e2e/test_heal.py": 324,
+    "tests/e2e/test_heal_shared_sandbox.py": 265,
+    "tests/e2e/test_demand_scale.py": 254,
     "tests/e2e/test_control_plane_restarts.py": 252,
     "tests/e2e/test_chaos.py": 252,
     "tests/e2e/test_gate.py": 188,
@@ -66,6 +68,7 @@ SECONDS: dict[str, float] = {
     "tests/e2e/test_failsafe.py": 156,
     "tests/e2e/test_observe.py": 152,
     "tests/e2e/test_leader.py": 146,
+    "tests/e2e/test_giveback_ratio.py": 142,
     "tests/e2e/test_sim_queue.py": 144,
     "tests/e2e/test_fresh_verification.py": 135,
     "tests/e2e/test_gitops.py": 112,
