@@ -15,6 +15,7 @@ import urllib.parse
 import prometheus_client
 import pytest
 
+from vigil.api import conditions
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, promql, slo
 
@@ -400,3 +401,24 @@ async def test_a_shard_asks_prometheus_only_for_its_own_namespaces_and_a_cluster
     everyone = serve(vector_reply(HEALTHY))
     assert (await observer(everyone.url).evaluate(targets, NOW)).metrics_available
     assert not any("namespace=~" in r["query"] for r in everyone.requests)
+
+
+def judgements(outcome: str) -> float:
+    return prometheus_client.REGISTRY.get_sample_value("vigil_observe_judgements_total", {"outcome": outcome}) or 0.0
+
+
+async def test_a_deployment_whose_answers_did_not_change_is_reused_the_next_cycle_as_a_full_judgement_would_be(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    prometheus = serve(vector_reply(HEALTHY))
+    watcher = observer(prometheus.url)
+    targets = [target("good"), target("bad")]
+    await watcher.evaluate(targets, NOW)
+    reused, judged = judgements("reused"), judgements("judged")
+    later = NOW + datetime.timedelta(seconds=5)
+    result = await watcher.evaluate(targets, later)
+    assert (judgements("reused") - reused, judgements("judged") - judged) == (2, 0)
+    answers, failure = await watcher.query(slo.query_plan(targets, later, SETTINGS), later)
+    assert failure is None
+    assert list(result.deployments) == [slo.evaluate(t, answers, later, SETTINGS) for t in targets]
+    assert result.deployments[0].slos[0].last_evaluation_time == conditions.rfc3339(later)

@@ -162,6 +162,36 @@ def test_parse_vector_rejects_what_is_not_an_instant_vector(result: object) -> N
 
 
 @pytest.mark.parametrize(
+    ("element", "says"),
+    [
+        ("not an object", "vector element is not an object"),
+        ({"metric": {}, "values": [[0, "1"]]}, "malformed vector element"),
+        ({"metric": [], "value": [0, "1"]}, "malformed vector element"),
+        ({"metric": {"namespace": "ml"}, "value": [0, "1", "2"]}, "malformed vector element"),
+        ({"metric": {"namespace": "ml"}, "value": [0, None]}, "malformed sample"),
+        ({"metric": {"le": None, "namespace": "ml"}, "value": [0, "1"]}, "malformed sample"),
+    ],
+)
+def test_parse_vector_says_which_check_an_element_failed(element: object, says: str) -> None:
+    with pytest.raises(promql.BadResponse, match=says):
+        promql.parse_vector([sample("1"), element])
+
+
+def test_answers_split_by_deployment_hold_each_deployments_series_and_no_others() -> None:
+    a = promql.SeriesKey("ml", "a", "r1")
+    a_old = promql.SeriesKey("ml", "a", "r0")
+    b = promql.SeriesKey("ml", "b", "r1")
+    other_ns = promql.SeriesKey("ops", "a", "r1", 100.0)
+    success, bucket = promql.Need(F.SUCCESS, 60), promql.Need(F.BUCKET, 60)
+    results = {success: {a: 1.0, a_old: 2.0, b: 3.0}, bucket: {other_ns: 4.0}, promql.Need(F.PENDING): {}}
+    assert promql.by_deployment(results) == {
+        ("ml", "a"): {success: {a: 1.0, a_old: 2.0}},
+        ("ml", "b"): {success: {b: 3.0}},
+        ("ops", "a"): {bucket: {other_ns: 4.0}},
+    }
+
+
+@pytest.mark.parametrize(
     ("value", "expected"), [(None, None), (math.nan, None), (math.inf, None), (-math.inf, None), (0.0, 0.0), (2.5, 2.5)]
 )
 def test_finite_turns_every_non_number_into_missing(value: float | None, expected: float | None) -> None:

@@ -17,6 +17,7 @@ Kubernetes list library's ``sum()``, and rules can compare two durations at admi
 from __future__ import annotations
 
 import decimal
+import functools
 import re
 from typing import Annotated, Any
 
@@ -41,6 +42,7 @@ _UNIT_MILLISECONDS_CEL = (
 )
 
 
+@functools.lru_cache(maxsize=1024)  # the same few spec durations, parsed for every SLO each cycle
 def duration_seconds(text: str) -> float:
     """Seconds in a Prometheus-style duration such as ``1h30m`` or ``250ms``."""
     if not _DURATION.match(text):

@@ -46,7 +46,7 @@ import prometheus_api_client.exceptions
 import requests
 import urllib3
 
-from vigil.observe import metrics, promql, slo
+from vigil.observe import memo, metrics, promql, slo
 
 log = logging.getLogger("vigil.observe")
 
@@ -158,6 +158,8 @@ class FleetObserver:
         """The operator watches some namespaces only: query only its targets' namespaces."""
         self._gauges = metrics.SLOGauges()
         self._failing: set[tuple[str, str]] = set()
+        # An idle deployment's report is reused, not judged again (exactly the same, see memo).
+        self._memo = memo.Memo()
 
     async def evaluate(self, targets: collections.abc.Sequence[slo.Target], now: datetime.datetime) -> FleetResult:
         """Judge every target at ``now``; never raises (see the module docstring)."""
@@ -178,8 +180,9 @@ class FleetObserver:
             metrics.METRICS_AVAILABLE.set(0)
             self._gauges.clear()
             return FleetResult(False, failure.describe(), (), len(plan.queries), 0.0)
-        # Pure but not free (about a quarter of a millisecond per SLO and revision): in a thread,
-        # so kopf's handlers keep running on the event loop while a large fleet is judged.
+        # Pure but not free (about a quarter of a millisecond per SLO and revision, unless nothing
+        # changed for the deployment): in a thread, so kopf's handlers keep running on the event
+        # loop while a large fleet is judged.
         reports, judge_failures = await asyncio.to_thread(self._judge, plan.planned, results, now)
         metrics.METRICS_AVAILABLE.set(1)
         self._gauges.publish(reports)
@@ -208,11 +211,16 @@ class FleetObserver:
         """Each target judged on its own: one that raises is a failure of that target only."""
         reports: list[slo.DeploymentReport] = []
         failures: list[TargetFailure] = []
+        by_deployment = promql.by_deployment(results)
         for target in targets:
             try:
-                reports.append(slo.evaluate(target, results, now, self.settings))
+                series = by_deployment.get((target.namespace, target.name), {})
+                reports.append(self._memo.evaluate(target, series, now, self.settings))
             except Exception as error:  # isolation: whatever it is, it stays with this target
                 failures.append(TargetFailure.of(target, "judging its SLOs", error))
+        metrics.JUDGEMENTS.labels("reused").inc(self._memo.reused)
+        metrics.JUDGEMENTS.labels("judged").inc(self._memo.judged)
+        self._memo.retain((target.namespace, target.name) for target in targets)
         return tuple(reports), tuple(failures)
 
     async def query(

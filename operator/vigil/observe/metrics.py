@@ -46,6 +46,11 @@ QUERY_DURATION = prometheus_client.Histogram(
     "Duration of one PromQL query.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+JUDGEMENTS = prometheus_client.Counter(
+    "vigil_observe_judgements_total",
+    "Deployments evaluated by the fleet loop: judged in full, or their last report reused (nothing it read changed).",
+    ("outcome",),
+)
 QUERY_ERRORS = prometheus_client.Counter(
     "vigil_prometheus_query_errors_total",
     "PromQL queries that failed, by reason (connection, timeout, http, bad_response, deadline).",

@@ -536,7 +536,8 @@ class Judgement:
 
     slo: str
     revision: str
-    age_seconds: float
+    since: datetime.datetime
+    """When the data it was judged on starts (the revision's ``since``): no clock in a judgement."""
     state: sloapi.SLOState
     measurement: Measurement
     budget_remaining: float | None
@@ -595,6 +596,26 @@ def _short_text(spec: sloapi.SLOSpec, pair: PairReading, how: str) -> str:
     )
 
 
+def where_judged(revision: str, capped: bool, age_seconds: float, origin: str | None = None) -> str:
+    """Which data a verdict was judged on, as its message says it: the revision, and for windows
+    capped to the age of the data, that age in its leading unit (``4m``, ``2d``: the age changes
+    every cycle, the message only when that unit does, so an unchanged deployment's judgement
+    stays the same from one cycle to the next, see :mod:`vigil.observe.memo`)."""
+    where = f"on revision {revision}"
+    if capped:
+        where += f" (windows capped to {origin or 'its age'}, {leading_unit(age_seconds)})"
+    return where
+
+
+def leading_unit(seconds: float) -> str:
+    """``seconds`` in its largest whole unit, rounded down: 270 -> ``4m``, 183600 -> ``2d``."""
+    whole = max(1, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
 def describe(
     spec: sloapi.SLOSpec,
     state: sloapi.SLOState,
@@ -604,12 +625,11 @@ def describe(
     origin: str | None = None,
 ) -> str:
     """The human reason for ``state``, naming the windows that decided it."""
-    where = f"on revision {revision}"
-    if any(
+    capped = any(
         (p.pair.long_seconds, p.pair.short_seconds) != (p.long.nominal_seconds, p.short.nominal_seconds)
         for p in measurement.pairs
-    ):
-        where += f" (windows capped to {origin or 'its age'}, {sloapi.format_duration(max(age_seconds, 1.0))})"
+    )
+    where = where_judged(revision, capped, age_seconds, origin)
     pages = [p for p in measurement.pairs if p.is_page]
     hot = next((p for p in pages if p.short_hot), None)
     if state is sloapi.SLOState.INSUFFICIENT_TRAFFIC:
@@ -653,7 +673,7 @@ def judge(
     return Judgement(
         slo=spec.name,
         revision=revision.name,
-        age_seconds=age,
+        since=revision.since,
         state=state,
         measurement=measurement,
         budget_remaining=budget_remaining(spec, measurement),
@@ -679,7 +699,8 @@ def previous_state(
 
 def worst(judgements: collections.abc.Iterable[Judgement]) -> Judgement | None:
     """The judgement that decides a deployment: highest :data:`SEVERITY`, then youngest revision."""
-    return max(judgements, key=lambda j: (SEVERITY[j.state], -j.age_seconds), default=None)
+    # The youngest is the one whose data starts last (the same order as by age at any instant).
+    return max(judgements, key=lambda j: (SEVERITY[j.state], j.since), default=None)
 
 
 def roll_up(
@@ -702,10 +723,7 @@ def roll_up(
     # Held only for the revision it was judged on, as hysteresis only remembers that one.
     if state is sloapi.SLOState.NO_DATA and previous is not None and previous.revision == revision:
         held = previous.held_state if previous.state is sloapi.SLOState.NO_DATA else previous.state
-    if previous is not None and previous.state is state and previous.last_transition_time:
-        transition = previous.last_transition_time
-    else:
-        transition = conditions.rfc3339(now)
+    transition = transition_time(previous, state, now)
     return sloapi.SLOStatus(
         name=spec.name,
         state=state,
@@ -719,6 +737,13 @@ def roll_up(
         last_transition_time=transition,
         last_evaluation_time=conditions.rfc3339(now),
     )
+
+
+def transition_time(previous: sloapi.SLOStatus | None, state: sloapi.SLOState, now: datetime.datetime) -> str:
+    """``lastTransitionTime`` of an SLO judged ``state`` at ``now``: kept while the state holds."""
+    if previous is not None and previous.state is state and previous.last_transition_time:
+        return previous.last_transition_time
+    return conditions.rfc3339(now)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -880,3 +905,47 @@ def evaluate(target: Target, results: promql.Results, now: datetime.datetime, se
         revisions=reports,
         no_data_warnings=warnings,
     )
+
+
+# -- what a judgement reads from the clock (for vigil.observe.memo) --------------------------------
+
+
+def clock(target: Target, now: datetime.datetime, settings: Settings) -> tuple[object, ...]:
+    """Everything :func:`evaluate` derives from ``now`` besides what :func:`restamp` writes.
+
+    Per revision: its rate windows, each SLO's alerting pairs as capped for its age, and its age in
+    the unit messages quote (:func:`leading_unit`, whether or not a message quotes it). Two
+    instants with equal clocks judge the same target on the same series alike, but for the status
+    timestamps. Keep this in step with :func:`evaluate`: the memo's tests compare both on every
+    cycle.
+    """
+    parts: list[object] = []
+    for revision in target.revisions:
+        age = age_of(revision, now)
+        parts.append(
+            (
+                rate_windows(target, revision, now, settings),
+                leading_unit(age),
+                tuple(judged_pairs(spec, age, settings) for spec in target.slos),
+            )
+        )
+    return tuple(parts)
+
+
+def restamp(report: DeploymentReport, target: Target, now: datetime.datetime) -> DeploymentReport:
+    """``report``, judged on ``target`` at an instant with the same :func:`clock`, as judged at ``now``:
+    each SLO's ``lastEvaluationTime`` and ``lastTransitionTime``, written by the same functions
+    :func:`evaluate` uses. Copies: the cached report is never changed."""
+    stamp = conditions.rfc3339(now)
+    slos = tuple(
+        status.model_copy(
+            update={
+                "last_evaluation_time": stamp,
+                "last_transition_time": transition_time(
+                    next((p for p in target.previous if p.name == status.name), None), status.state, now
+                ),
+            }
+        )
+        for status in report.slos
+    )
+    return dataclasses.replace(report, slos=slos)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 
 from vigil.api import slo as sloapi
 
@@ -91,6 +92,7 @@ def floored(seconds: float, min_window: int) -> int:
     return max(min_window, round(seconds))
 
 
+@functools.cache  # a handful of periods per fleet, asked for every SLO of every revision each cycle
 def default_pairs(period_seconds: float, *, threshold: bool, min_window: int) -> tuple[WindowPair, ...]:
     """The workbook table scaled to ``period_seconds`` and floored at ``min_window``."""
     scale = period_seconds / WORKBOOK_PERIOD_SECONDS
@@ -146,6 +148,8 @@ def capped(pair: WindowPair, age_seconds: float, min_window: int) -> WindowPair:
     Both windows of a young revision may land on the same rung; the pair then fires when that one
     window exceeds the factor, which is the point: the young series are judged on their own.
     """
+    if pair.long_seconds <= age_seconds and pair.short_seconds <= age_seconds:
+        return pair  # old enough for both (most revisions, most of the time)
     short_seconds = capped_window(pair.short_seconds, age_seconds, min_window)
     long_seconds = max(short_seconds, capped_window(pair.long_seconds, age_seconds, min_window))
     return dataclasses.replace(pair, long_seconds=long_seconds, short_seconds=short_seconds)
