@@ -11,8 +11,11 @@ operator scoped to it:
    One of the N, ``faulty``, also has a 20 s bake time and steady load, so that version 1 becomes
    last-known-good; a sample of the others (10 %, at most 50) gets light load (2 req/s).
 2. **Steady state.** Once every deployment is Available and judged (``status.slos`` written) and
-   the faulty one has a last-known-good revision, the fleet is left alone for 30 s and until the
-   operator's CPU (15 s probes) is low or stops falling (its backlog worked off; at most 10 min), then
+   the faulty one has a last-known-good revision, the fleet is left alone until one
+   ``--status-refresh`` interval (120 s) has passed since the last deployment became Available (the
+   burst's statuses are first refreshed in one wave, one interval after they were written; at least
+   30 s), and until the operator's CPU (15 s probes) is low or stops falling (its backlog worked off;
+   at most 10 min), then
    measured over two windows of the same length, nothing else being done by the benchmark:
    the operator *running*, then the operator *paused* (SIGSTOP; its watches stay connected).
    From the API server's ``apiserver_request_total`` (its /metrics): the operator's requests per
@@ -57,6 +60,7 @@ from bench.common import AVAILABILITY, Context, relative, rounded
 from bench.operator import OperatorProcess, OperatorSettings
 from vigil.dev import chart, kwok
 from vigil.dev import sandbox as sandbox_mod
+from vigil.reconcile import settings as config
 
 SIZES = (0, 1, 100, 500, 1000)
 FAULTY = "faulty"
@@ -68,6 +72,8 @@ FAULTY_RATE = 50.0
 ERROR_RATIO = 0.3
 BAKE_TIME = "20s"
 SETTLE_SECONDS = 30.0
+STATUS_REFRESH_SECONDS = config.Settings().status_refresh_seconds
+"""The operator's ``--status-refresh`` (its default, as the benchmark runs it)."""
 # After a burst the operator works off its backlog; the steady state starts once its CPU over
 # SETTLE_PROBE_SECONDS is low, or no longer falling (at most SETTLE_MAX_SECONDS).
 SETTLE_PROBE_SECONDS = 15.0
@@ -453,6 +459,12 @@ def _settle(operator: OperatorProcess) -> dict[str, Any]:
     return {"settleSeconds": round(time.monotonic() - started, 1), "settleCores": [round(c, 3) for c in cores]}
 
 
+def refresh_settle(last_available: float, now: float) -> float:
+    """Seconds to wait from ``now`` so that one ``--status-refresh`` interval has passed since the
+    burst's last deployment became Available (at least ``SETTLE_SECONDS``)."""
+    return max(SETTLE_SECONDS, last_available + STATUS_REFRESH_SECONDS - now)
+
+
 def _until(what: str, timeout: float, probe: Callable[[], bool], interval: float = 2.0) -> None:
     waiting.until(probe, timeout, what, interval=interval)
 
@@ -482,6 +494,7 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                     result["burstError"] = str(error)
                 result["availableCount"], result["judgedCount"] = fleet.counts(members)
                 available = {name: fleet.available[name] - created[name] for name in members if name in fleet.available}
+                last_available = max(fleet.available.values(), default=time.time())
                 result["watchRestarts"] = fleet.restarts
                 if size:
                     result["stages"] = stages.breakdown(created, fleet.available, milestones.snapshot(), burst_started)
@@ -504,7 +517,12 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                 except waiting.Timeout as error:
                     result["detectionError"] = str(error)
             cluster.log(f"  N={size}: Available; settling (the operator's backlog worked off) before measuring")
-            waiting.STOP.wait(SETTLE_SECONDS)
+            # The burst wrote every status within a few minutes, so their first refreshes come as
+            # one wave a status-refresh interval later: the steady state starts after it.
+            refresh_wait = refresh_settle(last_available, time.time())
+            result["refreshWaitSeconds"] = round(refresh_wait, 1)
+            if waiting.STOP.wait(refresh_wait):
+                raise waiting.Interrupted("the benchmark was interrupted")
             result.update(_settle(operator))
             pids = sandbox_pids(ctx.info)
             running, running_requests = _window(ctx, operator, window, paused=False, pids=pids)

@@ -8,9 +8,11 @@ burst of N creations:
 3. **scheduler**: kube-scheduler binds it to a node;
 4. **kwok**: kwok's pod-start Stage plays the kubelet (phase Running, pod IP);
 5. **kwok**: the pod-ready Stage turns it Ready after the sandbox's ready delay (the model load);
-6. **operator**: the pod's change is seen, queued, reconciled; vigil writes ``Available=True``.
+6. **operator**: the pod's change is seen, queued, reconciled; vigil writes ``Available=True``
+   once the deployment's Service exists too, which vigil creates beside the reconcile after the
+   Deployment and the API server allocates a cluster IP for (one at a time: a stage of its own).
 
-:class:`Milestones` watches the namespace's Deployments and pods from the benchmark (plain JSON,
+:class:`Milestones` watches the namespace's Deployments, Services and pods from the benchmark (plain JSON,
 client-side receive times, no polling), and :func:`breakdown` turns the milestones into each
 stage's duration per deployment (p50/p99) and its *makespan* (when the last deployment finished
 it, from the burst's start): a stage that is slow for everyone shows in its duration; a stage that
@@ -40,6 +42,9 @@ STAGES: tuple[tuple[str, str, str], ...] = (
     ("scheduler: pod -> bound", "pod", "scheduled"),
     ("kwok: bound -> running", "scheduled", "started"),
     ("kwok: running -> Ready (ready delay)", "started", "ready"),
+    # Beside the pod's stages: the stable Service, created after the Deployment (and needed for
+    # Available); the API server allocates cluster IPs one at a time, so its makespan grows with N.
+    ("API server: Deployment applied -> Service created", "deployment", "service"),
     ("operator: pod Ready -> Available", "ready", "available"),
 )
 WATCH_SECONDS = 1800
@@ -78,6 +83,7 @@ class Milestones:
             for path, kind in (
                 (f"/apis/apps/v1/namespaces/{namespace}/deployments", "deployment"),
                 (f"/api/v1/namespaces/{namespace}/pods", "pod"),
+                (f"/api/v1/namespaces/{namespace}/services", "service"),
             )
         ]
 
@@ -121,7 +127,7 @@ class Milestones:
                     owner = _owner(obj)
                     if owner is None or event.get("type") in ("DELETED", "ERROR", "BOOKMARK"):
                         continue
-                    self._reach(owner, ["deployment"] if kind == "deployment" else pod_milestones(obj), now)
+                    self._reach(owner, pod_milestones(obj) if kind == "pod" else [kind], now)
                     if self.stopped.is_set():
                         return
             except Exception:  # a broken stream: resume (milestones already seen are kept)

@@ -118,7 +118,7 @@ def test_more_gpus_than_any_node_has_degrades_with_the_schedulers_reason(
     assert any(e.reason == "DegradedTrue" and e.type == "Warning" for e in events.items)
 
 
-def test_a_child_the_api_server_refuses_is_named_in_the_status_and_cleared_once_it_is_admitted(
+def test_a_refused_service_is_named_in_the_status_keeps_the_ready_deployment_unavailable_and_clears_once_admitted(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess
 ) -> None:
     # The API server refusing a Service, as when its ClusterIP range is full: here a quota of none.
@@ -147,6 +147,17 @@ def test_a_child_the_api_server_refuses_is_named_in_the_status_and_cleared_once_
     assert warnings
     assert warnings[0].type == "Warning"
     assert "exceeded quota" in warnings[0].message
+
+    # The Deployment does not wait for its Service (created beside the reconcile): the pod serves,
+    # but without the Service no client reaches it, so the deployment is not Available.
+    def pending() -> dict[str, Any] | None:
+        md = get(kube, namespace, "refused")
+        found = condition(md, "Available")
+        return md if found and (found["status"], found["reason"]) == ("False", "ServicePending") else None
+
+    md = waiting.until(pending, 60, "Available=False, ServicePending, with the pod Ready")
+    assert md["status"]["readyReplicas"] == 1
+    assert condition(md, "Available")["message"].endswith("1/1 ready; the Service is not created yet")  # type: ignore[index]
 
     core.delete_namespaced_resource_quota("no-services", namespace)
     md = waiting.until(lambda: condition_is(kube, namespace, "refused", "ReconcileError", "False"), 90, "cleared")

@@ -227,6 +227,13 @@ def test_the_steady_state_starts_when_the_operators_cpu_is_low_or_stops_falling(
     assert not fleet.settled([0.4])
 
 
+def test_the_steady_state_waits_one_status_refresh_interval_after_the_last_deployment_was_available() -> None:
+    refresh = fleet.STATUS_REFRESH_SECONDS
+    assert refresh == 120.0  # the operator's default, as the benchmark runs it
+    assert fleet.refresh_settle(last_available=1000.0, now=1010.0) == refresh - 10.0
+    assert fleet.refresh_settle(last_available=1000.0, now=1000.0 + refresh) == fleet.SETTLE_SECONDS
+
+
 def test_a_pod_reaches_bound_running_and_ready_in_turn() -> None:
     pod: dict[str, Any] = {"metadata": {"name": "p"}, "spec": {}, "status": {}}
     assert stages.pod_milestones(pod) == ["pod"]

@@ -53,6 +53,22 @@ def test_new_deployment_creates_first_revision_and_serves_it() -> None:
     assert any(e.reason == "RevisionCreated" for e in outcome.events)
 
 
+def test_ready_replicas_without_their_service_are_not_available_until_it_exists() -> None:
+    md = factories.md(replicas=2)
+    rev = revision.revision_of(md.spec)
+    md = settle(md, core.decide(md, "uid-1", observed(), NOW))
+    loads = {rev: core.Workload(rev, 2, 2, 2)}
+    pending = core.decide(md, "uid-1", core.Observed(workloads=loads, service=False), later(5))
+    available = status_of(pending, "Available")
+    assert (available.status, available.reason) == (cond.ConditionStatus.FALSE, "ServicePending")
+    assert available.message == f"revision {rev}: 2/2 ready; the Service is not created yet"
+    assert pending.service is not None  # still decided: the edge creates it
+    md = settle(md, pending)
+    created = core.decide(md, "uid-1", core.Observed(workloads=loads, service=True), later(6))
+    assert status_of(created, "Available").status is cond.ConditionStatus.TRUE
+    assert any(e.reason == "AvailableTrue" for e in created.events)
+
+
 def test_all_replicas_ready_makes_it_available_and_rollout_complete() -> None:
     md = factories.md(replicas=2)
     rev = revision.revision_of(md.spec)

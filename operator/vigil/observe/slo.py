@@ -65,6 +65,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime
+import functools
 
 from vigil.api import conditions
 from vigil.api import modeldeployment as mdapi
@@ -735,7 +736,7 @@ def roll_up(
         held_state=held,
         message=message,
         last_transition_time=transition,
-        last_evaluation_time=conditions.rfc3339(now),
+        last_evaluation_time=_stamp(now),
     )
 
 
@@ -743,6 +744,11 @@ def transition_time(previous: sloapi.SLOStatus | None, state: sloapi.SLOState, n
     """``lastTransitionTime`` of an SLO judged ``state`` at ``now``: kept while the state holds."""
     if previous is not None and previous.state is state and previous.last_transition_time:
         return previous.last_transition_time
+    return _stamp(now)
+
+
+@functools.lru_cache(maxsize=4)  # one instant per cycle, stamped on every SLO of the fleet
+def _stamp(now: datetime.datetime) -> str:
     return conditions.rfc3339(now)
 
 
@@ -936,7 +942,7 @@ def restamp(report: DeploymentReport, target: Target, now: datetime.datetime) ->
     """``report``, judged on ``target`` at an instant with the same :func:`clock`, as judged at ``now``:
     each SLO's ``lastEvaluationTime`` and ``lastTransitionTime``, written by the same functions
     :func:`evaluate` uses. Copies: the cached report is never changed."""
-    stamp = conditions.rfc3339(now)
+    stamp = _stamp(now)
     slos = tuple(
         status.model_copy(
             update={

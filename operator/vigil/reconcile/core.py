@@ -77,6 +77,8 @@ class Observed:
     """The deployment's live pods, as the API server reports them (judged by :mod:`vigil.diagnose.cause`)."""
     http_route: bool = False
     """Whether HTTPRoute ``<md>`` exists (it is then kept, at 100% to the stable Service if need be)."""
+    service: bool | None = None
+    """Whether the stable Service ``<md>`` exists (None: not known, as when it was just applied)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -518,12 +520,7 @@ def _progress(
     status.replicas = load.replicas if load is not None else 0
     status.ready_replicas = ready
     status.model_version = next((r.model_version for r in status.revisions if r.name == current), None)
-    if serving_wanted == 0:
-        draft.condition(AVAILABLE, T, "ScaledToZero", "no replicas requested")
-    elif ready >= serving_wanted:
-        draft.condition(AVAILABLE, T, "MinimumReplicasAvailable", f"revision {current}: {ready}/{serving_wanted} ready")
-    else:
-        draft.condition(AVAILABLE, F, "ReplicasUnavailable", f"revision {current}: {ready}/{serving_wanted} ready")
+    _available(draft, observed, f"revision {current}", ready, serving_wanted)
     target_load = observed.workloads.get(target)
     target_ready = target_load.ready if target_load is not None else 0
     if current != target or target_ready < wanted:
@@ -532,6 +529,25 @@ def _progress(
         )
     else:
         draft.condition(PROGRESSING, F, "RolloutComplete", f"revision {target} serves with {wanted} replica(s)")
+
+
+def _available(draft: _Draft, observed: Observed, which: str, ready: int, wanted: int) -> None:
+    """Available: the wanted replicas are ready and clients can reach them by the stable Service.
+
+    A new deployment's Service is created beside the reconcile (:mod:`vigil.reconcile.creations`);
+    until it exists the deployment is not Available (``ServicePending``), since what Argo CD and
+    ``kubectl wait`` take Available for is a model that answers at its Service.
+    """
+    if wanted == 0:
+        draft.condition(AVAILABLE, T, "ScaledToZero", "no replicas requested")
+    elif ready < wanted:
+        draft.condition(AVAILABLE, F, "ReplicasUnavailable", f"{which}: {ready}/{wanted} ready")
+    elif observed.service is False:
+        draft.condition(
+            AVAILABLE, F, "ServicePending", f"{which}: {ready}/{wanted} ready; the Service is not created yet"
+        )
+    else:
+        draft.condition(AVAILABLE, T, "MinimumReplicasAvailable", f"{which}: {ready}/{wanted} ready")
 
 
 def _progress_by_ratio(
@@ -551,12 +567,7 @@ def _progress_by_ratio(
     status.ready_replicas = ready
     status.model_version = next((r.model_version for r in status.revisions if r.name == current), None)
     which = f"revisions {', '.join(serving)}" if len(serving) > 1 else f"revision {current}"
-    if wanted == 0:
-        draft.condition(AVAILABLE, T, "ScaledToZero", "no replicas requested")
-    elif ready >= wanted:
-        draft.condition(AVAILABLE, T, "MinimumReplicasAvailable", f"{which}: {ready}/{wanted} ready")
-    else:
-        draft.condition(AVAILABLE, F, "ReplicasUnavailable", f"{which}: {ready}/{wanted} ready")
+    _available(draft, observed, which, ready, wanted)
     if current != target:
         draft.condition(
             PROGRESSING,

@@ -220,7 +220,16 @@ class Kube:
                 workloads[found.revision] = found
         facts = tuple(pod_facts(pod) for pod in live if _live(pod))
         http_route = await self.has_gateway_api() and await self._route_exists(namespace, md_name)
-        return core.Observed(workloads=workloads, pods=facts, http_route=http_route)
+        return core.Observed(
+            workloads=workloads, pods=facts, http_route=http_route, service=self.service_exists(namespace, md_name)
+        )
+
+    def service_exists(self, namespace: str, name: str) -> bool | None:
+        """Whether Service ``name`` exists, from the watch cache; None when the cache cannot tell."""
+        store = self._cached(watched.SERVICES.plural)
+        if store is None or store.doubtful((namespace, name)):
+            return None
+        return store.get((namespace, name)) is not None
 
     async def has_gateway_api(self) -> bool:
         """Whether the API server serves ``gateway.networking.k8s.io/v1`` HTTPRoutes (cached a minute)."""

@@ -25,6 +25,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime
+import gc
 import logging
 import os
 import random
@@ -46,7 +47,19 @@ from vigil.api import invalid
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
-from vigil.reconcile import core, events, healing, informer, kube, leader, scope, supervise, validate, watched
+from vigil.reconcile import (
+    core,
+    creations,
+    events,
+    healing,
+    informer,
+    kube,
+    leader,
+    scope,
+    supervise,
+    validate,
+    watched,
+)
 from vigil.reconcile import queue as workqueue
 from vigil.reconcile import settings as config
 from vigil.render import route
@@ -86,9 +99,16 @@ class Runtime:
     refused: set[workqueue.Key] = dataclasses.field(default_factory=set)
     poster: events.Poster = dataclasses.field(init=False)
     """Posts the Events reconciles decide, beside them (see :mod:`vigil.reconcile.events`)."""
+    creator: creations.Creator = dataclasses.field(init=False)
+    """Creates new deployments' Services beside the reconcile (see :mod:`vigil.reconcile.creations`)."""
 
     def __post_init__(self) -> None:
         self.poster = events.Poster(lambda *event: self.kube.post_event(*event))
+        self.creator = creations.Creator(lambda manifest: self.kube.apply(manifest), self._service_created)
+
+    def _service_created(self, key: workqueue.Key) -> None:
+        if key in self.known:
+            self.enqueue(key)  # its next reconcile sees the Service (Available), or reports the refusal
 
     def leading(self) -> bool:
         return self.elector is None or self.elector.leading()
@@ -288,6 +308,7 @@ def _forget(runtime: Runtime, key: workqueue.Key) -> None:
     runtime.mds.pop(key, None)
     runtime.refresh_at.pop(key, None)
     runtime.queue.discard(key)
+    runtime.creator.forget(key)
 
 
 async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
@@ -586,15 +607,33 @@ async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
         runtime.queue.forget(key)
 
 
-async def _apply_children(runtime: Runtime, outcome: core.Outcome, namespace: str) -> None:
-    """Apply the decided children in order; the first refusal stops and is reported as such."""
-    manifests = [*outcome.deployments, *([outcome.service] if outcome.service is not None else [])]
+async def _apply_children(runtime: Runtime, outcome: core.Outcome, observed: core.Observed, namespace: str) -> None:
+    """Apply the decided children in order; the first refusal stops and is reported as such.
+
+    A stable Service that does not exist yet is created beside the reconcile (its cluster IP is
+    allocated one at a time by the API server, see :mod:`vigil.reconcile.creations`); a refusal
+    of the last such creation is reported here, after the Deployments were applied.
+    """
+    manifests = [*outcome.deployments]
+    create: dict[str, Any] | None = None
+    if outcome.service is not None and observed.service is False:
+        create = outcome.service
+    elif outcome.service is not None:
+        manifests.append(outcome.service)
     manifests += [*outcome.services, *outcome.routes]  # revision Services before the route that uses them
     for manifest in manifests:
         try:
             await runtime.kube.apply(manifest)
         except exceptions.ApiException as error:
             raise ApplyFailed(f"apply {manifest['kind']} {manifest['metadata']['name']}", error) from error
+    if create is not None:
+        key = (namespace, str(create["metadata"]["name"]))
+        refused = runtime.creator.refusal(key)
+        if isinstance(refused, exceptions.ApiException):
+            raise ApplyFailed(f"apply Service {key[1]}", refused) from refused
+        if refused is not None:
+            raise refused
+        runtime.creator.create(key, create)
     for deployment_name in outcome.delete:
         try:
             await runtime.kube.delete_deployment(namespace, deployment_name)
@@ -641,7 +680,7 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     status, gate_events = await validate.bookkeep(runtime.kube, raw, md, status)
     failure: ApplyFailed | None = None
     try:
-        await _apply_children(runtime, outcome, namespace)
+        await _apply_children(runtime, outcome, observed, namespace)
     except ApplyFailed as error:
         failure = error
     generation = int(raw["metadata"].get("generation") or 0)
@@ -776,6 +815,20 @@ def _caches(runtime: Runtime, api_client: Any, watch_scope: scope.Scope) -> watc
     return watched.build(api_client, watch_scope, lambda *change: changed(runtime, *change), gateway_api)
 
 
+GC_THRESHOLDS = (20_000, 20, 20)
+"""The cyclic garbage collector's thresholds for a long-running operator (CPython's are 700, 10, 10).
+
+Nearly everything vigil allocates is freed by reference counting the moment it is dropped; the
+collector exists for the rare cycles. With the defaults it ran a full collection every cycle or
+two of the fleet loop at 1,000 deployments (each cycle's answers, some 40,000 objects, outlive two
+younger generations and count towards the next full collection), and each full collection walks
+every live object: the watch caches, the memoised reports. Measured on the fleet loop's own work
+at 1,000 deployments: 15 full collections in 20 cycles, a third of the loop's CPU; with these
+thresholds one young collection per cycle and no full one (those come after 400 young ones). Cyclic
+garbage promoted to the oldest generation waits longer to be freed: a few MiB at most here.
+"""
+
+
 def run(cfg: config.Settings) -> None:
     """Run the operator until it is stopped; bad settings raise :class:`config.ConfigError` first."""
     found = config.problems(cfg)
@@ -790,6 +843,7 @@ def run(cfg: config.Settings) -> None:
         raise config.ConfigError(f"cannot load a kubeconfig: {error}") from error
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kopf").setLevel(logging.WARNING)  # per-event chatter; vigil logs its decisions
+    gc.set_threshold(*GC_THRESHOLDS)
     if cfg.kubeconfig:
         os.environ["KUBECONFIG"] = cfg.kubeconfig  # kopf's own login reads the same file
     watch_scope = scope.Scope(cfg.namespaces)
