@@ -225,11 +225,13 @@ class Kube:
         )
 
     def service_exists(self, namespace: str, name: str) -> bool | None:
-        """Whether Service ``name`` exists, from the watch cache; None when the cache cannot tell."""
+        """Whether Service ``name`` exists, from the watch cache; None when there is no cache.
+
+        A doubtful entry (a write of it failed) still answers: doubt is about whether the content
+        of a write landed, and a create that did land arrives by the watch in a moment.
+        """
         store = self._cached(watched.SERVICES.plural)
-        if store is None or store.doubtful((namespace, name)):
-            return None
-        return store.get((namespace, name)) is not None
+        return None if store is None else store.has((namespace, name))
 
     async def has_gateway_api(self) -> bool:
         """Whether the API server serves ``gateway.networking.k8s.io/v1`` HTTPRoutes (cached a minute)."""

@@ -604,7 +604,8 @@ async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
         delay = runtime.queue.add_rate_limited(key)
         log.exception("reconcile %s/%s failed; retrying in %.1fs", namespace, name, delay)
     else:
-        runtime.queue.forget(key)
+        if not runtime.creator.under_way(key):  # a creation refused again keeps backing off
+            runtime.queue.forget(key)
 
 
 async def _apply_children(runtime: Runtime, outcome: core.Outcome, observed: core.Observed, namespace: str) -> None:
