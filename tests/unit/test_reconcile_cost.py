@@ -133,6 +133,7 @@ async def test_a_fresh_status_is_not_requeued_by_the_fleet_loop_every_cycle() ->
     await op.reconcile(runtime, KEY)  # equal status: nothing written, and refreshed
     await runtime.poster.flush()  # the Events it decided, posted beside it
     assert not runtime.refresh_due(KEY)
+    assert time.monotonic() - runtime.visited[KEY] < 60.0  # the resync passes over it a while
 
 
 async def test_the_resync_spreads_the_fleet_over_its_period(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,6 +158,29 @@ async def test_the_resync_spreads_the_fleet_over_its_period(monkeypatch: pytest.
     assert sorted(k for _, k in added) == sorted(runtime.known)  # every key once
     assert all(9.0 <= gap <= 11.0 for gap in gaps), gaps  # one every period/N (jittered by 10%)
     assert 9.0 <= times[0] <= 11.0
+
+
+async def test_the_resync_passes_over_deployments_reconciled_in_the_last_half_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = op.Runtime(settings=op.Settings(resync_seconds=100.0, standalone=True), kube=cluster())  # type: ignore[arg-type]
+    runtime.known = {(NS, f"md-{i}") for i in range(10)}
+    refreshed = {(NS, f"md-{i}") for i in range(0, 10, 2)}
+    runtime.visited = {key: time.monotonic() for key in refreshed}  # just reconciled (a status refresh)
+    runtime.visited[(NS, "md-1")] = time.monotonic() - 60.0  # longer ago than half a period
+    added: list[tuple[str, str]] = []
+    real_sleep = asyncio.sleep
+
+    async def sleep(seconds: float) -> None:
+        if len(added) + len(refreshed) >= 10:
+            raise asyncio.CancelledError
+        await real_sleep(0)
+
+    monkeypatch.setattr(op.asyncio, "sleep", sleep)
+    monkeypatch.setattr(runtime.queue, "add", lambda key, urgent=False: added.append(key))
+    with pytest.raises(asyncio.CancelledError):
+        await op._resync(runtime, supervise.Heartbeat("resync", 300.0))
+    assert sorted(added) == sorted(runtime.known - refreshed)
 
 
 def test_fleet_lookups_find_each_deployment_and_failure_by_key() -> None:

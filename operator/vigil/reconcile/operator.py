@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import gc
 import logging
+import math
 import os
 import random
 import socket
@@ -93,6 +94,8 @@ class Runtime:
     fleet: fleet.FleetResult | None = None
     refresh_at: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
     """When a status that differs only in its SLI numbers may next be written (monotonic), per key."""
+    visited: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
+    """When each deployment's last reconcile ended (monotonic): the resync skips recent ones."""
     elector: leader.Elector | None = None
     """None with ``--standalone``: the only replica always acts."""
     supervisor: supervise.Supervisor = dataclasses.field(default_factory=supervise.Supervisor)
@@ -307,6 +310,7 @@ def _forget(runtime: Runtime, key: workqueue.Key) -> None:
     runtime.known.discard(key)
     runtime.mds.pop(key, None)
     runtime.refresh_at.pop(key, None)
+    runtime.visited.pop(key, None)
     runtime.queue.discard(key)
     runtime.creator.forget(key)
 
@@ -315,7 +319,10 @@ async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
     """Re-reconcile every deployment once per period (jittered), spread evenly over it.
 
     A safety net for drift that produced no watch event; enqueueing the whole fleet at once would
-    put a burst of N no-op reconciles in front of real work every period.
+    put a burst of N no-op reconciles in front of real work every period. A deployment reconciled
+    in the last half period (a status refresh, a watch event) is passed over: it already got what
+    a resync gives, so none goes longer than one and a half periods without a reconcile, and a
+    fleet whose SLO numbers are refreshed more often than that costs no resync reconciles at all.
     """
     while True:
         heartbeat.beat()
@@ -328,7 +335,8 @@ async def _resync(runtime: Runtime, heartbeat: supervise.Heartbeat) -> None:
         for key in keys:
             await asyncio.sleep(step)
             heartbeat.beat()
-            if key in runtime.known and runtime.leading():
+            recently = time.monotonic() - runtime.visited.get(key, -math.inf) < period / 2
+            if key in runtime.known and runtime.leading() and not recently:
                 runtime.enqueue(key)
 
 
@@ -604,6 +612,7 @@ async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
         delay = runtime.queue.add_rate_limited(key)
         log.exception("reconcile %s/%s failed; retrying in %.1fs", namespace, name, delay)
     else:
+        runtime.visited[key] = time.monotonic()
         if not runtime.creator.under_way(key):  # a creation refused again keeps backing off
             runtime.queue.forget(key)
 
