@@ -212,6 +212,36 @@ CASES: list[Case] = [
         "openapi",
     ),
     Case(
+        "validation-golden-set-in-a-config-map-and-a-path",
+        _validation(goldenSet={"configMapRef": {"name": "golden"}, "path": "golden.json"}),
+        "spec.validation.goldenSet.path",
+        "cel",
+    ),
+    Case(
+        "validation-golden-set-nowhere",
+        _validation(goldenSet={}),
+        "spec.validation.goldenSet.configMapRef",
+        "cel",
+    ),
+    Case(
+        "validation-golden-set-path-absolute",
+        _validation(goldenSet={"path": "/models/resnet50/golden.json"}),
+        "spec.validation.goldenSet.path",
+        "openapi",
+    ),
+    Case(
+        "validation-golden-set-path-leaves-the-model-directory",
+        _validation(goldenSet={"path": "../other/golden.json"}),
+        "spec.validation.goldenSet.path",
+        "cel",
+    ),
+    Case(
+        "validation-golden-set-path-with-a-space",
+        _validation(goldenSet={"path": "my golden.json"}),
+        "spec.validation.goldenSet.path",
+        "openapi",
+    ),
+    Case(
         "validation-atol-negative", _validation(tolerance={"atol": -0.1}), "spec.validation.tolerance.atol", "openapi"
     ),
     Case("validation-top-k-0", _validation(tolerance={"topK": 0}), "spec.validation.tolerance.topK", "openapi"),

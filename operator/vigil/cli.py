@@ -131,6 +131,12 @@ def run_command(
         help="Where the golden-request gate reaches a pod's Triton HTTP API, without a scheme; "
         "{ip}, {pod} and {namespace} are filled in.",
     ),
+    model_repository_root: list[str] = typer.Option(
+        [],
+        "--model-repository-root",
+        help="A model repository mounted into the operator (repeatable): the gate reads golden sets "
+        "(spec.validation.goldenSet.path) of /path and file:// repositories under these directories only.",
+    ),
 ) -> None:
     """Run the operator (several replicas elect one leader through a Lease unless --standalone)."""
     from vigil.reconcile import leader, operator
@@ -161,6 +167,7 @@ def run_command(
         prometheus_bearer_token_file=prometheus_bearer_token_file or None,
         prometheus_verify=False if prometheus_insecure_skip_verify else (prometheus_ca_file or True),
         inference_url=inference_url,
+        model_repository_roots=tuple(model_repository_root),
     )
     try:
         operator.run(settings)

@@ -65,8 +65,11 @@ class OperatorProcess:
         standalone: bool = True,
         namespaces: Sequence[str] | None = None,
         inference_url: str | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         self.standalone = standalone
+        self.args = tuple(args)
+        """More ``vigil run`` flags, on every start."""
         if namespaces is None:
             namespaces = (SCOPE,)
         self.namespaces = tuple(namespaces)
@@ -95,7 +98,7 @@ class OperatorProcess:
         # Unbuffered: a SIGKILLed operator must not take its last lines with it.
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
         with (self.log_dir / f"operator-{self.starts}.log").open("wb") as log:
-            self.proc = subprocess.Popen([*args, *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.proc = subprocess.Popen([*args, *self.args, *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

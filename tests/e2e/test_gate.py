@@ -2,7 +2,8 @@
 
 Real models: the tests export small torch models (TorchScript, Triton's repository layout) into a
 local model repository, ``vigil golden`` makes the golden set from version 1 and applies it as a
-ConfigMap, and the simulator's pods load ``<repository>/<model>/<version>/model.pt`` and run it on
+ConfigMap (or writes it beside the model in the repository, which the operator reads from its
+"mount": the local directory), and the simulator's pods load ``<repository>/<model>/<version>/model.pt`` and run it on
 CPU, as Triton would. A "bad export" is a version whose weights are perturbed: it answers 200 at
 normal latency with wrong numbers. The real operator (a subprocess, so it can be SIGKILLed) reaches
 every pod's KServe v2 endpoint with ``tritonclient.http.aio`` through the simulator, the way it
@@ -44,11 +45,16 @@ GOOD, BAD, GOOD_AGAIN, DRIFT = "1", "2", "3", "4"
 
 @pytest.fixture(scope="module")
 def gate_operator(
-    sandbox: sandbox_mod.SandboxInfo, tmp_path_factory: pytest.TempPathFactory
+    sandbox: sandbox_mod.SandboxInfo, tmp_path_factory: pytest.TempPathFactory, repository: pathlib.Path
 ) -> Iterator[OperatorProcess]:
-    """This module's own operator: no Prometheus (no SLOs here), pods reached through the simulator."""
+    """This module's own operator: no Prometheus (no SLOs here), pods reached through the simulator,
+    the model repository "mounted" (it is local: the operator may read golden sets under it)."""
     proc = OperatorProcess(
-        str(sandbox.kubeconfig), tmp_path_factory.mktemp("gate-operator"), None, inference_url=sandbox.inference_url
+        str(sandbox.kubeconfig),
+        tmp_path_factory.mktemp("gate-operator"),
+        None,
+        inference_url=sandbox.inference_url,
+        args=("--model-repository-root", str(repository)),
     )
     proc.start()
     yield proc
@@ -252,6 +258,70 @@ def test_a_bad_export_is_blocked_answers_zero_user_requests_and_is_recorded_as_b
         "the BadModel incident resolved",
     )
     assert closed
+
+
+def write_golden(repository: pathlib.Path) -> pathlib.Path:
+    """What a user runs to keep the golden set in the repository: ``vigil golden ... --out <model dir>/golden.json``."""
+    out = repository / CNN / "golden.json"
+    args = ["golden", str(repository / CNN / GOOD / "model.pt"), "--requests", "64", "--top-k", "3", "--out", str(out)]
+    made = CliRunner().invoke(vigil_cli.app, args)
+    assert made.exit_code == 0, made.output
+    assert "spec.validation.goldenSet.path: golden.json" in made.output
+    return out
+
+
+def refused_s3(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
+    """The md once its Validated condition says the operator cannot read its s3:// repository."""
+    md = get(kube, ns, NAME)
+    return md if "cannot read s3://" in (condition(md, "Validated") or {}).get("message", "") else None
+
+
+def test_a_golden_set_in_the_model_repository_gates_releases_and_an_unreadable_one_holds_traffic(
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path,
+) -> None:
+    golden = write_golden(repository)
+    deploy(kube, namespace, repository, validation={"goldenSet": {"path": "golden.json"}, "requests": 64})
+    md = waiting.until(lambda: serving(kube, namespace, GOOD), SETTLE, "v1 validated from the repository and serving")
+    v1 = revision(md, GOOD)
+    assert v1 is not None
+    assert v1["validation"]["phase"] == "Passed"
+    assert v1["validation"]["goldenSet"].startswith(f"{golden}: model cnn version 1")
+    sim.set_load({"namespace": namespace, "name": NAME, "rate": RATE})
+    # A bad export is blocked by the same file.
+    release(kube, namespace, BAD)
+    md = waiting.until(lambda: in_phase(kube, namespace, BAD, "Failed"), SETTLE, "v2 Failed")
+    v2 = revision(md, BAD)
+    assert v2 is not None
+    assert (condition(md, "Validated") or {}).get("reason") == "GoldenMismatch"
+    # A golden set that was never written proves nothing: v3's pods come up and wait, serving no one.
+    release(kube, namespace, GOOD_AGAIN, validation={"goldenSet": {"path": f"{GOOD_AGAIN}/golden.json"}})
+    md = waiting.until(lambda: in_phase(kube, namespace, GOOD_AGAIN, "NotValidated"), SETTLE, "v3 NotValidated")
+    v3 = revision(md, GOOD_AGAIN)
+    assert v3 is not None
+    validated = condition(md, "Validated") or {}
+    assert (validated.get("status"), validated.get("reason")) == ("Unknown", "GoldenSetUnavailable")
+    missing = repository / CNN / GOOD_AGAIN / "golden.json"
+    assert f"spec.validation.goldenSet.path: {missing}: no such file in the model repository" in validated["message"]
+    # Nor does one in a repository the operator cannot reach (no cloud credentials).
+    patch_spec(kube, namespace, {"model": {"repository": "s3://models"}})
+    md = waiting.until(lambda: refused_s3(kube, namespace), SETTLE, "the s3:// revision NotValidated")
+    cloud = revision(md, GOOD_AGAIN)
+    assert cloud is not None
+    assert cloud["name"] != v3["name"]
+    assert cloud["validation"]["phase"] == "NotValidated"
+    validated = condition(md, "Validated") or {}
+    assert validated.get("reason") == "GoldenSetUnavailable"
+    assert "spec.validation.goldenSet.path: the operator cannot read s3:// model repositories" in validated["message"]
+    assert "http(s)://" in validated["message"]
+    # Through all of it the users stayed on v1.
+    assert selected(kube, namespace) == v1["name"]
+    assert get(kube, namespace, NAME)["status"]["currentRevision"] == v1["name"]
+    assert [user_requests(sim, namespace, r["name"]) for r in (v2, v3, cloud)] == [0, 0, 0]
+    assert user_requests(sim, namespace, v1["name"]) > 0
 
 
 def incident_of(kube: client.ApiClient, ns: str, name: str) -> dict[str, Any] | None:

@@ -112,6 +112,8 @@ EDGES: list[tuple[str, dict[str, Any]]] = [
     ),
     ("gateway in another namespace", {"spec": {"traffic": {"gateway": "infra/public.gw", "fallback": "other"}}}),
     ("replicas between min and max", {"spec": {"replicas": 3, "minReplicas": 1, "maxReplicas": 6}}),
+    ("golden set beside a model version", {"spec": {"validation": {"goldenSet": {"path": "3/golden.json"}}}}),
+    ("golden set with dots in its name", {"spec": {"validation": {"goldenSet": {"path": "v1..2/.golden.json"}}}}),
 ]
 
 

@@ -16,6 +16,10 @@ from vigil.observe import rules, windows
 
 README = chart.CHART_DIR / "README.md"
 NAMESPACES = ["ml", "ml-canary"]
+MODEL_REPOSITORIES = [
+    {"path": "/models", "volume": {"persistentVolumeClaim": {"claimName": "triton-models", "readOnly": True}}},
+    {"path": "/mnt/more", "volume": {"persistentVolumeClaim": {"claimName": "shared"}}, "subPath": "ml"},
+]
 
 
 def render(helm: chart.Helm, values: dict[str, Any] | None = None, **options: Any) -> list[dict[str, Any]]:
@@ -170,7 +174,14 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("values", [{}, {"prometheus": {"bearerTokenSecret": {"name": "t"}, "ca": {"configMap": "c"}}}])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"prometheus": {"bearerTokenSecret": {"name": "t"}, "ca": {"configMap": "c"}}},
+        {"modelRepositories": MODEL_REPOSITORIES},
+    ],
+)
 def test_operator_pod_passes_the_restricted_pod_security_standard(helm: chart.Helm, values: dict[str, Any]) -> None:
     pod = one(render(helm, values), "StatefulSet")["spec"]["template"]["spec"]
     assert restricted_violations(pod) == []
@@ -259,8 +270,38 @@ def test_prometheus_auth_and_tls_become_operator_flags_with_mounted_files(helm: 
     assert "--prometheus-insecure-skip-verify" in insecure
 
 
+def test_model_repositories_are_mounted_read_only_at_their_path_and_passed_as_roots(helm: chart.Helm) -> None:
+    docs = render(helm, {"modelRepositories": MODEL_REPOSITORIES})
+    main = container(docs)
+    assert [a for a in main["args"] if a.startswith("--model-repository-root")] == [
+        "--model-repository-root=/models",
+        "--model-repository-root=/mnt/more",
+    ]
+    mounts = {m["name"]: m for m in main["volumeMounts"]}
+    assert mounts["model-repository-0"] == {"name": "model-repository-0", "mountPath": "/models", "readOnly": True}
+    assert mounts["model-repository-1"]["subPath"] == "ml"
+    assert mounts["model-repository-1"]["readOnly"] is True
+    volumes = {v["name"]: v for v in one(docs, "StatefulSet")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["model-repository-0"]["persistentVolumeClaim"] == {"claimName": "triton-models", "readOnly": True}
+    assert not [a for a in container(render(helm))["args"] if a.startswith("--model-repository-root")]
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [({"path": "models", "volume": {"emptyDir": {}}}, "path"), ({"path": "/models"}, "volume")],
+)
+def test_a_model_repository_needs_an_absolute_path_and_a_volume(
+    helm: chart.Helm, entry: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(chart.ChartError, match=field):
+        render(helm, {"modelRepositories": [entry]})
+
+
 def test_every_flag_the_chart_passes_is_one_vigil_run_accepts(helm: chart.Helm) -> None:
-    values = {"prometheus": {"bearerTokenSecret": {"name": "t"}, "ca": {"secret": "c"}, "insecureSkipVerify": True}}
+    values = {
+        "prometheus": {"bearerTokenSecret": {"name": "t"}, "ca": {"secret": "c"}, "insecureSkipVerify": True},
+        "modelRepositories": MODEL_REPOSITORIES,
+    }
     flags = {arg.split("=", 1)[0] for arg in container(render(helm, values))["args"]}
     flags |= {arg.split("=", 1)[0] for arg in container(render(helm, {"watchNamespaces": ["ml"]}))["args"]}
     group: Any = typer.main.get_command(cli.app)

@@ -244,6 +244,18 @@ def test_the_configmap_manifest_holds_the_set_and_past_one_mib_it_is_refused(
     assert len(gs.GoldenSet.parse(out.read_text(encoding="utf-8")).requests) == 80, "the file has no size limit"
 
 
+def test_a_golden_set_written_into_the_model_repository_says_how_the_spec_names_it(
+    repository: pathlib.Path,
+) -> None:
+    out = repository / "cnn" / "1" / "golden.json"
+    result = golden(str(repository / "cnn" / "1" / "model.pt"), "--requests", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert len(gs.GoldenSet.parse(out.read_bytes()).requests) == 2
+    assert f"in model cnn of repository {repository.resolve()}: spec.validation.goldenSet.path: 1/golden.json" in (
+        result.output
+    )
+
+
 def test_without_an_output_option_the_set_goes_to_stdout(repository: pathlib.Path) -> None:
     result = CliRunner().invoke(
         vigil_cli.app, ["golden", str(repository / "cnn" / "1" / "model.pt"), "--requests", "1"]

@@ -5,6 +5,7 @@ Incidents created exactly once (crashes and failed writes included) and resolved
 from __future__ import annotations
 
 import copy
+import pathlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -253,3 +254,60 @@ async def test_a_missing_golden_set_keeps_traffic_and_names_the_field(kube: fake
         in (validated["message"])
     )
     assert revision_status(kube, revision_of("3"))["validation"]["phase"] == vapi.ValidationPhase.NOT_VALIDATED
+
+
+def in_repository(root: pathlib.Path, version: str, path: str) -> dict[str, Any]:
+    """A spec whose golden set lives in the (local) model repository, at ``path`` beside the model."""
+    model = {"name": gatekit.MODEL, "repository": f"file://{root}", "version": version}
+    return {**spec(version, goldenSet={"path": path}), "model": model}
+
+
+async def test_a_golden_set_in_the_mounted_model_repository_gates_and_a_missing_one_names_the_field(
+    kube: fakekube.FakeKube, address: str, pods: dict[str, gatekit.Pod], tmp_path: pathlib.Path
+) -> None:
+    from vigil.api import modeldeployment as mdapi
+
+    def revision(version: str, path: str) -> str:
+        shape = mdapi.ModelDeploymentSpec.model_validate(in_repository(tmp_path, version, path))
+        return revisions.revision_of(shape)
+
+    v1, v3 = revision("1", "golden.json"), revision("3", "3/golden.json")
+    pods.update({f"{NAME}-{v1}": gatekit.Pod(), f"{NAME}-{v3}": gatekit.Pod()})
+    golden = tmp_path / gatekit.MODEL / "golden.json"
+    golden.parent.mkdir()
+    golden.write_text(gatekit.golden_set(count=4).dumps())
+    edit(kube, in_repository(tmp_path, "1", "golden.json"))
+    settings = op.Settings(
+        standalone=True, inference_url=f"{address}/pods/{{pod}}", model_repository_roots=(str(tmp_path),)
+    )
+    runtime = op.Runtime(settings=settings, kube=kube)  # type: ignore[arg-type]
+    await passes(runtime, kube, 3)
+    assert md(kube)["status"]["currentRevision"] == v1
+    validation = revision_status(kube, v1)["validation"]
+    assert validation["phase"] == "Passed"
+    assert validation["goldenSet"].startswith(f"{golden}: model {gatekit.MODEL}")
+    assert pods[f"{NAME}-{v1}"].requests == 8  # 4 golden requests x 2 pods
+    # Version 3 names a golden set beside it that was never written: its pods come up, take nothing.
+    edit(kube, in_repository(tmp_path, "3", "3/golden.json"))
+    await passes(runtime, kube, 4)
+    assert md(kube)["status"]["currentRevision"] == v1
+    assert pods[f"{NAME}-{v3}"].requests == 0
+    validated = next(c for c in md(kube)["status"]["conditions"] if c["type"] == "Validated")
+    assert (validated["status"], validated["reason"]) == ("Unknown", "GoldenSetUnavailable")
+    missing = tmp_path / gatekit.MODEL / "3" / "golden.json"
+    assert f"spec.validation.goldenSet.path: {missing}: no such file in the model repository" in validated["message"]
+    assert revision_status(kube, v3)["validation"]["phase"] == vapi.ValidationPhase.NOT_VALIDATED
+
+
+async def test_a_golden_set_in_a_cloud_repository_is_not_validated_and_takes_no_traffic(
+    kube: fakekube.FakeKube, address: str
+) -> None:
+    runtime = runtime_for(kube, address)
+    v1 = await serving_v1(kube, runtime)
+    edit(kube, spec("3", goldenSet={"path": "golden.json"}))
+    await passes(runtime, kube, 4)
+    status = md(kube)["status"]
+    assert status["currentRevision"] == v1
+    validated = next(c for c in status["conditions"] if c["type"] == "Validated")
+    assert (validated["status"], validated["reason"]) == ("Unknown", "GoldenSetUnavailable")
+    assert "spec.validation.goldenSet.path: the operator cannot read s3:// model repositories" in validated["message"]

@@ -45,6 +45,7 @@ def test_the_defaults_are_valid() -> None:
         ({"timing": leader.Timing(15, 2, 2)}, "--renew-deadline"),
         ({"timing": leader.Timing(15, 10, 0)}, "--retry-period"),
         ({"timing": leader.Timing(15.5, 10, 2)}, "--lease-duration"),
+        ({"model_repository_roots": ("/models", "models")}, "--model-repository-root"),
     ],
 )
 def test_each_bad_option_is_reported_by_its_flag(change: dict[str, object], named: str) -> None:

@@ -1,7 +1,8 @@
 """``spec.validation``: the golden-request gate of a ModelDeployment, and its verdicts in ``status``.
 
 A new revision takes traffic only after every one of its Ready pods answered the golden requests
-of a golden set (made with torch by ``vigil golden``, stored in a ConfigMap) within tolerance.
+of a golden set (made with torch by ``vigil golden``, stored in a ConfigMap or beside the model in
+its repository) within tolerance.
 The spec says where the golden set is, how strict to be and what a failure does; each revision's
 verdict lives in its ``status.revisions[]`` entry (``validation`` and a ``Validated`` condition),
 so a restarted operator knows what was proven and never moves traffic on a verdict it lost.
@@ -26,6 +27,10 @@ REQUESTS_MAX = 10_000
 TOP_K_MAX = 1000
 CONFIG_MAP_KEY = r"^[-._a-zA-Z0-9]+$"
 TENSOR_NAME = r"^[A-Za-z0-9_.:\-]+$"
+GOLDEN_SET_PATH = r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$"
+"""A relative path of plain segments: no leading '/', no empty segment, nothing a URL would need to escape."""
+PARENT_SEGMENT = r"(^|/)[.][.](/|$)"
+PATH_MAX_LENGTH = 512
 
 
 class ConfigMapKeyRef(KubeModel):
@@ -47,9 +52,40 @@ class ConfigMapKeyRef(KubeModel):
 
 
 class GoldenSetRef(KubeModel):
-    """Where the golden set (``vigil golden``'s output) is stored."""
+    """Where the golden set (``vigil golden``'s output) is stored: a ConfigMap, or the model repository.
 
-    config_map_ref: ConfigMapKeyRef = pydantic.Field(description="The ConfigMap key holding the golden set.")
+    A ConfigMap holds at most 1 MiB; a golden set of any size can live beside the model in its
+    repository (``path``), which the operator reads when it can reach the repository: a local path
+    (``/models``, ``file:///models``: the repository mounted into the operator) or http(s)://.
+    """
+
+    rules = (
+        Rule(
+            "has(self.configMapRef) != has(self.path)",
+            "exactly one of configMapRef (a ConfigMap key) or path (a file in the model repository) must be set",
+            lambda ref: (ref.config_map_ref is None) != (ref.path is None),
+        ),
+        Rule(
+            f"!has(self.path) || !self.path.matches('{PARENT_SEGMENT}')",
+            "path must stay inside the model's directory: no '..' segment",
+            lambda ref: ref.path is None or ".." not in ref.path.split("/"),
+            ".path",
+        ),
+    )
+
+    config_map_ref: ConfigMapKeyRef | None = pydantic.Field(
+        default=None, description="The ConfigMap key holding the golden set (at most 1 MiB)."
+    )
+    path: str | None = pydantic.Field(
+        default=None,
+        min_length=1,
+        max_length=PATH_MAX_LENGTH,
+        pattern=GOLDEN_SET_PATH,
+        description="The golden-set file relative to the model's directory in spec.model.repository "
+        "(<repository>/<model name>/<path>), e.g. golden.json or 3/golden.json; no leading '/', no '..'. "
+        "The operator reads absolute-path and file:// repositories mounted into it (Helm value "
+        "modelRepositories) and http(s):// ones; s3://, gs:// and as:// leave the revision NotValidated.",
+    )
 
 
 class OutputTolerance(KubeModel):
@@ -175,7 +211,7 @@ class RevisionValidation(KubeModel):
     pods: list[str] = pydantic.Field(default_factory=list, description="The pods the golden requests were sent to.")
     requests: int = pydantic.Field(default=0, description="Golden requests per pod.")
     golden_set: str | None = pydantic.Field(
-        default=None, description="The golden set used: ConfigMap/key, model name and version, digest."
+        default=None, description="The golden set used: ConfigMap/key or file, model name and version, digest."
     )
     outputs: list[OutputDeviation] = pydantic.Field(default_factory=list, description="Worst deviation per output.")
     retry_at: str | None = pydantic.Field(default=None, description="NotValidated: when it is tried again.")

@@ -163,6 +163,7 @@ def golden(
         if out is not None:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text + "\n", encoding="utf-8")
+            _repository_hint(out)
         configmap_name = configmap or f"{golden_set.model.name}-golden".lower().replace("_", "-")
         if manifest is not None or apply:
             target_namespace = namespace
@@ -192,6 +193,20 @@ def golden(
         )
     )
     typer.echo(summary, err=True)
+
+
+def _repository_hint(out: pathlib.Path) -> None:
+    """Written into a model's directory (the nearest one with a config.pbtxt): how the spec names it."""
+    resolved = out.resolve()
+    for model_dir in resolved.parents:
+        if (model_dir / "config.pbtxt").is_file():
+            relative = resolved.relative_to(model_dir).as_posix()
+            typer.echo(
+                f"in model {model_dir.name} of repository {model_dir.parent}: "
+                f"spec.validation.goldenSet.path: {relative}",
+                err=True,
+            )
+            return
 
 
 def _apply(body: dict[str, Any], kubeconfig: str | None) -> None:

@@ -1,7 +1,8 @@
 """Golden sets: sample inputs with torch-made reference outputs, and the check of served answers against them.
 
 A golden set is one JSON document (``format: vigil.dev/golden-set/v1``) that ``vigil golden`` writes
-and the operator's gate reads, usually from a ConfigMap (``data["golden.json"]``):
+and the operator's gate reads from a ConfigMap (``data["golden.json"]``, at most 1 MiB) or from a
+file beside the model in its repository (``<repository>/<model>/golden.json``, any size):
 
 - ``model``: what made the references (name, version, ``sha256:`` digest, torch version, time);
 - ``inputs`` and ``outputs``: tensor names, Triton datatypes and shapes; each output carries its
@@ -89,7 +90,8 @@ class TooLargeError(GoldenSetError):
         self.limit = limit
         super().__init__(
             f"the golden set is {size} bytes, over the ConfigMap limit of {limit} bytes: use fewer or smaller "
-            "samples (--samples, a smaller batch), or keep it in the model repository (spec.validation.goldenSet.path)"
+            "samples (--samples, a smaller batch), or keep it in the model repository: --out "
+            "<repository>/<model>/golden.json and spec.validation.goldenSet.path: golden.json"
         )
 
 

@@ -727,7 +727,10 @@ async def _validate(
     such), then the deployment is reconciled again at once: traffic moves on the written verdict.
     """
     namespace, name = str(md.metadata["namespace"]), str(md.metadata["name"])
-    status, events = await validate.run(runtime.kube, runtime.settings.inference_url, md, observed, request)
+    settings = runtime.settings
+    status, events = await validate.run(
+        runtime.kube, settings.inference_url, md, observed, request, settings.model_repository_roots
+    )
     await runtime.kube.apply_md_status(namespace, name, status)
     md.status = status
     recorded, more = await validate.bookkeep(runtime.kube, raw, md, status)

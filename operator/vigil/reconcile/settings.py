@@ -58,6 +58,9 @@ class Settings:
     inference_url: str = "{ip}:8000"
     """Where the golden-request gate reaches a pod's Triton HTTP endpoint (no scheme): a template of
     ``{ip}``, ``{pod}`` and ``{namespace}``, e.g. a sidecar proxy or the sandbox's simulator."""
+    model_repository_roots: tuple[str, ...] = ()
+    """Model repositories mounted into the operator: the only local directories the gate reads
+    golden sets from (``spec.validation.goldenSet.path`` of a /path or file:// repository)."""
 
     def seconds(self, option: str) -> float:
         """A duration option (``min_window``, ``rate_window``, ``baseline_window``) in seconds."""
@@ -96,6 +99,11 @@ def problems(settings: Settings) -> list[str]:
         if path is not None and not pathlib.Path(path).is_file():
             found.append(f"{flag} {path}: no such file")
     found += inference_url_problems(settings.inference_url)
+    found += [
+        f"--model-repository-root {root!r} must be an absolute path"
+        for root in settings.model_repository_roots
+        if not root.startswith("/")
+    ]
     if settings.liveness is not None:
         found += _url_problems("--liveness", settings.liveness, ("http",))
     found += [

@@ -3,9 +3,10 @@
 The reconcile core decides *that* a revision must be validated (``Outcome.validate``, already
 recorded as ``Validating`` in status); this module does the I/O and nothing else:
 
-* reads the golden set from the ConfigMap ``spec.validation.goldenSet.configMapRef`` names (a
-  missing ConfigMap, key or a malformed document proves nothing: the revision stays
-  ``NotValidated`` and the condition names the field);
+* reads the golden set from the ConfigMap ``spec.validation.goldenSet.configMapRef`` names, or
+  from the model repository (``spec.validation.goldenSet.path``, :mod:`vigil.reconcile.repository`);
+  a missing ConfigMap, key or file, an unreachable repository or a malformed document proves
+  nothing: the revision stays ``NotValidated`` and the condition names the field;
 * per Ready pod, with ``tritonclient.http.aio`` (KServe v2 over HTTP, binary tensors): checks
   that the model version is ready, then sends the golden requests (a few in flight per pod, all
   pods at once) and compares every answer with :func:`vigil.gate.goldenset.compare_request`. A
@@ -24,6 +25,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -36,9 +38,9 @@ from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.api import validation as vapi
 from vigil.diagnose import pods as podfacts
-from vigil.gate import goldenset
+from vigil.gate import goldenset, source
 from vigil.gate import verdict as gate
-from vigil.reconcile import core, kube
+from vigil.reconcile import core, kube, repository
 from vigil.record import incidents as record
 
 log = logging.getLogger("vigil.gate")
@@ -62,7 +64,7 @@ def _where(namespace: str, ref: vapi.ConfigMapKeyRef) -> str:
     return f"spec.validation.goldenSet.configMapRef: ConfigMap {namespace}/{ref.name} key {ref.key}"
 
 
-def prepare(text: str, spec: vapi.ValidationSpec, where: str) -> Golden | gate.Verdict:
+def prepare(text: str | bytes, spec: vapi.ValidationSpec, where: str) -> Golden | gate.Verdict:
     """Parse a golden set and apply ``spec.validation``'s tolerances and request count."""
     try:
         golden = goldenset.GoldenSet.parse(text)
@@ -88,8 +90,22 @@ def _label(golden: goldenset.GoldenSet) -> str:
     return f"model {golden.model.name}{version} ({golden.model.digest[:19]}...)"
 
 
-async def load(client: kube.Kube, namespace: str, spec: vapi.ValidationSpec) -> Golden | gate.Verdict:
+async def load(
+    client: kube.Kube,
+    namespace: str,
+    spec: vapi.ValidationSpec,
+    model: mdapi.Model,
+    roots: Sequence[str] = (),
+) -> Golden | gate.Verdict:
+    """The golden set of ``model`` (the revision's), from its ConfigMap or its model repository."""
     ref = spec.golden_set.config_map_ref
+    if ref is None:
+        location = source.locate(model.repository, model.name, spec.golden_set.path or "")
+        try:
+            text = await repository.read(location, roots, sloapi.duration_seconds(spec.timeout))
+        except source.UnreadableError as error:
+            return gate.unavailable(str(error))
+        return prepare(text, spec, location.where)
     where = _where(namespace, ref)
     data = await client.config_map_data(namespace, ref.name)
     if data is None:
@@ -176,14 +192,23 @@ class _Busy(Exception):
 
 
 async def validate(
-    client: kube.Kube, template: str, md: mdapi.ModelDeployment, observed: core.Observed, request: core.Validate
+    client: kube.Kube,
+    template: str,
+    md: mdapi.ModelDeployment,
+    observed: core.Observed,
+    request: core.Validate,
+    roots: Sequence[str] = (),
 ) -> tuple[gate.Verdict, Golden | None]:
-    """The verdict over ``request.pods``, and the golden set used (None when it could not be read)."""
+    """The verdict over ``request.pods``, and the golden set used (None when it could not be read).
+
+    ``roots``: the model repositories mounted into the operator (``--model-repository-root``)."""
     spec = md.spec.validation
     namespace = str(md.metadata["namespace"])
     if spec is None:
         return gate.unavailable("spec.validation was removed"), None
-    golden = await load(client, namespace, spec)
+    validated = next((r for r in md.status.revisions if r.name == request.revision), None)
+    model = validated.shape.model if validated is not None else md.spec.model
+    golden = await load(client, namespace, spec, model, roots)
     if isinstance(golden, gate.Verdict):
         return golden, None
     timeout = sloapi.duration_seconds(spec.timeout)
@@ -209,12 +234,17 @@ _EVENTS: dict[vapi.ValidationPhase, tuple[str, str]] = {
 
 
 async def run(
-    client: kube.Kube, template: str, md: mdapi.ModelDeployment, observed: core.Observed, request: core.Validate
+    client: kube.Kube,
+    template: str,
+    md: mdapi.ModelDeployment,
+    observed: core.Observed,
+    request: core.Validate,
+    roots: Sequence[str] = (),
 ) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
     """Validate and record the verdict on the revision (the caller writes the status, then
     :func:`bookkeep` creates a BadModel Incident the verdict names)."""
     started = datetime.datetime.now(datetime.UTC)
-    found, golden = await validate(client, template, md, observed, request)
+    found, golden = await validate(client, template, md, observed, request, roots)
     now = datetime.datetime.now(datetime.UTC)
     status = md.status.model_copy(deep=True)
     revision = next((r for r in status.revisions if r.name == request.revision), None)
