@@ -5,8 +5,9 @@ traffic and the same simulated replicas, differing only in who sets the replica 
 
 * ``vigil``: replicas for the starting load, ``maxReplicas`` for the peak, the ready-made
   ``runbooks/load-surge-scale-out.yaml`` as shipped (scale-out rounds sized from the measured
-  demand at 70 % utilisation, verified after 90 s) and the ModelDeployment's default give-back
-  (5 min stabilization, then one replica per minute back to ``spec.replicas``);
+  demand at 70 % utilisation, 90 s ahead along its rise, verified after 90 s) and the
+  ModelDeployment's default give-back (stabilization, then one replica per minute back to
+  ``spec.replicas``);
 * ``static``: provisioned for the peak from start to end (``paused``: vigil only judges it);
 * ``hpa``: :mod:`bench.hpa`, the HorizontalPodAutoscaler's algorithm and defaults on GPU
   utilisation (target 60 %), between the same minimum and maximum, on a ``paused`` deployment.
@@ -15,6 +16,14 @@ Scenarios: ``ramp``, a load ramp 2x -> 10x -> 1x a base rate over 30 minutes; ``
 of the Azure LLM inference trace (``bench/traces``), tokens scaling each request's service time.
 Both are replayed at a stated speed-up. Every replica has the same capacity; the peak is sized
 at 60 % utilisation of the highest 10-second rate, the start at 60 % of the first minute's rate.
+
+Timers under the speed-up: both scale-down stabilisation windows, the HPA's 300 s and vigil's
+5-minute give-back ``stabilizationWindow``, are divided by the speed-up (:meth:`Scenario.
+stabilisation_seconds`), so each still waits five minutes *of the trace* of calm before it
+returns a replica: unscaled, a replica added in the trace's second half was held to the end of
+the run by both (a 5-minute wall-clock wait is 30 trace minutes at x6). Everything else runs on
+the wall clock for both: vigil's SLO and rate windows, ``verifyAfter`` and give-back interval,
+the HPA's 15 s sync and 1-minute utilisation window.
 
 Measured per deployment over the traffic's span: SLO attainment, the share of evaluation
 intervals (``status.slos`` sampled every evaluation interval) whose queue-time verdict is Met
@@ -60,6 +69,8 @@ RAMP = (
 SEED = 20261202
 TARGET_ATTAINMENT = 0.95
 TARGET_GPU_RATIO = 0.75
+STABILISATION_TRACE_SECONDS = 300.0
+"""The HPA's default scale-down stabilisation and vigil's default give-back stabilizationWindow."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +83,11 @@ class Scenario:
     @property
     def wall_seconds(self) -> float:
         return self.load.span / self.speedup
+
+    @property
+    def stabilisation_seconds(self) -> int:
+        """Both policies' scale-down stabilisation: five minutes of the trace (see the module docstring)."""
+        return round(STABILISATION_TRACE_SECONDS / self.speedup)
 
     def replicas(self) -> tuple[int, int]:
         """(start, peak) replicas at :data:`UTILISATION` of each replica's capacity."""
@@ -112,6 +128,7 @@ def manifest(scenario: Scenario, policy: str) -> dict[str, Any]:
     spec: dict[str, Any] = {"slos": [QUEUE], "maxReplicas": peak}
     if policy == "vigil":
         spec["runbookRef"] = {"name": RUNBOOK}
+        spec["giveBack"] = {"stabilizationWindow": f"{scenario.stabilisation_seconds}s"}
     else:
         spec["paused"] = True
     return cluster.manifest(name, replicas=start, **spec)
@@ -164,7 +181,7 @@ def _run(ctx: Context, ns: str, chosen: list[Scenario]) -> dict[str, Any]:
     for scenario in chosen:
         start_replicas, peak = scenario.replicas()
         name = f"{scenario.name}-hpa"
-        bounds = hpa.Policy(minimum=start_replicas, maximum=peak)
+        bounds = hpa.Policy(minimum=start_replicas, maximum=peak, stabilisation_seconds=scenario.stabilisation_seconds)
         controllers[scenario.name] = hpa.Controller(kube.fork(), ctx.info.prometheus_url, ns, name, bounds)
     watcher = watch.Watcher(kube.fork(), ns, names, ctx.settings.eval_interval)
     started = time.time()
@@ -211,6 +228,7 @@ def _run(ctx: Context, ns: str, chosen: list[Scenario]) -> dict[str, Any]:
             "traceMinutes": round(scenario.load.span / 60, 1),
             "speedup": scenario.speedup,
             "wallMinutes": round(scenario.wall_seconds / 60, 1),
+            "stabilisationSeconds": scenario.stabilisation_seconds,
             "startReplicas": start_replicas,
             "peakReplicas": peak,
             "offeredPerMinute": [round(r, 2) for r in scenario.load.rates(60.0, scenario.speedup).tolist()],

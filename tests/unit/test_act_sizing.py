@@ -11,10 +11,12 @@ import yaml
 
 from tests.unit import actkit
 from tests.unit.actkit import INCIDENT, NOW, at
-from vigil.act import intents, machine, sizing
+from vigil.act import intents, machine, runbooks, sizing
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
+from vigil.observe import slo
+from vigil.reconcile import healing
 
 S = incapi.StepState
 Cause = rbapi.Cause
@@ -92,6 +94,55 @@ def test_unknown_queue_growth_counts_as_none() -> None:
     assert sized.replicas == 1
 
 
+# A saturated replica (44 req/s arrive, 30.6 served per busy replica) after a baseline of 20 req/s
+# whose middle lies 60 s before the current window's: the offered rate rose 0.4 req/s per second.
+RISING = sizing.Demand(
+    request_rate=30.0,
+    busy_replicas=0.98,
+    queue_growth=14.0,
+    window_seconds=30,
+    baseline_rate=20.0,
+    baseline_lag_seconds=60.0,
+)
+
+
+def test_sized_ahead_a_round_carries_the_measured_rise_until_it_is_judged() -> None:
+    sized = sizing.size(RISING, 70, ahead_seconds=90)
+    assert isinstance(sized, sizing.Sized)
+    # 44 req/s now (the window's middle, 15 s ago) + 0.4 req/s per second x (90 + 15) s = 86 req/s.
+    assert sized.trend == pytest.approx(0.4)
+    assert sized.projected == pytest.approx(86.0)
+    assert sized.replicas == math.ceil(86.0 / (30.0 / 0.98 * 0.7))  # 5, where the demand now needs 3
+    assert str(sized) == (
+        "demand 44.0 req/s over 30s, rising 0.40 req/s per second: 86.0 req/s 90s ahead at 30.6 req/s per busy "
+        "replica needs 5 replicas at 70% utilisation"
+    )
+
+
+def test_a_projection_is_capped_at_twice_the_demand_now() -> None:
+    from_nothing = sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=0.0, baseline_lag_seconds=10.0)
+    sized = sizing.size(from_nothing, 70, ahead_seconds=90)
+    assert isinstance(sized, sizing.Sized)
+    assert sized.projected == pytest.approx(sizing.MAX_PROJECTION * 44.0)
+
+
+@pytest.mark.parametrize(
+    ("demand", "ahead", "why"),
+    [
+        (RISING, None, "no sizeAhead: the demand now"),
+        (sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=60.0, baseline_lag_seconds=60.0), 90, "a falling load"),
+        (sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=44.0, baseline_lag_seconds=60.0), 90, "a steady load"),
+        (sizing.Demand(30.0, 0.98, 14.0, 30), 90, "no baseline (a young deployment)"),
+        (sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=float("nan"), baseline_lag_seconds=60.0), 90, "NaN"),
+    ],
+)
+def test_only_a_measured_rise_is_extrapolated(demand: sizing.Demand, ahead: int | None, why: str) -> None:
+    sized = sizing.size(demand, 70, ahead_seconds=ahead)
+    assert isinstance(sized, sizing.Sized), why
+    assert (sized.projected, sized.trend, sized.replicas) == (None, None, 3), why
+    assert "rising" not in str(sized), why
+
+
 def test_target_utilization_must_be_a_percentage() -> None:
     with pytest.raises(ValueError, match="percentage"):
         sizing.size(SATURATED, 0)
@@ -155,11 +206,22 @@ def verifying_after_first_round(md: object, spec: rbapi.RunbookSpec | None = Non
 RISEN = sizing.Demand(request_rate=90.0, busy_replicas=3.0, queue_growth=20.0, window_seconds=30)
 
 
-def test_load_outgrowing_a_round_starts_the_next_before_verify_at_on_fresh_data() -> None:
+@pytest.mark.parametrize(
+    ("now", "data_seconds"),
+    [
+        (40, 30),
+        # 20 s after the round took effect (at 5): the verdict's 20 s windows are fresh, while the
+        # 30 s demand window straddles the action. Arrivals do not depend on the replicas serving them.
+        (25, 20),
+    ],
+)
+def test_load_outgrowing_a_round_starts_the_next_on_the_first_fresh_breached_verdict(
+    now: float, data_seconds: float
+) -> None:
     md = actkit.deployment(replicas=1, maxReplicas=10)
     status = verifying_after_first_round(md)
     early = machine.advance(
-        status, actkit.context(md, cause=Cause.LOAD_SURGE, now=at(40), demand=RISEN, data_seconds=30)
+        status, actkit.context(md, cause=Cause.LOAD_SURGE, now=at(now), demand=RISEN, data_seconds=data_seconds)
     )
     assert early.intents == (intents.Scale(6, key=f"{INCIDENT}/0-scale-out/2"),)
     verified = [e.message for e in early.status.timeline if e.type == machine.VERIFIED]
@@ -170,11 +232,35 @@ def test_load_outgrowing_a_round_starts_the_next_before_verify_at_on_fresh_data(
     assert verified[-1].endswith(": next round")
 
 
+def sized_ahead_runbook() -> rbapi.RunbookSpec:
+    params = {"targetUtilization": 70, "sizeAhead": "90s"}
+    return actkit.runbook({"name": "scale-out", "action": "scaleOut", "params": params, "verifyAfter": "90s"})
+
+
+def test_a_round_sized_ahead_records_the_rise_it_was_sized_for() -> None:
+    md = actkit.deployment(replicas=1, maxReplicas=10)
+    decision = start(md, sized_ahead_runbook(), RISING)
+    assert decision.intents == (intents.Scale(5, key=f"{INCIDENT}/0-scale-out/1"),)
+    assert (
+        "rising 0.40 req/s per second: 86.0 req/s 90s ahead"
+        in actkit.step(decision.status, "scale-out").target[machine.SIZED_FOR]
+    )
+
+
+def test_an_expected_rise_does_not_turn_a_draining_backlog_into_an_early_round() -> None:
+    # Round 1 (1 -> 3) verifying; Breached on fresh data while 3 replicas drain the backlog: the
+    # demand now (60 req/s, -10 of it the queue shrinking) needs 3, though the baseline says it rose.
+    md = actkit.deployment(replicas=1, maxReplicas=10)
+    status = verifying_after_first_round(md, sized_ahead_runbook())
+    draining = sizing.Demand(60.0, 2.4, -10.0, 30, baseline_rate=20.0, baseline_lag_seconds=60.0)
+    ctx = actkit.context(md, cause=Cause.LOAD_SURGE, now=at(40), demand=draining, data_seconds=30)
+    assert machine.advance(status, ctx).intents == ()
+
+
 @pytest.mark.parametrize(
     ("now", "demand", "data_seconds", "slo", "why"),
     [
         (40, RISEN, 40, actkit.BREACHED, "the verdict reaches back before the round took effect"),
-        (30, RISEN, 20, actkit.BREACHED, "the demand window reaches back before the round took effect"),
         (40, RISEN, 30, actkit.MET, "Met before verifyAt is not a verdict yet"),
         (
             40,
@@ -303,3 +389,49 @@ def test_the_ready_made_load_surge_runbook_sizes_its_scale_out_from_demand() -> 
     md = actkit.deployment(replicas=1, maxReplicas=10)
     decision = start(md, spec, SATURATED)
     assert decision.intents[0] == intents.Scale(3, key=f"{INCIDENT}/0-scale-out/1")
+    assert start(md, spec, RISING).intents[0] == intents.Scale(5, key=f"{INCIDENT}/0-scale-out/1")
+
+
+def test_the_builtin_default_scales_out_as_the_ready_made_runbook_does() -> None:
+    raw = yaml.safe_load((ROOT / "runbooks" / "load-surge-scale-out.yaml").read_text())
+    ready_made = next(s for s in rbapi.RunbookSpec.model_validate(raw["spec"]).steps if s.action == "scaleOut")
+    builtin = next(s for s in runbooks.builtin_default().steps if s.action is rbapi.Action.SCALE_OUT)
+    assert builtin.params == ready_made.params
+    assert (builtin.verify_after, builtin.timeout) == (ready_made.verify_after, ready_made.timeout)
+
+
+def test_size_ahead_needs_target_utilization() -> None:
+    step = {"name": "scale-out", "action": "scaleOut", "params": {"stepReplicas": 1, "sizeAhead": "90s"}}
+    with pytest.raises(ValueError, match=r"params\.sizeAhead sizes from demand: it needs params\.targetUtilization"):
+        actkit.runbook(step)
+
+
+# --- the demand the worker hands the machine ------------------------------------------------------
+
+
+def healing_context(windows: slo.RateWindows, baseline: float | None) -> healing.Context:
+    traffic = slo.Traffic(
+        request_rate=30.0,
+        baseline_request_rate=baseline,
+        error_ratio=0.0,
+        pending_requests=4.0,
+        gpu_memory_utilization=None,
+        windows=windows,
+        busy_replicas=0.98,
+        queue_growth=14.0,
+    )
+    revision = slo.RevisionReport("r1", NOW, traffic, ())
+    verdict = slo.Verdict(cond.ConditionStatus.FALSE, "Breached", "")
+    report = slo.DeploymentReport("ml", "m", 1, (), verdict, (revision,))
+    md = actkit.deployment(replicas=1, maxReplicas=10)
+    return healing.Context(raw={}, md=md, observed=None, report=report, metrics_available=True, now=NOW)  # type: ignore[arg-type]
+
+
+def test_the_worker_hands_over_the_baseline_before_the_current_window_and_how_far_back_its_middle_is() -> None:
+    demand = healing.demand(healing_context(slo.RateWindows(30, 600, False), 20.0), "r1")
+    assert demand == sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=20.0, baseline_lag_seconds=300.0)
+
+
+def test_without_a_baseline_window_the_worker_hands_over_no_trend() -> None:
+    demand = healing.demand(healing_context(slo.RateWindows(30, None, True), None), "r1")
+    assert demand == sizing.Demand(30.0, 0.98, 14.0, 30)

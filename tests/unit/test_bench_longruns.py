@@ -186,6 +186,16 @@ def test_efficiency_manifests_differ_only_in_who_sets_the_replicas() -> None:
     assert (autoscaled["replicas"], autoscaled["maxReplicas"], autoscaled["paused"]) == (1, 6, True)
 
 
+def test_efficiency_scales_both_scale_down_stabilisations_with_the_speed_up() -> None:
+    # Five minutes of the trace for both: the HPA's 300 s and vigil's give-back 5m, over x3 and x6.
+    ramp, trace = efficiency.scenarios(quick=False)
+    assert (ramp.speedup, ramp.stabilisation_seconds) == (3.0, 100)
+    assert (trace.speedup, trace.stabilisation_seconds) == (6.0, 50)
+    assert efficiency.manifest(trace, "vigil")["spec"]["giveBack"] == {"stabilizationWindow": "50s"}
+    assert "giveBack" not in efficiency.manifest(trace, "hpa")["spec"]
+    assert efficiency.STABILISATION_TRACE_SECONDS == hpa.STABILISATION_SECONDS
+
+
 def test_efficiency_measures_vigil_with_the_ready_made_runbook_as_shipped() -> None:
     body = efficiency._runbook("bench-efficiency-x")
     shipped = yaml.safe_load(

@@ -86,9 +86,10 @@ Sizing: a ``scaleOut`` step with ``targetUtilization`` sizes each round from the
 demand (:mod:`vigil.act.sizing`, ``Context.demand``): at least ``stepReplicas`` (default 1)
 more, as many as the demand needs at that utilisation, at most the ceiling; the record
 (``sizedFor``) says what it was sized for, and a round without usable data adds the fixed step.
+With ``sizeAhead`` a round is sized for the demand that far ahead along its measured rise.
 Such a round is judged early when the load outgrows it (:func:`_outgrown`): Breached on data
-from after it took effect, with demand measured entirely after that needing more replicas than
-are running, the next round starts without waiting for ``verifyAt``.
+from after it took effect, with the measured demand needing more replicas than are running,
+the next round starts without waiting for ``verifyAt``.
 
 Hysteresis: a step counts as succeeded only when the SLO is Met at its verification time, which
 starts ``verifyAfter`` after the action took effect (rollback: traffic switched; scale-out:
@@ -580,10 +581,14 @@ def _outgrown(d: _Draft, index: int, step: rbapi.Step) -> str | None:
     """Why a demand-sized scale-out round is judged before its ``verifyAt``, or None.
 
     The load kept rising past what the round was sized for: the SLO is Breached on data from
-    after the round took effect, and the demand measured entirely after it needs more replicas
-    than are running. Waiting out ``verifyAfter`` would only prolong the breach. A backlog the
-    new replicas are still draining is not such a case: its completions are old arrivals, which
-    the queue's shrinking takes back out of the demand (:mod:`vigil.act.sizing`).
+    after the round took effect, and the measured demand needs more replicas than are running.
+    Waiting out ``verifyAfter`` would only prolong the breach. The demand's window may reach back
+    before the action: what arrives does not depend on how many replicas serve it (served plus
+    the queue's growth counts every arrival, before and after), so the round starts on the first
+    fresh Breached verdict instead of a full rate window later. A backlog the new replicas are
+    still draining is not such a case: its completions are old arrivals, which the queue's
+    shrinking takes back out of the demand (:mod:`vigil.act.sizing`). So the test reads the
+    demand now, without ``sizeAhead``; the round it starts is sized ahead as every round is.
     """
     ctx = d.ctx
     progress = d.plan.steps[index]
@@ -591,17 +596,21 @@ def _outgrown(d: _Draft, index: int, step: rbapi.Step) -> str | None:
         return None
     if ctx.slo_state is not sloapi.SLOState.BREACHED or not _fresh(ctx, progress):
         return None
-    demand = ctx.demand
-    if demand is None or demand.window_seconds is None:
-        return None
-    since = cond.parse_time(progress.judged_from)
-    if ctx.now - datetime.timedelta(seconds=demand.window_seconds) < since:
-        return None
-    sized = sizing.size(demand, step.params.target_utilization)
+    # The demand now, not ahead: a rise still expected must not turn a draining backlog into a round.
+    sized = sizing.size(ctx.demand, step.params.target_utilization)
     current = _wanted_replicas(ctx.md)
     if not isinstance(sized, sizing.Sized) or sized.replicas <= current or current >= _ceiling(ctx.md, step):
         return None  # at the ceiling, verifyAt decides what comes next
     return f"SLO Breached on data from {progress.judged_from} on and {sized} ({current} running)"
+
+
+def _sized(demand: sizing.Demand | None, step: rbapi.Step) -> sizing.Sized | str:
+    """What ``demand`` asks of a ``scaleOut`` step with ``targetUtilization`` (and ``sizeAhead``)."""
+    assert step.params.target_utilization is not None
+    ahead = step.params.size_ahead
+    return sizing.size(
+        demand, step.params.target_utilization, None if ahead is None else int(sloapi.duration_seconds(ahead))
+    )
 
 
 def _fresh(ctx: Context, progress: incapi.StepProgress) -> bool:
@@ -973,7 +982,7 @@ def _propose_scale(d: _Draft, index: int, step: rbapi.Step, round_: int) -> _Pro
     extra: dict[str, str] = {}
     rising: sizing.Sized | None = None
     if step.params.target_utilization is not None:
-        sized = sizing.size(d.ctx.demand, step.params.target_utilization)
+        sized = _sized(d.ctx.demand, step)
         least = current + (step.params.step_replicas or 1)
         if isinstance(sized, sizing.Sized):
             target = min(max(least, sized.replicas), ceiling)

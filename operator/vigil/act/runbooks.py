@@ -26,8 +26,12 @@ cause                      steps
                            serving revision changed within 24h before the breach (a revision that
                            served well for a day is more likely hurt by its environment than by
                            its release); on failure escalate.
-``LoadSurge``              ``scale-out`` by 2 replicas per round up to ``spec.maxReplicas``, each
-                           round verified 90s after its replicas are ready; a round that would
+``LoadSurge``              ``scale-out`` up to ``spec.maxReplicas`` in rounds sized from the
+                           measured demand (:mod:`vigil.act.sizing`) at 70 % utilisation, for
+                           the demand 90s ahead along its rise, at least 2 more replicas per
+                           round (2 when the data cannot say), each round verified 90s after its
+                           replicas are ready, the next one early once fresh data shows the load
+                           outgrew it; a round that would
                            need more ``nvidia.com/gpu`` than is free, or meets unschedulable pods,
                            fails at once ("blocked by GPU capacity") and so does a breach at
                            ``maxReplicas``; then ``shift-to-fallback``.
@@ -87,7 +91,7 @@ def builtin_default() -> rbapi.RunbookSpec:
             rbapi.Step(
                 name="scale-out",
                 action=rbapi.Action.SCALE_OUT,
-                params=rbapi.Params(step_replicas=2),
+                params=rbapi.Params(step_replicas=2, target_utilization=70, size_ahead="90s"),
                 when=rbapi.StepWhen(causes=[cause.LOAD_SURGE]),
                 verify_after="90s",
                 timeout="10m",

@@ -140,6 +140,13 @@ class Params(KubeModel):
         "request rate plus the queue's growth at this percent (1-100) of each replica's measured throughput "
         "when busy (the default sizes by stepReplicas only).",
     )
+    size_ahead: Duration | None = pydantic.Field(
+        default=None,
+        description="scaleOut with targetUtilization: size each round for the demand this far ahead, along the "
+        "rise of the offered rate over the baseline before the current window (a rise only, at most twice "
+        "the demand now); e.g. the step's verifyAfter, so a round carries a rising load until it is judged "
+        "(default: the demand now).",
+    )
     max_replicas: int | None = pydantic.Field(
         default=None, ge=1, le=1000, description="scaleOut: ceiling, 1-1000 (default spec.maxReplicas)."
     )
@@ -160,6 +167,7 @@ class Params(KubeModel):
 _PARAMS_OF: dict[str, tuple[str, ...]] = {
     "stepReplicas": ("scaleOut",),
     "targetUtilization": ("scaleOut",),
+    "sizeAhead": ("scaleOut",),
     "maxReplicas": ("scaleOut",),
     "target": ("shiftTraffic",),
     "weight": ("shiftTraffic",),
@@ -190,6 +198,12 @@ class Step(KubeModel):
             ".params",
         ),
         *(_param_rule(param, actions) for param, actions in _PARAMS_OF.items()),
+        Rule(
+            "!has(self.params) || !has(self.params.sizeAhead) || has(self.params.targetUtilization)",
+            "params.sizeAhead sizes from demand: it needs params.targetUtilization",
+            lambda step: step.params.size_ahead is None or step.params.target_utilization is not None,
+            ".params.sizeAhead",
+        ),
     )
 
     name: formats.ShortName = pydantic.Field(

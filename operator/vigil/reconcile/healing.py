@@ -488,11 +488,18 @@ def demand(ctx: Context, revision: str | None) -> sizing.Demand | None:
     if found is None:
         return None
     traffic = found.traffic
+    windows = traffic.windows
+    # The baseline window before the current one ends where it begins: their middles lie half
+    # the baseline window apart.
+    baseline = windows.baseline_seconds if windows is not None and windows.before() is not None else None
+    lag = baseline / 2 if baseline is not None else None
     return sizing.Demand(
         request_rate=traffic.request_rate,
         busy_replicas=traffic.busy_replicas,
         queue_growth=traffic.queue_growth,
-        window_seconds=traffic.windows.current_seconds if traffic.windows is not None else None,
+        window_seconds=windows.current_seconds if windows is not None else None,
+        baseline_rate=traffic.baseline_request_rate if lag is not None else None,
+        baseline_lag_seconds=lag,
     )
 
 
