@@ -79,7 +79,9 @@ def _stop_then_retry(kube: client.ApiClient, ns: str, sim: simclient.ControlClie
     stopped = waiting.until(lambda: phase_is(kube, ns, NAME, "Stopped", "Returned"), 240, "the give-back to stop")
     assert stopped["phase"] == "Stopped", stopped
     assert stopped["stops"] == 1, stopped
-    [stop] = entries(kube, ns, "GiveBackStopped")
+    # Two entries: the step's restore ("scale-in stopped: ...; back to 4 replicas"), then the stop.
+    restored, stop = entries(kube, ns, "GiveBackStopped")
+    assert "back to 4 replicas" in restored["message"], restored
     retry_at = cond.parse_time(stopped["retryAt"])
     assert retry_at - at(stop) == datetime.timedelta(seconds=2 * WINDOW_SECONDS), (stop, stopped["retryAt"])
     assert f"tried again from {stopped['retryAt']} (stop 1)" in stop["message"], stop

@@ -11,7 +11,7 @@ import yaml
 
 from tests.unit import actkit
 from tests.unit.actkit import INCIDENT, NOW, at
-from vigil.act import intents, machine, runbooks, sizing
+from vigil.act import guards, intents, machine, runbooks, sizing
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
@@ -435,3 +435,56 @@ def test_the_worker_hands_over_the_baseline_before_the_current_window_and_how_fa
 def test_without_a_baseline_window_the_worker_hands_over_no_trend() -> None:
     demand = healing.demand(healing_context(slo.RateWindows(30, None, True), None), "r1")
     assert demand == sizing.Demand(30.0, 0.98, 14.0, 30)
+
+
+# --- the waiver's window after a plan that ended on a Met verdict -------------------------------
+
+
+def ended_met() -> incapi.IncidentStatus:
+    """A plan whose round (1 -> 3, in effect at 5) was verified Met at 95 on data from 5 on."""
+    md = actkit.deployment(replicas=1, maxReplicas=10)
+    status = verifying_after_first_round(md)
+    met = actkit.context(md, cause=Cause.LOAD_SURGE, now=at(95), slo=actkit.MET, data_seconds=80)
+    return machine.advance(status, met).status
+
+
+def test_a_plan_verified_met_says_since_when_the_slo_was_met() -> None:
+    status = ended_met()
+    assert guards.last_plan_end([status]) == at(95)
+    assert guards.last_plan_met_since([status]) == at(5)
+
+
+def test_a_plan_that_ended_without_a_met_verdict_says_nothing_about_since_when() -> None:
+    md = actkit.deployment(replicas=1, maxReplicas=3)
+    status = verifying_after_first_round(md)
+    failing = machine.advance(status, actkit.context(md, cause=Cause.LOAD_SURGE, now=at(95), data_seconds=80))
+    escalated = actkit.context(md, cause=Cause.LOAD_SURGE, now=at(96), done=actkit.ok(*failing.intents))
+    failed = machine.advance(failing.status, escalated).status
+    assert guards.last_plan_end([failed]) == at(96)
+    assert guards.last_plan_met_since([failed]) is None
+    assert guards.last_plan_met_since([]) is None
+
+
+@pytest.mark.parametrize(
+    ("met_since", "waived"),
+    [
+        (-700, True),  # the 600 s window starts after the data the last plan was verified Met on
+        (-500, False),  # it reaches back before that data: it may hold the old breach
+        (None, False),  # no Met verdict known: only a window after the plan's end
+    ],
+)
+def test_the_demand_window_may_reach_back_into_the_data_the_last_plan_was_verified_met_on(
+    met_since: int | None, waived: bool
+) -> None:
+    md = actkit.deployment(replicas=3, maxReplicas=10)
+    long_window = sizing.Demand(request_rate=90.0, busy_replicas=3.0, queue_growth=20.0, window_seconds=600)
+    since = None if met_since is None else at(met_since)
+    decision = start(md, demand_runbook(), long_window, last_plan_ended_at=at(-400), last_plan_met_since=since)
+    assert bool(decision.intents) is waived
+    assert any(e.type == machine.COOLDOWN_WAIVED for e in decision.status.timeline) is waived
+
+
+def test_a_rise_still_expected_does_not_waive_the_cooldown() -> None:
+    # The demand now (44 req/s) needs 3, as run; only the projection 90 s ahead asks for 5.
+    md = actkit.deployment(replicas=3, maxReplicas=10)
+    assert start(md, sized_ahead_runbook(), RISING, last_plan_ended_at=at(-400)).intents == ()

@@ -89,6 +89,26 @@ def last_plan_end(statuses: Iterable[incapi.IncidentStatus]) -> datetime.datetim
     return max(ends) if ends else None
 
 
+def last_plan_met_since(statuses: Iterable[incapi.IncidentStatus]) -> datetime.datetime | None:
+    """Since when the SLO was judged Met when the most recent finished plan that acted ended (the
+    data its succeeded last step was verified on, from ``judgedFrom``), or None: that plan did not
+    end on such a verdict, or there is none."""
+    latest: tuple[datetime.datetime, datetime.datetime | None] | None = None
+    for status in statuses:
+        plan = status.plan
+        if plan is None or not finished(plan) or not acted(plan):
+            continue
+        done = [s for s in plan.steps if s.finished_at]
+        if not done:
+            continue
+        last = max(done, key=lambda s: cond.parse_time(s.finished_at or ""))
+        end = cond.parse_time(last.finished_at or "")
+        met = last.judged_from if last.state is incapi.StepState.SUCCEEDED else None
+        if latest is None or end > latest[0]:
+            latest = (end, cond.parse_time(met) if met else None)
+    return None if latest is None else latest[1]
+
+
 def cooling(
     guards: rbapi.Guards, plan: incapi.Plan, last_plan_ended_at: datetime.datetime | None, now: datetime.datetime
 ) -> datetime.datetime | None:
@@ -96,7 +116,8 @@ def cooling(
 
     The cooldown keeps a plan from acting on the same signal before the last plan's action has
     settled. The step machine waives it for the scale-out of a breach that began after the last
-    plan ended, sized from demand measured entirely after that, when it asks for more replicas
+    plan ended, sized from demand measured on data none of which belongs to the last breach (after
+    that plan ended, or after the data its last step was verified Met on began), when it asks for more replicas
     than are running: load that kept rising past what the last plan provisioned is a new
     signal, and adding capacity undoes nothing (flapping is undoing; giving back waits for its
     own stabilization window).

@@ -75,9 +75,10 @@ Safety, in the order it is checked
      the next step (e.g. shiftTraffic) instead of waiting for capacity that is not coming.
   4. dryRun (and a paused md) records what would be done as DryRun and returns no intents.
   5. Guards (cooldown, maxActionsPerHour; :mod:`vigil.act.guards`) hold new actions. The
-     cooldown is waived (recorded, ``CooldownWaived``) for a new breach's scale-out sized from
-     demand measured after the last plan ended that asks for more replicas than are running:
-     load that kept rising past what the last plan provisioned (:func:`_cooldown_waiver`).
+     cooldown is waived (recorded, ``CooldownWaived``) for a new breach's scale-out when the
+     demand now, measured on data none of which belongs to the last breach, asks for more
+     replicas than are running: load that kept rising past what the last plan provisioned
+     (:func:`_cooldown_waiver`).
   6. Approval mode holds new actions (phase AwaitingApproval) until the runbook's approval
      annotation is ``"true"`` on the Incident.
   Notifications are not cluster actions: they pass 2, 5 and 6.
@@ -228,6 +229,8 @@ class Context:
     pods: tuple[Pod, ...] = ()
     actions_last_hour: int = 0
     last_plan_ended_at: datetime.datetime | None = None
+    last_plan_met_since: datetime.datetime | None = None
+    """Since when the SLO was Met when that plan ended (:func:`vigil.act.guards.last_plan_met_since`)."""
     done: Mapping[str, acts.Result] = dataclasses.field(default_factory=dict)
     judged: Judged | None = None
     demand: sizing.Demand | None = None
@@ -896,8 +899,12 @@ def _cooldown_waiver(d: _Draft, proposal: _Proposal) -> str | None:
 
     Only a scale-out the measured demand asks for beyond the replicas running, for a breach that
     began after the last plan ended (this incident was opened then: the SLO had recovered), on
-    demand read entirely from data after that: the load kept rising past what that plan
-    provisioned. Neither the old breach nor a window reaching back into it can waive it.
+    demand read from data none of which belongs to the old breach: the load kept rising past what
+    that plan provisioned. The demand's window may reach back before the plan's end, but only as
+    far as the data that plan's last step was verified Met on (``last_plan_met_since``): what
+    arrived then was served within the SLO, and arrivals do not depend on how many replicas
+    serve them. Without such a verdict, the window starts after the plan's end. Neither the old
+    breach nor a window reaching back into it can waive it.
     """
     ctx = d.ctx
     until = guards.cooling(d.spec.guards, d.plan, ctx.last_plan_ended_at, ctx.now)
@@ -908,7 +915,8 @@ def _cooldown_waiver(d: _Draft, proposal: _Proposal) -> str | None:
     if cond.parse_time(d.status.opened_at) <= ended:
         return None
     window = sized.window_seconds
-    if window is None or ctx.now - datetime.timedelta(seconds=window) < ended:
+    clean_since = min(ctx.last_plan_met_since or ended, ended)
+    if window is None or ctx.now - datetime.timedelta(seconds=window) < clean_since:
         return None
     return (
         f"cooldown {d.spec.guards.cooldown} (until {cond.rfc3339(until)}) waived: the SLO breached again after "
@@ -987,7 +995,9 @@ def _propose_scale(d: _Draft, index: int, step: rbapi.Step, round_: int) -> _Pro
         if isinstance(sized, sizing.Sized):
             target = min(max(least, sized.replicas), ceiling)
             extra[SIZED_FOR] = str(sized)
-            rising = sized if sized.replicas > current else None
+            # Evidence for the cooldown waiver is the demand now, not a rise still expected.
+            now = sized if sized.projected is None else sizing.size(d.ctx.demand, step.params.target_utilization)
+            rising = now if isinstance(now, sizing.Sized) and now.replicas > current else None
         else:
             target = min(least, ceiling)
             extra[SIZED_FOR] = f"{sized}: by stepReplicas"

@@ -474,6 +474,7 @@ async def _plan_context(
         ),
         actions_last_hour=guards.actions_within([*others, incident.status], ctx.now),
         last_plan_ended_at=guards.last_plan_end(others),
+        last_plan_met_since=guards.last_plan_met_since(others),
         done=done,
         judged=machine.Judged.of(slo_status(status, incident.spec.slo)),
         demand=demand(ctx, incident.spec.revision or status.current_revision),
