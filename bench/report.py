@@ -414,8 +414,9 @@ def efficiency_section(result: Mapping[str, Any]) -> str:
                 ]
             )
         v = data["verdict"]
+        stabilisation = f", stabilisation {data['stabilisationSeconds']} s" if "stabilisationSeconds" in data else ""
         verdicts.append(
-            f"- {scenario} ({data['traffic']}; x{data['speedup']:g}, {data['wallMinutes']:g} min): "
+            f"- {scenario} ({data['traffic']}; x{data['speedup']:g}, {data['wallMinutes']:g} min{stabilisation}): "
             f"attainment >= {result['targets']['attainment']:.0%}: **{_yes(v['attainmentMet'])}**; "
             f"GPU-minutes {number(v['gpuRatioToStatic'])} x static (target <= {result['targets']['gpuRatioToStatic']:g}): "
             f"**{_yes(v['gpuMet'])}**; fewer violating minutes than the HPA-like baseline: "
@@ -426,7 +427,8 @@ def efficiency_section(result: Mapping[str, Any]) -> str:
         f"req/s each, {result['baseLatencyMs']:g} ms per request), side by side in one run: vigil (start replicas, "
         f"the ready-made {result.get('runbook', 'scaleOut runbook')} as shipped, maxReplicas = peak, the default "
         "give-back), static peak provisioning, and an HPA-like autoscaler "
-        f"(GPU utilisation target {result['hpaTarget']:.0%}, 15 s sync, 5 min scale-down stabilisation). "
+        f"(GPU utilisation target {result['hpaTarget']:.0%}, 15 s sync). Both scale-down stabilisations (the "
+        "HPA's 300 s, the give-back's 5 min) are five minutes of the trace: divided by the speed-up. "
         f"Peak and start are sized at {result['sizingUtilisation']:.0%} utilisation. Attainment: share of "
         "evaluation intervals whose queue-time verdict is Met; violating minutes: minutes whose average queue "
         f"time exceeds {result['slo']['thresholdMs']} ms (Prometheus)."
