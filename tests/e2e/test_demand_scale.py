@@ -8,7 +8,8 @@ The load then rises in three stages:
 2. the load rises again while a round is still being verified: Breached on fresh data with the
    fresh demand needing more replicas, the next round starts before ``verifyAt``;
 3. after the incident resolved, it rises once more: the new breach's scale-out is not held by
-   the 10-minute cooldown; it waives it, says so (timeline and Event), and sizes for the demand.
+   the 10-minute cooldown; it waives it, says so (timeline and Event), and sizes for the demand
+   ahead along its measured rise (the runbook now has ``sizeAhead``).
 
 Serial lane: the sizing reads ``nv_gpu_utilization``, which only GPU pods have (as on a real
 Triton), so the pods hold one GPU each (at most 10, on any node).
@@ -26,7 +27,7 @@ from kubernetes import client
 from tests.e2e import waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_heal import create_runbook, resolved
-from tests.e2e.test_modeldeployment import condition, create, get, manifest
+from tests.e2e.test_modeldeployment import GROUP, VERSION, condition, create, get, manifest
 from tests.e2e.test_observe import incidents
 from vigil.sim import client as simclient
 
@@ -45,16 +46,10 @@ QUEUE = {
 # 5; 150 req/s overloads even 7 replicas and needs 11, capped at the ceiling of 10.
 CAPACITY, LATENCY_MS = 20.0, 250.0
 CALM, SURGE, HIGHER, HIGHEST = 5.0, 30.0, 70.0, 150.0
-RUNBOOK = {
+PARAMS = {"stepReplicas": 1, "targetUtilization": 70}
+RUNBOOK: dict[str, Any] = {
     "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
-    "steps": [
-        {
-            "name": "scale-out",
-            "action": "scaleOut",
-            "params": {"stepReplicas": 1, "targetUtilization": 70},
-            "verifyAfter": "60s",
-        }
-    ],
+    "steps": [{"name": "scale-out", "action": "scaleOut", "params": PARAMS, "verifyAfter": "60s"}],
 }
 SIZED = re.compile(r"needs (\d+) replicas at 70% utilisation")
 
@@ -165,7 +160,12 @@ def test_a_rising_load_is_scaled_for_its_measured_demand_round_after_round(
     target = targets[-1]
     assert target >= 5, f"70 req/s needs 5 replicas at 70 %: {rounds}"
 
-    # 3. It rises once more after the plan ended: a new breach within the 10m cooldown.
+    # 3. It rises once more after the plan ended: a new breach within the 10m cooldown. The runbook
+    # now sizes rounds 60s ahead along the measured rise (the ready-made and built-in runbooks' way).
+    ahead = {**RUNBOOK, "steps": [{**RUNBOOK["steps"][0], "params": {**PARAMS, "sizeAhead": "60s"}}]}
+    client.CustomObjectsApi(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "runbooks", "demand", {"spec": ahead}
+    )
     sim.set_load({"namespace": namespace, "name": "ramp", "rate": HIGHEST})
 
     def second_acted() -> dict[str, Any] | None:
@@ -181,6 +181,8 @@ def test_a_rising_load_is_scaled_for_its_measured_demand_round_after_round(
     assert "waived: the SLO breached again after the last plan ended" in waived[0]
     more = sized_rounds(intents(second), start=target, ceiling=10)[-1]
     assert more > target, (target, intents(second))
+    sized_for = second["status"]["plan"]["steps"][0]["target"]["sizedFor"]
+    assert re.search(r", rising [\d.]+ req/s per second: [\d.]+ req/s 60s ahead at ", sized_for), sized_for
     md = waiting.until(
         lambda: (m := get(kube, namespace, "ramp"))["status"].get("readyReplicas", 0) >= more and m,
         120,
