@@ -19,7 +19,6 @@ import contextlib
 import fcntl
 import sys
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from kubernetes import client
@@ -42,8 +41,6 @@ def sandbox_handle() -> sandbox_mod.Sandbox:
 
 
 ISOLATED = lanes.ISOLATED
-# record_property names printed in the terminal summary (chaos and outage results).
-MEASURED = ("chaos", "outage", "apiserver-restart", "sim-queue")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -159,19 +156,3 @@ def scoped_operator(
     yield proc
     proc.stop()
     print(proc.logs()[-3000:])
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Print what the chaos and outage tests measured (their record_property), also from xdist workers."""
-    lines = [
-        f"{report.nodeid}: {name} {value}"
-        for reports in terminalreporter.stats.values()
-        for report in reports
-        if isinstance(report, pytest.TestReport) and report.when == "call"
-        for name, value in report.user_properties
-        if name in MEASURED
-    ]
-    if lines:
-        terminalreporter.section("e2e measurements")
-        for line in lines:
-            terminalreporter.write_line(line)

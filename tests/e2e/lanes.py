@@ -20,6 +20,7 @@ nor starts last and becomes the tail.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from collections import Counter
@@ -108,6 +109,50 @@ def seconds(nodeid_or_module: str) -> float:
 def order(nodeid: str) -> tuple[int, float]:
     """Sort key for the collection (a stable sort): the serial lane first, then the isolated modules longest first."""
     return (0, 0.0) if lane(nodeid) == SERIAL else (1, -seconds(nodeid))
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One phase (setup, call or teardown) of a test as a worker reported it."""
+
+    worker: str
+    nodeid: str
+    start: float
+    stop: float
+
+
+def summary(phases: Iterable[Phase]) -> list[str]:
+    """What the lanes took: the run's wall time, each worker's span and its units in order, and the
+    seconds of every module (setup to teardown of all its tests), longest first, for :data:`SECONDS`."""
+    phases = sorted(phases, key=lambda phase: phase.start)
+    if not phases:
+        return []
+    began = phases[0].start
+    spans: dict[str, list[float]] = {}
+    units: dict[str, list[str]] = {}
+    per_module: Counter[str] = Counter()
+    worker_of: dict[str, str] = {}
+    for phase in phases:
+        span = spans.setdefault(phase.worker, [phase.start, phase.stop])
+        span[0], span[1] = min(span[0], phase.start), max(span[1], phase.stop)
+        done = units.setdefault(phase.worker, [])
+        if not done or done[-1] != unit(phase.nodeid):
+            done.append(unit(phase.nodeid))
+        per_module[module(phase.nodeid)] += phase.stop - phase.start
+        worker_of[module(phase.nodeid)] = phase.worker
+    wall = max(stop for _, stop in spans.values()) - began
+    lines = [f"wall {wall:.0f} s ({wall / 60:.1f} min) from the first test's setup to the last teardown"]
+    for worker in sorted(spans):
+        start, stop = spans[worker]
+        busy = sum(phase.stop - phase.start for phase in phases if phase.worker == worker)
+        lines.append(
+            f"{worker}: {busy:.0f} s of tests, +{start - began:.0f} s to +{stop - began:.0f} s: {', '.join(units[worker])}"
+        )
+    lines += [
+        f'"{name}": {seconds:.0f},  # {lane(name)}, {worker_of[name]}'
+        for name, seconds in sorted(per_module.items(), key=lambda item: -item[1])
+    ]
+    return lines
 
 
 class LaneScheduling(LoadScopeScheduling):

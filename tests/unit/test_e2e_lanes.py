@@ -143,3 +143,23 @@ def test_a_module_missing_from_the_table_counts_the_default_and_goes_after_longe
     assert ordered.index("tests/e2e/test_iso_a.py") < ordered.index("tests/e2e/test_iso_new.py")
     assert ordered.index("tests/e2e/test_iso_new.py") < ordered.index("tests/e2e/test_iso_short0.py")
     assert ordered[0] == lanes.SERIAL
+
+
+def test_the_summary_gives_the_wall_time_each_workers_span_and_units_and_each_modules_seconds() -> None:
+    serial, isolated = "tests/e2e/test_serial_0.py", "tests/e2e/test_chaos.py"
+    phases = [
+        lanes.Phase("gw0", f"{serial}::test_0", 100.0, 130.0),
+        lanes.Phase("gw0", f"{serial}::test_1", 130.0, 150.0),
+        lanes.Phase("gw1", f"{isolated}::test_a", 101.0, 161.0),
+        lanes.Phase("gw1", f"{isolated}::test_a", 161.0, 163.0),  # its teardown
+        lanes.Phase("gw0", "tests/e2e/test_golden.py::test_b", 150.0, 160.0),
+    ]
+    assert lanes.summary(phases) == [
+        "wall 63 s (1.1 min) from the first test's setup to the last teardown",
+        "gw0: 60 s of tests, +0 s to +60 s: serial, tests/e2e/test_golden.py",
+        f"gw1: 62 s of tests, +1 s to +63 s: {isolated}",
+        f'"{isolated}": 62,  # isolated, gw1',
+        f'"{serial}": 50,  # serial, gw0',
+        '"tests/e2e/test_golden.py": 10,  # isolated, gw0',
+    ]
+    assert lanes.summary([]) == []
