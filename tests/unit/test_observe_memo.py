@@ -160,6 +160,17 @@ def test_the_rate_windows_of_a_young_deployment_follow_its_age() -> None:
     assert cache.judged == 2
 
 
+def test_a_revision_past_its_windows_is_reused_when_its_age_changes_unit() -> None:
+    # A 1h period's longest window is 6m: at 59m57s and 1h0m2s no message quotes the age.
+    cache = memo.Memo()
+    t = target("settled", ages=(3597.0,))
+    values = {("settled", "r0"): BUSY}
+    for cycle in range(2):
+        now = START + cycle * CYCLE
+        judge(cache, [t], answers([t], now, values), now)
+    assert (cache.reused, cache.judged) == (1, 1)
+
+
 def test_the_age_quoted_in_a_message_is_that_of_each_cycle() -> None:
     # 30-day windows are capped for three days; the message quotes the age in its leading unit.
     cache = memo.Memo()

@@ -224,10 +224,15 @@ def parse_vector(result: object) -> Vector:
             and type(revision) is str
         ):
             continue
-        key = SeriesKey(namespace, deployment, revision, le)
+        key = _new_key(SeriesKey, (namespace, deployment, revision, le))
         previous = vector.get(key)
         vector[key] = number if previous is None else previous + number
     return vector
+
+
+# SeriesKey(...) runs a Python-level __new__ per call; the tuple constructor makes the same object
+# (a fifth of parse_vector's time at 1,000 deployments, per py-spy).
+_new_key = tuple.__new__
 
 
 def _malformed(item: object) -> BadResponse:

@@ -919,22 +919,22 @@ def evaluate(target: Target, results: promql.Results, now: datetime.datetime, se
 def clock(target: Target, now: datetime.datetime, settings: Settings) -> tuple[object, ...]:
     """Everything :func:`evaluate` derives from ``now`` besides what :func:`restamp` writes.
 
-    Per revision: its rate windows, each SLO's alerting pairs as capped for its age, and its age in
-    the unit messages quote (:func:`leading_unit`, whether or not a message quotes it). Two
+    Per revision: its rate windows, each SLO's alerting pairs as capped for its age, and, where
+    they are capped, its age in the unit the message quotes (:func:`leading_unit`). Two
     instants with equal clocks judge the same target on the same series alike, but for the status
     timestamps. Keep this in step with :func:`evaluate`: the memo's tests compare both on every
     cycle.
     """
-    parts: list[object] = []
+    parts: list[object] = [rate_windows(target, revision, now, settings) for revision in target.revisions]
     for revision in target.revisions:
         age = age_of(revision, now)
-        parts.append(
-            (
-                rate_windows(target, revision, now, settings),
-                leading_unit(age),
-                tuple(judged_pairs(spec, age, settings) for spec in target.slos),
+        for spec in target.slos:
+            pairs = judged_pairs(spec, age, settings)
+            capped = any(
+                (p.measured.long_seconds, p.measured.short_seconds) != (p.nominal.long_seconds, p.nominal.short_seconds)
+                for p in pairs
             )
-        )
+            parts.append((pairs, leading_unit(age) if capped else None))
     return tuple(parts)
 
 
