@@ -245,6 +245,32 @@ async def test_the_watch_after_the_relist_streams_changes_and_deletions(
     await changes.until(lambda: store.get((NS, "a")) is None, "the deleted pod left the store")
 
 
+async def test_a_list_answered_429_waits_out_its_retry_after_and_lists_again_without_a_restart(
+    kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    kmock.resources["v1/pods"] = {}
+    await create(api, pod("a", 1))
+    busy = {"kind": "Status", "code": 429, "reason": "TooManyRequests", "message": "storage is (re)initializing"}
+    kmock[f"get {PODS}"][:1] << 429 << kmock.headers({"Retry-After": "1"}) << busy
+    configuration = kubernetes.client.Configuration(host=str(kmock.url).rstrip("/"))
+    configuration.retries = kube.RETRIES  # as the operator's client: urllib3 never sleeps it out in a thread
+    store = informer.Store(watched.PODS)
+    stream = informer.Informer(kubernetes.client.ApiClient(configuration), store, namespace=NS)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task = asyncio.create_task(stream.run(supervise.Heartbeat("watch pods", 600.0)))
+    try:
+        await asyncio.wait_for(stream.synced.wait(), 10)
+        assert loop.time() - started >= 1.0  # the server's pace, not an immediate retry
+        assert not task.done()  # waited out in place: nothing raised to the supervisor
+        assert names(store) == ["a"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    warned = [r for r in caplog.records if "Retry-After" in r.getMessage()]
+    assert [(r.levelname, r.exc_info) for r in warned] == [("WARNING", None)]  # one line, no traceback
+
+
 # -- Kube on the caches ----------------------------------------------------------------------------
 
 

@@ -60,6 +60,16 @@ LIST_TIMEOUT = 60.0
 DELETED = "DELETED"
 
 
+def retry_after(error: exceptions.ApiException) -> float:
+    """Seconds the API server asked us to wait (a 429's or 503's ``Retry-After``), else 0."""
+    headers = error.headers or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else 0.0
+    except ValueError:
+        return 0.0  # an HTTP date: rare from the API server; our own backoff applies
+
+
 class Gone(Exception):
     """The watch's resourceVersion is too old (410): relist."""
 
@@ -366,7 +376,9 @@ class Informer:
         return version
 
     async def run(self, heartbeat: supervise.Heartbeat) -> None:
-        """List, replace the store, watch until 410 Gone, relist; an error surfaces to the supervisor."""
+        """List, replace the store, watch until 410 Gone, relist; an error surfaces to the supervisor,
+        except a 429/503 that names its Retry-After: that pause is the server's to set, so it is waited
+        out here (with a warning, not a traceback and a restart)."""
         loop = asyncio.get_running_loop()
 
         def deliver(kind: str, obj: Obj) -> None:
@@ -374,21 +386,39 @@ class Informer:
 
         try:
             while True:
-                heartbeat.beat()
-                items, list_version = await in_thread(self.list)
-                self.store.replace(items, list_version, self.namespace)
-                self.synced.set()
-                log.debug("%s: listed %d", self.name, len(items))
-                since = str(list_version) if list_version is not None else ""
-                while True:
-                    heartbeat.beat(WATCH_SECONDS[1] + READ_SLACK + CONNECT_TIMEOUT + 30.0)
-                    try:
-                        since = await in_thread(self.watch, since, deliver)
-                    except Gone as gone:
-                        log.info("%s: watch expired (%s); relisting", self.name, gone)
-                        break
+                try:
+                    await self._list_and_watch(heartbeat, deliver)
+                except exceptions.ApiException as error:
+                    wait = retry_after(error)
+                    if not wait:
+                        raise  # no pace named: the supervisor's backoff applies
+                    log.warning(
+                        "%s: the API server answered %s (%s); listing again in %.0fs as its Retry-After asks",
+                        self.name,
+                        error.status,
+                        error.reason,
+                        wait,
+                    )
+                    heartbeat.beat(wait + CONNECT_TIMEOUT)
+                    await asyncio.sleep(wait)
         finally:
             self.stop()
+
+    async def _list_and_watch(self, heartbeat: supervise.Heartbeat, deliver: Callable[[str, Obj], None]) -> None:
+        while True:
+            heartbeat.beat()
+            items, list_version = await in_thread(self.list)
+            self.store.replace(items, list_version, self.namespace)
+            self.synced.set()
+            log.debug("%s: listed %d", self.name, len(items))
+            since = str(list_version) if list_version is not None else ""
+            while True:
+                heartbeat.beat(WATCH_SECONDS[1] + READ_SLACK + CONNECT_TIMEOUT + 30.0)
+                try:
+                    since = await in_thread(self.watch, since, deliver)
+                except Gone as gone:
+                    log.info("%s: watch expired (%s); relisting", self.name, gone)
+                    break
 
     def stop(self) -> None:
         """Close the stream now, so its thread ends (a restart starts afresh)."""

@@ -55,7 +55,7 @@ APPLY_QUERY = [("fieldManager", labels.FIELD_MANAGER), ("force", "true")]
 REQUEST_TIMEOUT = 20
 # Reconnect a few times at once (a restarted API server), but hand every HTTP answer, 429s included,
 # straight back: urllib3 would otherwise sleep out Retry-After inside one of the few threads all API
-# calls share. The work queue honours Retry-After instead (see ``retry_after``).
+# calls share. The work queue honours Retry-After instead (see ``informer.retry_after``).
 RETRIES = urllib3.Retry(total=3, connect=3, read=0, status=0, backoff_factor=0.2, respect_retry_after_header=False)
 DISCOVERY_CACHE_SECONDS = 60.0
 FREE_GPUS_SECONDS = 5.0  # one fleet evaluation interval: a plan step never waits on a fresher count
@@ -426,16 +426,6 @@ def api_message(error: exceptions.ApiException) -> str:
     except ValueError:
         return body[:300]
     return str(status.get("message", body[:300])) if isinstance(status, dict) else body[:300]
-
-
-def retry_after(error: exceptions.ApiException) -> float:
-    """Seconds the API server asked us to wait (a 429's or 503's ``Retry-After``), else 0."""
-    headers = error.headers or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else 0.0
-    except ValueError:
-        return 0.0  # an HTTP date: rare from the API server; our own backoff applies
 
 
 def reason(error: exceptions.ApiException) -> str:

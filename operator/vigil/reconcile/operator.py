@@ -592,10 +592,10 @@ async def reconcile(runtime: Runtime, key: workqueue.Key) -> None:
         log.info("reconcile %s/%s stopped before writing: %s", namespace, name, error)
         return
     except ApplyFailed as failure:
-        delay = runtime.queue.add_rate_limited(key, kube.retry_after(failure.error))
+        delay = runtime.queue.add_rate_limited(key, informer.retry_after(failure.error))
         log.warning("reconcile %s/%s: %s; retrying in %.1fs", namespace, name, failure.message, delay)
     except exceptions.ApiException as error:
-        delay = runtime.queue.add_rate_limited(key, kube.retry_after(error))
+        delay = runtime.queue.add_rate_limited(key, informer.retry_after(error))
         log.warning(
             "reconcile %s/%s: API error %s %s; retrying in %.1fs: %s",
             namespace,
