@@ -342,6 +342,7 @@ class Informer:
 
         Runs on this stream's thread; ``deliver`` must hand each event to the event loop.
         """
+        stopping = self._stopping  # stop() sets this one and leaves a fresh one for the next run
         seconds = random.randint(*WATCH_SECONDS)
         query = self._query(
             watch="true", allowWatchBookmarks="true", resourceVersion=since, timeoutSeconds=str(seconds)
@@ -350,9 +351,11 @@ class Informer:
         self._response = response
         version = since
         try:
+            if stopping.is_set():  # stop() ran while this connected and could not see the stream to close
+                return version
             lines: Iterator[str] = kwatch.iter_resp_lines(response)  # type: ignore[no-untyped-call]
             for line in lines:
-                if self._stopping.is_set():
+                if stopping.is_set():
                     break
                 if not line or line.isspace():
                     continue
