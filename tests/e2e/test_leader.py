@@ -90,6 +90,11 @@ class Pair:
         proc.start("--lease-name", self.lease, "--lease-namespace", namespace)
         self.ids[self.replicas.index(proc)] = identity(proc)
 
+    def roles(self) -> tuple[OperatorProcess, str]:
+        """The leading replica, and the identity the standby campaigns with."""
+        leading = self.ids.index(self.leader_id)
+        return self.replicas[leading], self.ids[1 - leading]
+
 
 @contextlib.contextmanager
 def leading_pair(
@@ -126,8 +131,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed(
     with leading_pair(kube, namespace, sandbox, own_prometheus, tmp_path) as pair:
         failovers: list[float] = []
         for run in range(FAILOVER_RUNS):
-            active = pair.replicas[pair.ids.index(pair.leader_id)]
-            standby_id = pair.ids[1 - pair.ids.index(pair.leader_id)]
+            active, standby_id = pair.roles()
             killed_at = time.monotonic()
             active.kill()
             generation = touch(kube, namespace, "m", f"{30 + run}s")
@@ -156,8 +160,7 @@ def test_a_terminated_leader_releases_the_lease_and_the_standby_acts_within_a_re
     with leading_pair(kube, namespace, sandbox, own_prometheus, tmp_path) as pair:
         handovers: list[dict[str, float]] = []
         for run in range(FAILOVER_RUNS):
-            active = pair.replicas[pair.ids.index(pair.leader_id)]
-            standby_id = pair.ids[1 - pair.ids.index(pair.leader_id)]
+            active, standby_id = pair.roles()
             terminated_at = time.monotonic()
             active.terminate()
             waiting.until(
