@@ -7,6 +7,7 @@ plays the API server, including a watch that answers 410 Gone while objects chan
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -269,6 +270,61 @@ async def test_a_list_answered_429_waits_out_its_retry_after_and_lists_again_wit
         await asyncio.gather(task, return_exceptions=True)
     warned = [r for r in caplog.records if "Retry-After" in r.getMessage()]
     assert [(r.levelname, r.exc_info) for r in warned] == [("WARNING", None)]  # one line, no traceback
+
+
+async def test_a_watch_thread_that_starts_only_after_stop_ends_as_soon_as_it_connects(
+    monkeypatch: pytest.MonkeyPatch, kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient
+) -> None:
+    """The interleaving that leaked a watch: run() starts the watch's thread, is cancelled (its finally
+    calls stop()) before that thread has run a line of the watch, and only then does the thread go on.
+    The watch must still see that stop and end once connected, not read on for the server's minutes."""
+    kmock.resources["v1/pods"] = {}
+    stream = informer.Informer(api, informer.Store(watched.PODS), namespace=NS)
+    started, stopped, ended = threading.Event(), threading.Event(), threading.Event()
+    real = stream.watch
+
+    def watch(*args: Any) -> str:  # on the watch's thread, before the real watch reads anything
+        started.set()
+        stopped.wait(10)
+        try:
+            return real(*args)
+        finally:
+            ended.set()
+
+    monkeypatch.setattr(stream, "watch", watch)
+    task = asyncio.create_task(stream.run(supervise.Heartbeat("watch pods", 600.0)))
+    assert await asyncio.to_thread(started.wait, 10), "the watch thread never started"
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # run() has ended and its finally called stop()
+    stopped.set()
+    assert await asyncio.to_thread(ended.wait, 10), "the watch read on after stop()"
+    assert len(kmock[f"get {PODS}"][{"watch": "true"}]) == 1  # it did connect, then ended at once
+
+
+async def test_stop_closes_the_open_watch_and_run_returns(
+    kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient
+) -> None:
+    kmock.resources["v1/pods"] = {}
+    await create(api, pod("a", 1))
+    connected, released = asyncio.Event(), asyncio.Event()
+
+    async def held() -> None:  # the watch is open and silent: only stop() ends it
+        connected.set()
+        await released.wait()
+
+    bookmark = {"type": "BOOKMARK", "object": {"kind": "Pod", "metadata": {"resourceVersion": "1"}}}
+    kmock[f"get {PODS}"][{"watch": "true"}] << (bookmark, held)
+    stream = informer.Informer(api, informer.Store(watched.PODS), namespace=NS)
+    task = asyncio.create_task(stream.run(supervise.Heartbeat("watch pods", 600.0)))
+    try:
+        await asyncio.wait_for(connected.wait(), 10)
+        stream.stop()
+        await asyncio.wait_for(asyncio.shield(task), 10)  # returned: no new watch after the stop
+    finally:
+        released.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(kmock[f"get {PODS}"][{"watch": "true"}]) == 1
 
 
 # -- Kube on the caches ----------------------------------------------------------------------------

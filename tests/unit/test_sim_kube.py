@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -112,3 +113,35 @@ async def test_simulator_plays_pods_from_the_cluster(api: kubernetes.client.ApiC
     await eventually(played, "pod p0 played")
     assert sim.record("ns", "p1") is None
     assert b"nv_inference_request_success" in sim.records[("ns", "p0")].metrics()
+
+
+async def test_a_watch_that_connects_only_after_stop_ends_at_once(
+    monkeypatch: pytest.MonkeyPatch, kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient
+) -> None:
+    """The interleaving that leaked a watch: stop() halts the pods informer while its watch request is
+    still on its way, and the watch connects only then. It must end, not read on until the resync."""
+    kmock.resources["v1/pods"] = {}
+    source = kube.KubeSource(api, resync_seconds=300)
+    pods = source.informers[0]
+    connecting, halted = threading.Event(), threading.Event()
+    list_call, halt = pods.list_call, pods.halt
+
+    def held_list_call(**kwargs: Any) -> Any:
+        if kwargs.get("watch"):
+            connecting.set()
+            halted.wait(DEADLINE_SECONDS)
+        return list_call(**kwargs)
+
+    def halt_then_release() -> None:
+        halt()
+        halted.set()
+
+    monkeypatch.setattr(pods, "list_call", held_list_call)
+    monkeypatch.setattr(pods, "halt", halt_then_release)
+    source.start()
+    try:
+        assert await asyncio.to_thread(connecting.wait, DEADLINE_SECONDS), "the pods watch never started"
+    finally:
+        await asyncio.to_thread(source.stop, DEADLINE_SECONDS)  # stop from a worker thread: joining blocks
+    assert halted.is_set()
+    assert not pods.is_alive(), "the pods watch read on after stop()"

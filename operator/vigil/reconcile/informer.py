@@ -298,6 +298,50 @@ class Store:
             self.offer(obj)
 
 
+class Session:
+    """One :meth:`Informer.run`: its stop signal and the watch it has open.
+
+    run() makes it on the event loop before any thread starts and hands it to each thread it starts,
+    so :meth:`stop` reaches every stream of that run whatever the thread is doing: not started yet,
+    still connecting (it finds the signal set once connected and ends), or reading (its socket is shut).
+    A thread that read a shared attribute once started could pick up a newer run's signal (and read on
+    for the server's 5-10 minutes), and a late thread of an old run could hide the new run's stream.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._response: Any = None
+
+    def hold(self, response: Any) -> bool:
+        """Keep ``response`` for :meth:`stop` to close; False when stop() already ran (end it now)."""
+        with self._lock:
+            if self.stopping.is_set():
+                return False
+            self._response = response
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self._response = None
+
+    def stop(self, name: str) -> None:
+        """Stop this run: a watch open now is closed, and any later one ends as soon as it connects."""
+        with self._lock:
+            self.stopping.set()
+            response, self._response = self._response, None
+        if response is None:
+            return
+        try:
+            # close() alone does not wake a thread blocked reading the socket; a shutdown does
+            sock = getattr(getattr(response, "connection", None), "sock", None)
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+            response.close()
+        except OSError:  # the connection is already broken: the thread is ending anyway
+            log.debug("%s: closing the stream failed", name, exc_info=True)
+
+
 class Informer:
     """One list+watch stream of one kind, in one namespace or cluster-wide, feeding a :class:`Store`."""
 
@@ -312,8 +356,7 @@ class Informer:
         self.store = store
         self.namespace = namespace
         self.admits = admits
-        self._response: Any = None
-        self._stopping = threading.Event()
+        self._session = Session()
         self.synced = asyncio.Event()
         """Set once the first list is in the store: reads before that would miss objects."""
         where = f"in {namespace}" if namespace else "cluster-wide"
@@ -337,25 +380,24 @@ class Informer:
         items = [item for item in body.get("items") or [] if self._in_scope(item)]
         return items, version_of(body)
 
-    def watch(self, since: str, deliver: Callable[[str, Obj], None]) -> str:
-        """Stream events from ``since`` until the server ends the watch; returns the last version seen.
+    def watch(self, since: str, deliver: Callable[[str, Obj], None], session: Session) -> str:
+        """Stream events from ``since`` until the server ends the watch or ``session`` stops; returns the
+        last version seen.
 
         Runs on this stream's thread; ``deliver`` must hand each event to the event loop.
         """
-        stopping = self._stopping  # stop() sets this one and leaves a fresh one for the next run
         seconds = random.randint(*WATCH_SECONDS)
         query = self._query(
             watch="true", allowWatchBookmarks="true", resourceVersion=since, timeoutSeconds=str(seconds)
         )
         response = self._call(query, (CONNECT_TIMEOUT, seconds + READ_SLACK))
-        self._response = response
         version = since
         try:
-            if stopping.is_set():  # stop() ran while this connected and could not see the stream to close
+            if not session.hold(response):  # stopped while this connected
                 return version
             lines: Iterator[str] = kwatch.iter_resp_lines(response)  # type: ignore[no-untyped-call]
             for line in lines:
-                if stopping.is_set():
+                if session.stopping.is_set():
                     break
                 if not line or line.isspace():
                     continue
@@ -372,25 +414,30 @@ class Informer:
                 if kind == "BOOKMARK" or not self._in_scope(obj):
                     continue
                 deliver(str(kind), obj)
+        except Exception:
+            if session.stopping.is_set():  # stop() shut the socket while this read it
+                return version
+            raise
         finally:
-            self._response = None
+            session.release()
             response.close()
             response.release_conn()
         return version
 
     async def run(self, heartbeat: supervise.Heartbeat) -> None:
-        """List, replace the store, watch until 410 Gone, relist; an error surfaces to the supervisor,
-        except a 429/503 that names its Retry-After: that pause is the server's to set, so it is waited
-        out here (with a warning, not a traceback and a restart)."""
+        """List, replace the store, watch until 410 Gone, relist, until :meth:`stop`; an error surfaces
+        to the supervisor, except a 429/503 that names its Retry-After: that pause is the server's to
+        set, so it is waited out here (with a warning, not a traceback and a restart)."""
         loop = asyncio.get_running_loop()
+        session = self._session = Session()  # before any thread starts: stop() cannot miss one
 
         def deliver(kind: str, obj: Obj) -> None:
             loop.call_soon_threadsafe(self.store.apply_event, kind, obj)
 
         try:
-            while True:
+            while not session.stopping.is_set():
                 try:
-                    await self._list_and_watch(heartbeat, deliver)
+                    await self._list_and_watch(heartbeat, deliver, session)
                 except exceptions.ApiException as error:
                     wait = retry_after(error)
                     if not wait:
@@ -405,38 +452,29 @@ class Informer:
                     heartbeat.beat(wait + CONNECT_TIMEOUT)
                     await asyncio.sleep(wait)
         finally:
-            self.stop()
+            session.stop(self.name)
 
-    async def _list_and_watch(self, heartbeat: supervise.Heartbeat, deliver: Callable[[str, Obj], None]) -> None:
-        while True:
+    async def _list_and_watch(
+        self, heartbeat: supervise.Heartbeat, deliver: Callable[[str, Obj], None], session: Session
+    ) -> None:
+        while not session.stopping.is_set():
             heartbeat.beat()
             items, list_version = await in_thread(self.list)
             self.store.replace(items, list_version, self.namespace)
             self.synced.set()
             log.debug("%s: listed %d", self.name, len(items))
             since = str(list_version) if list_version is not None else ""
-            while True:
+            while not session.stopping.is_set():
                 heartbeat.beat(WATCH_SECONDS[1] + READ_SLACK + CONNECT_TIMEOUT + 30.0)
                 try:
-                    since = await in_thread(self.watch, since, deliver)
+                    since = await in_thread(self.watch, since, deliver, session)
                 except Gone as gone:
                     log.info("%s: watch expired (%s); relisting", self.name, gone)
                     break
 
     def stop(self) -> None:
-        """Close the stream now, so its thread ends (a restart starts afresh)."""
-        self._stopping.set()
-        response = self._response
-        if response is not None:
-            try:
-                # close() alone does not wake a thread blocked reading the socket; a shutdown does
-                sock = getattr(getattr(response, "connection", None), "sock", None)
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
-                response.close()
-            except OSError:  # the connection is already broken: the thread is ending anyway
-                log.debug("%s: closing the stream failed", self.name, exc_info=True)
-        self._stopping = threading.Event()
+        """End the running :meth:`run`: its stream closes now, and run() returns (a restart starts afresh)."""
+        self._session.stop(self.name)
 
 
 async def in_thread(call: Callable[..., T], *args: Any) -> T:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -101,13 +102,29 @@ class _Informer(threading.Thread, Generic[T]):
         self.stop_event = stop
         self.resync_seconds = resync_seconds
         self.synced = threading.Event()
-        self._watch: Any = None
+        self._lock = threading.Lock()
+        self._response: Any = None
 
     def halt(self) -> None:
-        """Unblock a watch waiting for events (the client shuts its socket down)."""
-        watch = self._watch
-        if watch is not None:
-            watch.stop()
+        """Unblock a watch waiting for events (its socket is shut down); call after setting the stop event.
+
+        A watch still connecting is not held yet: it finds the stop event set once connected and shuts
+        itself (the lock orders the two), so it cannot read on until the resync timeout.
+        """
+        with self._lock:
+            response = self._response
+        if response is not None:
+            _shut(response)
+
+    def _connect(self, **kwargs: Any) -> Any:
+        """The watch's request: the response is held for :meth:`halt`, or shut at once after a stop."""
+        response = self.list_call(**kwargs)
+        with self._lock:
+            self._response = response
+            stopped = self.stop_event.is_set()
+        if stopped:
+            _shut(response)
+        return response
 
     def run(self) -> None:
         while not self.stop_event.is_set():
@@ -139,24 +156,39 @@ class _Informer(threading.Thread, Generic[T]):
         version = (listed.get("metadata") or {}).get("resourceVersion")
         # "object" keeps events as plain dicts (no model classes) and still lets the client
         # recognise 410 Gone, which we answer by re-listing.
-        watch = self._watch = kubernetes.watch.Watch(return_type="object")  # type: ignore[no-untyped-call]
-        for event in watch.stream(  # type: ignore[no-untyped-call]
-            self.list_call,
-            resource_version=version,
-            timeout_seconds=max(1, int(self.resync_seconds)),
-            _request_timeout=self.resync_seconds + 10,
-        ):
-            if self.stop_event.is_set():
-                return
-            kind, raw = event.get("type"), event.get("raw_object")
-            if not isinstance(raw, Mapping):
-                continue
-            if kind in ("ADDED", "MODIFIED"):
-                self.store.put(raw)
-            elif kind == "DELETED":
-                self.store.delete(raw)
-            elif kind == "ERROR":
-                return
+        watch = kubernetes.watch.Watch(return_type="object")  # type: ignore[no-untyped-call]
+        try:
+            for event in watch.stream(  # type: ignore[no-untyped-call]
+                self._connect,
+                resource_version=version,
+                timeout_seconds=max(1, int(self.resync_seconds)),
+                _request_timeout=self.resync_seconds + 10,
+            ):
+                if self.stop_event.is_set():
+                    return
+                kind, raw = event.get("type"), event.get("raw_object")
+                if not isinstance(raw, Mapping):
+                    continue
+                if kind in ("ADDED", "MODIFIED"):
+                    self.store.put(raw)
+                elif kind == "DELETED":
+                    self.store.delete(raw)
+                elif kind == "ERROR":
+                    return
+        finally:
+            with self._lock:
+                self._response = None
+
+
+def _shut(response: Any) -> None:
+    """Shut a streaming response's socket: close() alone does not wake a thread blocked reading it."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        response.close()
+    except OSError:  # already broken: the reading thread is ending anyway
+        LOG.debug("closing a watch failed", exc_info=True)
 
 
 class KubeSource:
