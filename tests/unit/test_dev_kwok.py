@@ -229,11 +229,36 @@ def test_the_api_server_gets_a_service_range_sized_for_a_fleet_and_the_option_re
 def test_controllers_and_scheduler_are_not_throttled_below_a_burst_of_a_thousand_pods() -> None:
     kwokctl, _ = kwok.kwokctl_config(BINARIES)
     for component in ("kube-controller-manager", "kube-scheduler"):
-        args = {a["key"]: int(str(a["value"])) for a in _patches(kwokctl)[component]}
-        assert args["kube-api-qps"] >= 500
-        assert args["kube-api-burst"] >= args["kube-api-qps"]
+        args = {a["key"]: a["value"] for a in _patches(kwokctl)[component]}
+        assert int(str(args["kube-api-qps"])) >= 500
+        assert int(str(args["kube-api-burst"])) >= int(str(args["kube-api-qps"]))
     # Priority and fairness stay on in the API server: only client-side limits are raised.
     assert "disableQPSLimits" not in kwokctl["options"]
+
+
+def _controller_manager_args() -> dict[str, str]:
+    kwokctl, _ = kwok.kwokctl_config(BINARIES)
+    return {str(a["key"]): str(a["value"]) for a in _patches(kwokctl)["kube-controller-manager"]}
+
+
+def test_deployments_and_replicasets_are_synced_by_more_workers_than_the_default_five() -> None:
+    args = _controller_manager_args()
+    # Five workers, each waiting ~200 ms on a loaded API server, queued a burst's Deployments 14.5 s.
+    assert int(args["concurrent-deployment-syncs"]) >= 20
+    assert int(args["concurrent-replicaset-syncs"]) >= 20
+
+
+def test_every_default_controller_runs_except_the_legacy_endpoints_controller() -> None:
+    enabled = _controller_manager_args()["controllers"].split(",")
+    assert enabled[0] == "*"
+    assert enabled[1:] == ["-endpoints-controller"]
+    # EndpointSlices (what kube-proxy and clients read) are still written.
+    assert "-endpointslice-controller" not in enabled
+
+
+def test_kwok_plays_pod_stages_in_parallel_enough_for_a_burst() -> None:
+    _, kwok_conf = kwok.kwokctl_config(BINARIES)
+    assert kwok_conf["options"]["podPlayStageParallelism"] >= 16
 
 
 def test_cpu_nodes_have_no_gpu_labels_no_taint_and_their_own_names_and_addresses() -> None:

@@ -3,8 +3,11 @@
 Two node pools: GPU nodes (tainted ``nvidia.com/gpu``, labelled as GPU feature discovery does)
 for the GPU tests and the demo, and untainted CPU-only nodes where a large fleet of cheap
 CPU-only replicas fits (20 x 110 pods by default) without touching the GPU counts other tests
-rely on. The API server's Service range and the controllers' client rate limits are sized for
-such a fleet too (see :data:`DEFAULT_SERVICE_CIDR`, :data:`CONTROL_PLANE_QPS`).
+rely on. The API server's Service range, the controllers' client rate limits and workers, and
+kwok's parallelism are sized for a burst of such a fleet too (see :data:`DEFAULT_SERVICE_CIDR`,
+:data:`CONTROL_PLANE_QPS`, :data:`CONTROLLER_WORKERS`, :data:`POD_PLAY_PARALLELISM`); measured on
+2 cores, the burst is then bound by CPU and by the API server's one-at-a-time ClusterIP allocation,
+not by any of these limits.
 
 kwokctl's binary runtime runs etcd, kube-apiserver, kube-controller-manager, kube-scheduler and
 the kwok controller as plain processes from the binaries we built, all bound to 127.0.0.1. The
@@ -75,6 +78,18 @@ DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 # measure the sandbox's throttling instead of vigil. Priority and fairness stay on in the API server.
 CONTROL_PLANE_QPS = 500
 CONTROL_PLANE_BURST = 1000
+# Workers of the two kube-controller-manager controllers on a burst's path (5 each by default). A
+# sync waits on the API server (about 200 ms while a burst loads it), so 5 workers drained a burst of
+# 1,000 Deployments at 25 syncs per second: Deployments waited 14.5 s on average in the queue.
+CONTROLLER_WORKERS = 20
+CONTROLLER_SYNCS = ("concurrent_deployment_syncs", "concurrent_replicaset_syncs")
+# The legacy Endpoints controller (the Endpoints API is deprecated since 1.33; kube-proxy, Prometheus'
+# pod discovery and vigil read EndpointSlices or pods) wrote 3 Endpoints per new Service: 14 % of a
+# burst's writes.
+CONTROLLERS = "*,-endpoints-controller"
+# kwok patches pod status (Running, then Ready) this many at a time; at 4, with 50 ms per patch under
+# a burst, 1,000 pods took 28 s to go through their two Stages.
+POD_PLAY_PARALLELISM = 16
 
 _CONFIG_API = "config.kwok.x-k8s.io/v1alpha1"
 
@@ -630,7 +645,12 @@ def kwokctl_config(binaries: Mapping[str, pathlib.Path], service_cidr: str = DEF
                     ],
                 },
                 {"name": "kube-apiserver", "extraArgs": _added(service_cluster_ip_range=service_cidr)},
-                {"name": "kube-controller-manager", "extraArgs": _added(**throttle)},
+                {
+                    "name": "kube-controller-manager",
+                    "extraArgs": _added(
+                        **throttle, **dict.fromkeys(CONTROLLER_SYNCS, CONTROLLER_WORKERS), controllers=CONTROLLERS
+                    ),
+                },
                 {"name": "kube-scheduler", "extraArgs": _added(**throttle)},
             ],
         },
@@ -642,7 +662,7 @@ def kwokctl_config(binaries: Mapping[str, pathlib.Path], service_cidr: str = DEF
             "options": {
                 "cidr": POD_CIDR,
                 "nodeIP": FALLBACK_NODE_IP,
-                "podPlayStageParallelism": 4,
+                "podPlayStageParallelism": POD_PLAY_PARALLELISM,
                 "nodePlayStageParallelism": 4,
                 "nodeLeaseParallelism": 4,
                 "podsOnNodeSyncParallelism": 1,
