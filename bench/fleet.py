@@ -41,6 +41,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
@@ -400,13 +401,22 @@ def _detect(ctx: Context, ns: str) -> dict[str, Any]:
         found: dict[str, Any] = md.get("status", {})
         return found
 
+    judged: dict[str, str] = {}
+
+    def breached(md: dict[str, Any]) -> bool:
+        found = cluster.slo_status(md, AVAILABILITY["name"]) or {}
+        if found.get("state") != "Breached":
+            return False
+        # The instant of the evaluation that judged the breach (second precision): detection splits
+        # into waiting for data and an evaluation (onset -> judged) and writing the status (judged -> seen).
+        judged.setdefault("at", str(found.get("lastTransitionTime") or ""))
+        return True
+
     seen = waiting.follow(
         lambda: kube.get(ns, FAULTY),
         [
             waiting.Milestone("switched", lambda md: status(md).get("currentRevision") not in (None, good)),
-            waiting.Milestone(
-                "breached", lambda md: cluster.slo_state(md, AVAILABILITY["name"]) == "Breached", after=("switched",)
-            ),
+            waiting.Milestone("breached", breached, after=("switched",)),
             waiting.Milestone("firstAction", lambda md: bool(status(md).get("rollback")), after=("switched",)),
             waiting.Milestone("done", lambda _md: True, after=("breached", "firstAction")),
         ],
@@ -414,6 +424,8 @@ def _detect(ctx: Context, ns: str) -> dict[str, Any]:
         timeout=240,
     )
     onset = seen["switched"]
+    if judged.get("at"):
+        seen["judged"] = datetime.datetime.fromisoformat(judged["at"].replace("Z", "+00:00")).timestamp()
     return {
         "detectionSeconds": round(seen["breached"] - onset, 3),
         "firstActionSeconds": round(seen["firstAction"] - onset, 3),

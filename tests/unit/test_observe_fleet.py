@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import http.server
 import json
+import pathlib
 import socket
 import threading
 import time
@@ -61,22 +62,38 @@ def fixed_reply(
     return lambda expr: (status, content_type, body)
 
 
+@dataclasses.dataclass(frozen=True)
+class Seen:
+    """One request as the server saw it: the client's port (one per connection), the host of an
+    absolute URL (a request sent through a proxy), and its Authorization header."""
+
+    port: int
+    proxied_host: str
+    authorization: str | None
+
+
 @dataclasses.dataclass
 class FakePrometheus:
     """Serves ``GET /api/v1/query`` from a reply function and records every request's parameters."""
 
     reply: collections.abc.Callable[[str], Reply]
     delay: float = 0.0
+    keep_alive: bool = False
+    """Keep connections open between requests (HTTP/1.1), as Prometheus does."""
     requests: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    seen: list[Seen] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if self.keep_alive else "HTTP/1.0"
+
             def do_GET(self) -> None:
                 url = urllib.parse.urlparse(self.path)
                 params = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
                 fake.requests.append(params)
+                fake.seen.append(Seen(self.client_address[1], url.netloc, self.headers.get("Authorization")))
                 time.sleep(fake.delay)
                 status, content_type, body = fake.reply(params.get("query", ""))
                 try:
@@ -109,8 +126,10 @@ class FakePrometheus:
 def serve() -> collections.abc.Iterator[collections.abc.Callable[..., FakePrometheus]]:
     started: list[FakePrometheus] = []
 
-    def start(reply: collections.abc.Callable[[str], Reply], delay: float = 0.0) -> FakePrometheus:
-        started.append(FakePrometheus(reply, delay))
+    def start(
+        reply: collections.abc.Callable[[str], Reply], delay: float = 0.0, keep_alive: bool = False
+    ) -> FakePrometheus:
+        started.append(FakePrometheus(reply, delay, keep_alive))
         return started[-1]
 
     yield start
@@ -307,6 +326,57 @@ async def test_slo_gauges_follow_the_last_cycle_and_vanish_when_prometheus_is_do
     await watcher.evaluate([target("good")], NOW)
     assert sli_gauge("good") is None
     assert prometheus_client.REGISTRY.get_sample_value("vigil_observe_metrics_available") == 0.0
+
+
+async def test_the_next_cycle_asks_on_the_connections_kept_alive_by_the_last(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    prometheus = serve(vector_reply(HEALTHY), keep_alive=True)
+    watcher = observer(prometheus.url, concurrency=2)
+    for _ in range(3):
+        assert (await watcher.evaluate([target("good"), target("bad")], NOW)).metrics_available
+    assert len(prometheus.seen) > 6  # several queries per lane and cycle
+    assert len({s.port for s in prometheus.seen}) <= 2  # one connection per lane, for every cycle
+    watcher.close()
+
+
+async def test_a_lane_whose_query_failed_starts_the_next_cycle_on_a_new_connection(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    healthy = vector_reply(HEALTHY)
+    answers = {"reply": healthy}
+    prometheus = serve(lambda expr: answers["reply"](expr), keep_alive=True)
+    watcher = observer(prometheus.url, concurrency=1)
+    assert (await watcher.evaluate([target("good")], NOW)).metrics_available
+    answers["reply"] = fixed_reply(500, b"boom", "text/plain")
+    assert not (await watcher.evaluate([target("good")], NOW)).metrics_available
+    failed_on = prometheus.seen[-1].port
+    answers["reply"] = healthy
+    assert (await watcher.evaluate([target("good")], NOW)).metrics_available
+    assert prometheus.seen[-1].port != failed_on
+    watcher.close()
+
+
+async def test_the_proxy_comes_from_the_environment_and_credentials_never_from_a_netrc_file(
+    serve: collections.abc.Callable[..., FakePrometheus],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: pathlib.Path,
+) -> None:
+    proxy = serve(vector_reply(HEALTHY))  # answers a proxied request itself: enough to see it proxied
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine prometheus.invalid login someone password secret\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    watcher = observer("http://prometheus.invalid:9090")  # reachable through the proxy only
+    assert (await watcher.evaluate([target("good")], NOW)).metrics_available
+    assert {s.proxied_host for s in proxy.seen} == {"prometheus.invalid:9090"}
+    assert {s.authorization for s in proxy.seen} == {None}
+    watcher.close()
+
+    monkeypatch.setenv("NO_PROXY", "prometheus.invalid")  # NO_PROXY as requests reads it: straight there
+    assert not (await observer("http://prometheus.invalid:9090").evaluate([target("good")], NOW)).metrics_available
 
 
 async def test_loop_and_query_durations_are_observed(serve: collections.abc.Callable[..., FakePrometheus]) -> None:

@@ -209,6 +209,27 @@ async def test_an_open_incident_is_reconciled_after_every_evaluation() -> None:
     assert op.needs_pass(runtime, KEY, status, report("Breached", 80.0, str(status.current_revision)), False)
 
 
+async def test_the_pass_that_opens_an_incident_queues_the_deployment_again_at_once_for_its_plan() -> None:
+    """The plan's first step runs in the next pass, at once: not after the next evaluation (up to
+    --eval-interval later), which made a first action at N = 1,000 come 3.8 s after the breach."""
+    kube, runtime = await steady()
+    assert len(runtime.queue) == 0
+    evaluated(runtime, kube, "Met", 99.8)
+    await op.reconcile(runtime, KEY)  # nothing opened: nothing queued
+    assert len(runtime.queue) == 0
+    evaluated(runtime, kube, "Breached", 80.0)
+    await op.reconcile(runtime, KEY)
+    opened = kube.objects[("modeldeployments", NS, NAME)]["status"]["activeIncident"]
+    assert ("incidents", NS, opened) in kube.objects
+    assert runtime.queue.urgent(KEY)  # ahead of routine work
+    assert not kube.objects[("incidents", NS, opened)]["status"].get("plan")  # the plan starts in that pass
+    runtime.queue.discard(KEY)
+    await op.reconcile(runtime, KEY)
+    await runtime.poster.flush()
+    assert kube.objects[("incidents", NS, opened)]["status"]["plan"]  # its plan is under way
+    assert kube.objects[("modeldeployments", NS, NAME)]["status"]["activeIncident"] == opened  # the same one
+
+
 def test_a_deployment_that_needs_healing_is_queued_urgent_and_a_healthy_one_routine() -> None:
     runtime = op.Runtime(settings=op.Settings(standalone=True), kube=cluster())  # type: ignore[arg-type]
     healthy = factories.md(name="healthy", slos=SLOS)

@@ -426,34 +426,37 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
         verify=cfg.prometheus_verify,
         scoped=not runtime.scope.clusterwide,  # a shard queries its own namespaces' series only
     )
-    while True:
-        heartbeat.beat()
-        if not runtime.leading():
-            await asyncio.sleep(runtime.settings.eval_interval)
-            continue
-        started = time.monotonic()
-        now = datetime.datetime.now(datetime.UTC)
-        targets = fleet_targets(runtime.mds.values())
-        try:
-            result = await observer.evaluate(targets, now)
-        except Exception:
-            log.exception("fleet evaluation failed")
-            await asyncio.sleep(runtime.settings.eval_interval)
-            continue
-        if not runtime.leading():
-            continue  # lost the lease while evaluating: this result belongs to nobody
-        availability_changed = runtime.fleet is None or runtime.fleet.metrics_available != result.metrics_available
-        runtime.fleet = result
-        for target in targets:
-            key = (target.namespace, target.name)
-            md = runtime.mds.get(key)
-            report = result.deployment(*key)
-            if md is None:
+    try:
+        while True:
+            heartbeat.beat()
+            if not runtime.leading():
+                await asyncio.sleep(runtime.settings.eval_interval)
                 continue
-            if needs_pass(runtime, key, md.status, report, availability_changed):
-                runtime.enqueue(key)  # urgent when it needs healing: no routine key delays a heal
-        elapsed = time.monotonic() - started
-        await asyncio.sleep(max(0.0, runtime.settings.eval_interval - elapsed))
+            started = time.monotonic()
+            now = datetime.datetime.now(datetime.UTC)
+            targets = fleet_targets(runtime.mds.values())
+            try:
+                result = await observer.evaluate(targets, now)
+            except Exception:
+                log.exception("fleet evaluation failed")
+                await asyncio.sleep(runtime.settings.eval_interval)
+                continue
+            if not runtime.leading():
+                continue  # lost the lease while evaluating: this result belongs to nobody
+            availability_changed = runtime.fleet is None or runtime.fleet.metrics_available != result.metrics_available
+            runtime.fleet = result
+            for target in targets:
+                key = (target.namespace, target.name)
+                md = runtime.mds.get(key)
+                report = result.deployment(*key)
+                if md is None:
+                    continue
+                if needs_pass(runtime, key, md.status, report, availability_changed):
+                    runtime.enqueue(key)  # urgent when it needs healing: no routine key delays a heal
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.0, runtime.settings.eval_interval - elapsed))
+    finally:
+        observer.close()  # its kept-alive sessions (a restarted loop makes a new observer)
 
 
 def needs_pass(
@@ -685,8 +688,12 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         )
         status, heal_events = await healing.tend(runtime.kube, ctx, status)
         overrides = (status.rollback, status.scale, status.traffic)
-        if overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
-            runtime.queue.add(key, urgent=True)  # a runbook action changed what should run: reconcile again now
+        opened = status.active_incident not in (None, md.status.active_incident)
+        if opened or overrides != (outcome.status.rollback, outcome.status.scale, outcome.status.traffic):
+            # A runbook action changed what should run, or an incident was opened (its name is written
+            # below before its plan runs): reconcile again now, not after the next evaluation (up to
+            # --eval-interval later: a first action that waited for it came seconds late at N = 1,000).
+            runtime.queue.add(key, urgent=True)
     status, gate_events = await validate.bookkeep(runtime.kube, raw, md, status)
     failure: ApplyFailed | None = None
     try:
