@@ -157,6 +157,21 @@ def direct_requests(sim: simclient.ControlClient, ns: str, revision: str) -> int
     return sum(int(r["directRequests"]) for r in rows if r["namespace"] == ns and r["revision"] == revision)
 
 
+def assert_blocked(
+    kube: client.ApiClient,
+    sim: simclient.ControlClient,
+    ns: str,
+    serving: dict[str, Any],
+    blocked: list[dict[str, Any]],
+) -> None:
+    """Users stayed on the revision ``serving``: the Service selects it, it is current, it answered user
+    requests, and no ``blocked`` revision answered a single one."""
+    assert selected(kube, ns) == serving["name"]
+    assert get(kube, ns, NAME)["status"]["currentRevision"] == serving["name"]
+    assert {r["name"]: user_requests(sim, ns, r["name"]) for r in blocked} == {r["name"]: 0 for r in blocked}
+    assert user_requests(sim, ns, serving["name"]) > 0
+
+
 def events(kube: client.ApiClient, ns: str, reason: str) -> list[str]:
     listed = client.CoreV1Api(kube).list_namespaced_event(ns, field_selector=f"reason={reason}")
     return [e.message for e in listed.items]
@@ -245,14 +260,10 @@ def test_a_bad_export_is_blocked_answers_zero_user_requests_and_is_recorded_as_b
     assert any(e["kind"] == "goldenOutput" for e in incident["status"]["diagnosis"]["evidence"])
     # Traffic never moved: v2 scales to zero, the Service keeps selecting v1, users never reached v2.
     waiting.until(lambda: not [p for p in sim.state()["pods"] if p["revision"] == v2["name"]], SETTLE, "v2 gone")
-    assert selected(kube, namespace) == v1["name"]
-    status = get(kube, namespace, NAME)["status"]
-    assert status["currentRevision"] == v1["name"]
+    assert_blocked(kube, sim, namespace, v1, [v2])
     progressing = condition(get(kube, namespace, NAME), "Progressing") or {}
     assert (progressing.get("status"), progressing.get("reason")) == ("False", "ValidationFailed")
-    assert user_requests(sim, namespace, v2["name"]) == 0
     assert direct_requests(sim, namespace, v2["name"]) >= 128
-    assert user_requests(sim, namespace, v1["name"]) > 0
     # A fixed export (a new generation) is validated, takes traffic, and closes the incident.
     release(kube, namespace, GOOD_AGAIN)
     waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 serving")
@@ -324,10 +335,7 @@ def test_a_golden_set_in_the_model_repository_gates_releases_and_an_unreadable_o
     assert "spec.validation.goldenSet.path: the operator cannot read s3:// model repositories" in validated["message"]
     assert "http(s)://" in validated["message"]
     # Through all of it the users stayed on v1.
-    assert selected(kube, namespace) == v1["name"]
-    assert get(kube, namespace, NAME)["status"]["currentRevision"] == v1["name"]
-    assert [user_requests(sim, namespace, r["name"]) for r in (v2, v3, cloud)] == [0, 0, 0]
-    assert user_requests(sim, namespace, v1["name"]) > 0
+    assert_blocked(kube, sim, namespace, v1, [v2, v3, cloud])
 
 
 def incident_of(kube: client.ApiClient, ns: str, name: str) -> dict[str, Any] | None:

@@ -335,7 +335,7 @@ def _follow(d: _Draft, step: incapi.GiveBackStep) -> bool:
                 _fail(d, step, f"{what} did not take effect within {settings.timeout}")
             return False
         if step.restore:
-            _close(d, step, _S.SUCCEEDED, f"{what}: restored")
+            records.end_step(step, _S.SUCCEEDED, f"{what}: restored", d.stamp)
             why = next((s.result for s in reversed(d.record.steps) if s.state is _S.FAILED), None)
             _stop(d, f"stopped after step {step.number - 1} ({why}); {what} restored")
             return False
@@ -366,7 +366,7 @@ def _follow(d: _Draft, step: incapi.GiveBackStep) -> bool:
         message = f"step {step.number}: verification inconclusive ({', '.join(unmet) or 'no SLO'}); judging again"
         d.note(HOLDING, message, reason="GiveBackHolding", once=True)
         return False
-    _close(d, step, _S.SUCCEEDED, f"every SLO Met on data from {step.judged_from} on")
+    records.end_step(step, _S.SUCCEEDED, f"every SLO Met on data from {step.judged_from} on", d.stamp)
     d.note(
         VERIFIED,
         f"step {step.number}: {what}: every SLO Met on data from {step.judged_from} on",
@@ -401,7 +401,7 @@ _BAD = frozenset({sloapi.SLOState.WARNING, sloapi.SLOState.BREACHED})
 
 def _restore(d: _Draft, step: incapi.GiveBackStep, why: str) -> None:
     """Fail ``step`` and put back the last level that held (traffic: as the incident left it)."""
-    _close(d, step, _S.FAILED, why)
+    records.end_step(step, _S.FAILED, why, d.stamp)
     traffic = acts.SPLITS in step.target
     level = _level_before(d.record, step, traffic)
     number = step.number + 1
@@ -434,7 +434,7 @@ def _level_before(record: incapi.GiveBack, step: incapi.GiveBackStep, traffic: b
 
 
 def _fail(d: _Draft, step: incapi.GiveBackStep, why: str) -> None:
-    _close(d, step, _S.FAILED, why)
+    records.end_step(step, _S.FAILED, why, d.stamp)
     _stop(d, f"stopped: {why}")
 
 
@@ -456,12 +456,6 @@ def _end(
 ) -> None:
     d.record.phase = phase
     d.note(type_, message, reason=reason, warning=warning)
-
-
-def _close(d: _Draft, step: incapi.GiveBackStep, state: incapi.StepState, result: str) -> None:
-    step.state = state
-    step.finished_at = d.stamp
-    step.result = result
 
 
 def _stable(d: _Draft, now_held: Held) -> bool:

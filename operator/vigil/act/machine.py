@@ -237,11 +237,7 @@ class Context:
     """The breached revision's measured load, for scale-out rounds sized from demand (None: unknown)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+Event = cond.Event
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,9 +329,7 @@ def start_plan(
     for step in spec.steps:
         progress = incapi.StepProgress(name=step.name, action=step.action)
         if step.when.causes and cause not in step.when.causes:
-            progress.state = _S.SKIPPED
-            progress.finished_at = cond.rfc3339(now)
-            progress.result = f"not for cause {cause}"
+            records.end_step(progress, _S.SKIPPED, f"not for cause {cause}", cond.rfc3339(now))
         steps.append(progress)
     return incapi.Plan(
         runbook=runbook_name,
@@ -479,8 +473,7 @@ def _confirm(d: _Draft, index: int) -> bool:
         detail = result.message if result is not None else "found already applied"
         progress.result = detail
         if isinstance(intent, acts.Notify):
-            progress.state = _S.SUCCEEDED
-            progress.finished_at = d.stamp
+            records.end_step(progress, _S.SUCCEEDED, detail, d.stamp)
             d.record(NOTIFIED, f"{what}: {detail}", progress.name)
             d.plan.current = index + 1
             return True
@@ -702,23 +695,20 @@ def _intend(d: _Draft, index: int, proposal: _Proposal) -> None:
 
 def _succeed(d: _Draft, index: int, message: str) -> None:
     progress = d.plan.steps[index]
-    progress.state = _S.SUCCEEDED
-    progress.finished_at = d.stamp
-    progress.result = message
+    records.end_step(progress, _S.SUCCEEDED, message, d.stamp)
     d.record(VERIFIED, message, progress.name, reason="StepSucceeded")
     for later in d.plan.steps[index + 1 :]:
         if later.state is _S.PENDING:
-            _close(d, later, _S.SKIPPED, f"not needed: SLO met after {progress.name}")
+            records.end_step(later, _S.SKIPPED, f"not needed: SLO met after {progress.name}", d.stamp)
     d.plan.current = len(d.plan.steps)
 
 
 def _fail(d: _Draft, index: int, reason: str, shown: str | None = None) -> None:
     """``shown``: the step's record, when it says more than ``reason`` (see :func:`_another_round`)."""
     progress = d.plan.steps[index]
-    progress.state = _S.FAILED
-    progress.finished_at = d.stamp
-    progress.result = shown or reason
-    d.record(FAILED, progress.result, progress.name, reason="StepFailed", warning=True)
+    shown = shown or reason
+    records.end_step(progress, _S.FAILED, shown, d.stamp)
+    d.record(FAILED, shown, progress.name, reason="StepFailed", warning=True)
     d.plan.current = index + 1
     if index >= len(d.spec.steps):
         return
@@ -731,7 +721,7 @@ def _fail(d: _Draft, index: int, reason: str, shown: str | None = None) -> None:
 
 def _skip(d: _Draft, index: int, reason: str) -> None:
     progress = d.plan.steps[index]
-    _close(d, progress, _S.SKIPPED, reason)
+    records.end_step(progress, _S.SKIPPED, reason, d.stamp)
     d.record(SKIPPED, reason, progress.name, reason="StepSkipped")
     d.plan.current = index + 1
 
@@ -739,22 +729,16 @@ def _skip(d: _Draft, index: int, reason: str) -> None:
 def _dry_record(d: _Draft, index: int, target: Mapping[str, str], message: str) -> None:
     progress = d.plan.steps[index]
     progress.target = dict(target)
-    _close(d, progress, _S.DRY_RUN, f"dry run: {message}")
+    records.end_step(progress, _S.DRY_RUN, f"dry run: {message}", d.stamp)
     d.record(DRY_RUN, message, progress.name)
     d.plan.current = index + 1
-
-
-def _close(d: _Draft, progress: incapi.StepProgress, state: incapi.StepState, result: str) -> None:
-    progress.state = state
-    progress.finished_at = d.stamp
-    progress.result = result
 
 
 def _escalate(d: _Draft, reason: str) -> None:
     plan = d.plan
     for progress in plan.steps:
         if progress.state is _S.PENDING:
-            _close(d, progress, _S.SKIPPED, "not run: plan escalated")
+            records.end_step(progress, _S.SKIPPED, "not run: plan escalated", d.stamp)
     d.status.phase = incapi.Phase.ESCALATED
     d.record(ESCALATED, reason, reason="Escalated", warning=True)
     message = _escalation_message(d, reason)
@@ -772,7 +756,7 @@ def _escalate(d: _Draft, reason: str) -> None:
 def _stop(d: _Draft, reason: str) -> None:
     for progress in d.plan.steps:
         if progress.state is _S.PENDING:
-            _close(d, progress, _S.SKIPPED, "not run: plan stopped")
+            records.end_step(progress, _S.SKIPPED, "not run: plan stopped", d.stamp)
     d.plan.current = len(d.plan.steps)
     d.status.phase = incapi.Phase.ESCALATED
     d.record(STOPPED, f"plan stopped ({reason}); handed over without notification", reason="Stopped", warning=True)
@@ -781,7 +765,7 @@ def _stop(d: _Draft, reason: str) -> None:
 def _cancel(d: _Draft, reason: str) -> None:
     for progress in d.plan.steps:
         if progress.state not in guards.TERMINAL:
-            _close(d, progress, _S.CANCELLED, reason)
+            records.end_step(progress, _S.CANCELLED, reason, d.stamp)
     d.plan.current = len(d.plan.steps)
     d.status.phase = incapi.Phase.ESCALATED
     d.record(CANCELLED, reason, reason="PlanCancelled")

@@ -7,6 +7,7 @@ changed in the status, so callers emit an Event exactly on a transition.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import enum
 
@@ -32,6 +33,15 @@ class Condition(KubeModel):
     observed_generation: int = pydantic.Field(
         default=0, description="The .metadata.generation this condition was set for."
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event that a decision posts (the reconcile's and the runbook machine's alike)."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
 
 
 def rfc3339(moment: datetime.datetime) -> str:

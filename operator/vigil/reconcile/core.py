@@ -81,11 +81,7 @@ class Observed:
     """Whether the stable Service ``<md>`` exists (None: not known, as when it was just applied)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
-    type: str  # Normal | Warning
-    reason: str
-    message: str
+Event = cond.Event
 
 
 @dataclasses.dataclass(frozen=True)

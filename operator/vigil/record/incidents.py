@@ -22,7 +22,7 @@ import datetime
 import hashlib
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeAlias
 
 from vigil import api, labels
 from vigil.api import conditions as cond
@@ -118,6 +118,17 @@ def opened_at(slo_status: sloapi.SLOStatus, now: datetime.datetime) -> datetime.
 
 def entry(type_: str, message: str, now: datetime.datetime, step: str | None = None) -> incapi.TimelineEntry:
     return incapi.TimelineEntry(time=cond.rfc3339(now), type=type_, message=message, step=step)
+
+
+Step: TypeAlias = incapi.StepProgress | incapi.GiveBackStep
+"""A step of a plan or of a give-back: both end the same way."""
+
+
+def end_step(step: Step, state: incapi.StepState, result: str, at: str) -> None:
+    """``step`` ended at ``at`` (RFC 3339) in ``state``; ``result`` says how, in words."""
+    step.state = state
+    step.finished_at = at
+    step.result = result
 
 
 def detected_message(spec: sloapi.SLOSpec | None, slo_status: sloapi.SLOStatus) -> str:
