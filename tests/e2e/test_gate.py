@@ -15,8 +15,11 @@ requests" is measured. No SLOs and no Prometheus: the gate needs neither. No GPU
 from __future__ import annotations
 
 import datetime
+import functools
+import http.server
 import pathlib
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,7 +93,7 @@ def validation(**fields: Any) -> dict[str, Any]:
     return {"goldenSet": {"configMapRef": {"name": GOLDEN}}, "requests": 64, **fields}
 
 
-def deploy(kube: client.ApiClient, ns: str, repository: pathlib.Path, model: str = CNN, **spec: Any) -> None:
+def deploy(kube: client.ApiClient, ns: str, repository: pathlib.Path | str, model: str = CNN, **spec: Any) -> None:
     spec.setdefault("validation", validation())
     body = manifest(NAME, version=GOOD, triton=fleet.NO_GPU, **spec)
     body["spec"]["model"] = {"name": model, "repository": str(repository), "version": GOOD}
@@ -287,6 +290,28 @@ def write_golden(repository: pathlib.Path) -> pathlib.Path:
     return out
 
 
+def serving_from_repository(
+    kube: client.ApiClient,
+    ns: str,
+    sim: simclient.ControlClient,
+    repository: pathlib.Path | str,
+    golden: str,
+    model: str = CNN,
+    requests: int = 64,
+) -> dict[str, Any]:
+    """v1's record once it passed the golden set ``golden.json`` beside the model in ``repository``
+    (its label starts with ``golden``) and serves; user load then runs on it."""
+    validation = {"goldenSet": {"path": "golden.json"}, "requests": requests}
+    deploy(kube, ns, repository, model=model, validation=validation)
+    md = waiting.until(lambda: serving(kube, ns, GOOD), SETTLE, "v1 validated from its repository and serving")
+    v1 = revision(md, GOOD)
+    assert v1 is not None
+    assert v1["validation"]["phase"] == "Passed"
+    assert v1["validation"]["goldenSet"].startswith(golden)
+    sim.set_load({"namespace": ns, "name": NAME, "rate": RATE})
+    return v1
+
+
 def refused_s3(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
     """The md once its Validated condition says the operator cannot read its s3:// repository."""
     md = get(kube, ns, NAME)
@@ -301,13 +326,7 @@ def test_a_golden_set_in_the_model_repository_gates_releases_and_an_unreadable_o
     repository: pathlib.Path,
 ) -> None:
     golden = write_golden(repository)
-    deploy(kube, namespace, repository, validation={"goldenSet": {"path": "golden.json"}, "requests": 64})
-    md = waiting.until(lambda: serving(kube, namespace, GOOD), SETTLE, "v1 validated from the repository and serving")
-    v1 = revision(md, GOOD)
-    assert v1 is not None
-    assert v1["validation"]["phase"] == "Passed"
-    assert v1["validation"]["goldenSet"].startswith(f"{golden}: model cnn version 1")
-    sim.set_load({"namespace": namespace, "name": NAME, "rate": RATE})
+    v1 = serving_from_repository(kube, namespace, sim, repository, f"{golden}: model cnn version 1")
     # A bad export is blocked by the same file.
     release(kube, namespace, BAD)
     md = waiting.until(lambda: in_phase(kube, namespace, BAD, "Failed"), SETTLE, "v2 Failed")
@@ -336,6 +355,67 @@ def test_a_golden_set_in_the_model_repository_gates_releases_and_an_unreadable_o
     assert "http(s)://" in validated["message"]
     # Through all of it the users stayed on v1.
     assert_blocked(kube, sim, namespace, v1, [v2, v3, cloud])
+
+
+ECHO = "echo"
+
+
+@pytest.fixture
+def http_repository(tmp_path: pathlib.Path) -> Iterator[tuple[str, pathlib.Path]]:
+    """A model repository served over http (its URL and its directory), as an object store's HTTP
+    endpoint or a plain web server would serve it; it answers 404 for files it does not have."""
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="http-repository", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/models", tmp_path / "models"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def unavailable(kube: client.ApiClient, ns: str, version: str, says: str) -> dict[str, Any] | None:
+    """The md once ``version`` is NotValidated and its Validated condition says ``says``."""
+    md = in_phase(kube, ns, version, "NotValidated")
+    return md if md is not None and says in (condition(md, "Validated") or {}).get("message", "") else None
+
+
+def test_a_golden_set_served_over_http_gates_the_release_and_a_missing_or_invalid_one_holds_traffic(
+    kube: client.ApiClient,
+    namespace: str,
+    gate_operator: OperatorProcess,
+    sim: simclient.ControlClient,
+    http_repository: tuple[str, pathlib.Path],
+) -> None:
+    """The simulator serves its identity model from a repository it cannot read itself (not a local
+    path), so a golden set whose expected outputs are its inputs is the right one for it."""
+    url, root = http_repository
+    (root / ECHO).mkdir(parents=True)
+    args = ["golden", "torch.nn:Identity", "--input", "INPUT__0:FP32:1x8", "--requests", "8"]
+    made = CliRunner().invoke(vigil_cli.app, [*args, "--out", str(root / ECHO / "golden.json")])
+    assert made.exit_code == 0, made.output
+    (root / ECHO / "broken.json").write_text('{"format": "vigil.dev/golden-set/v1"}')
+    golden = f"{url}/{ECHO}/golden.json: model Identity"
+    v1 = serving_from_repository(kube, namespace, sim, url, golden, model=ECHO, requests=8)
+    # A golden set the server does not have: v2's pods come up and wait, serving no one.
+    release(kube, namespace, BAD, validation={"goldenSet": {"path": f"{BAD}/golden.json"}})
+    missing = f"spec.validation.goldenSet.path: {url}/{ECHO}/{BAD}/golden.json: HTTP 404"
+    md = waiting.until(lambda: unavailable(kube, namespace, BAD, missing), SETTLE, "v2 NotValidated: HTTP 404")
+    v2 = revision(md, BAD)
+    assert v2 is not None
+    assert (condition(md, "Validated") or {}).get("reason") == "GoldenSetUnavailable"
+    # One the server has but that is no golden set: the same revision, tried again, still waits.
+    patch_spec(kube, namespace, {"validation": {"goldenSet": {"path": "broken.json"}}})
+    invalid = f"spec.validation.goldenSet.path: {url}/{ECHO}/broken.json: invalid golden set: "
+    md = waiting.until(lambda: unavailable(kube, namespace, BAD, invalid), SETTLE, "v2 NotValidated: invalid")
+    assert (revision(md, BAD) or {}).get("name") == v2["name"]
+    assert_blocked(kube, sim, namespace, v1, [v2])
 
 
 def incident_of(kube: client.ApiClient, ns: str, name: str) -> dict[str, Any] | None:
