@@ -18,7 +18,7 @@ import pytest
 
 from vigil.api import conditions
 from vigil.api import slo as sloapi
-from vigil.observe import fleet, promql, slo
+from vigil.observe import fleet, metrics, promql, slo
 
 F = promql.Family
 S = sloapi.SLOState
@@ -377,6 +377,32 @@ async def test_the_proxy_comes_from_the_environment_and_credentials_never_from_a
 
     monkeypatch.setenv("NO_PROXY", "prometheus.invalid")  # NO_PROXY as requests reads it: straight there
     assert not (await observer("http://prometheus.invalid:9090").evaluate([target("good")], NOW)).metrics_available
+
+
+async def test_gauges_are_set_for_judged_reports_and_left_as_they_are_for_reused_ones(
+    serve: collections.abc.Callable[..., FakePrometheus],
+) -> None:
+    answers = {"rates": HEALTHY}
+    prometheus = serve(lambda expr: vector_reply(answers["rates"])(expr))
+    watcher = observer(prometheus.url)
+    await watcher.evaluate([target("good")], NOW)
+    assert sli_gauge("good") == pytest.approx(99.95)
+    marker = {"namespace": "ml", "modeldeployment": "good", "slo": "avail", "window": "5m"}
+    metrics.SLI.labels(**marker).set(-1.0)  # to see whether the next cycle sets it
+    await watcher.evaluate([target("good")], NOW + datetime.timedelta(seconds=5))  # reused: the same values
+    assert sli_gauge("good") == -1.0
+    answers["rates"] = {("ml", "good", "r1"): {F.SUCCESS: "990", F.FAILURE: "10"}}
+    await watcher.evaluate([target("good")], NOW + datetime.timedelta(seconds=10))  # judged: new values
+    assert sli_gauge("good") == pytest.approx(99.0)
+    up = watcher.url
+    watcher.url = serve(fixed_reply(503, b"down", "text/plain")).url
+    await watcher.evaluate([target("good")], NOW + datetime.timedelta(seconds=15))  # an outage: no gauges
+    assert sli_gauge("good") is None
+    watcher.url = up
+    reused = judgements("reused")
+    await watcher.evaluate([target("good")], NOW + datetime.timedelta(seconds=20))
+    assert judgements("reused") == reused + 1  # the report from before the outage, reused...
+    assert sli_gauge("good") == pytest.approx(99.0)  # ...and its gauges published again
 
 
 async def test_loop_and_query_durations_are_observed(serve: collections.abc.Callable[..., FakePrometheus]) -> None:

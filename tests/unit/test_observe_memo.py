@@ -119,6 +119,44 @@ def test_an_idle_deployment_is_reused_and_stamped_with_each_cycle() -> None:
     assert (cache.reused, cache.judged) == (4, 2)  # the status written after the first: judged once more
 
 
+def test_a_window_another_deployment_brings_into_the_cycle_leaves_an_idle_report_reused() -> None:
+    cache = memo.Memo()
+    old = target("old", ages=(7200.0,))
+    judge(cache, [old], answers([old], START, {("old", "r0"): IDLE}), START)
+    cache.retain([(NS, "old")])
+    now = START + CYCLE
+    young = target("young", ages=(30.0,), now=now)  # a rollout: capped windows no one asked before
+    fleet = [old, young]
+    values = {("old", "r0"): IDLE, ("young", "r0"): IDLE}
+    assert {q.need for q in slo.query_plan(fleet, now, SETTINGS)} > {
+        q.need for q in slo.query_plan([old], now, SETTINGS)
+    }
+    judge(cache, fleet, answers(fleet, now, values), now)
+    assert (cache.reused, cache.judged) == (1, 1)  # only the new deployment was judged
+
+
+def test_a_deployment_is_planned_once_while_its_clock_and_spec_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = memo.Memo()
+    worked_out: list[str] = []
+    real = slo.target_needs
+
+    def counted(t: slo.Target, now: datetime.datetime, settings: slo.Settings) -> slo.Needs:
+        worked_out.append(t.name)
+        return real(t, now, settings)
+
+    old, young = target("old", ages=(7200.0,)), target("young", ages=(75.0,))
+    instants = [START + cycle * CYCLE for cycle in range(4)] + [START + datetime.timedelta(minutes=10)]
+    results = answers([old], instants[-1], {("old", "r0"): IDLE})
+    monkeypatch.setattr(slo, "target_needs", counted)
+    for now in instants:
+        assert cache.plan([old, young], now, SETTINGS) == slo.plan_fleet([old, young], now, SETTINGS)
+    # The old one judged on the last cycle's plan: its clock and read set come from it.
+    judge(cache, [old], results, instants[-1])
+    assert worked_out.count("old") == 1 + 5  # once by the memo, once per plan by plan_fleet
+    # The young one's windows grew up the ladder in those ten minutes (a new clock): planned again.
+    assert worked_out.count("young") == 2 + 5
+
+
 def test_a_changed_series_value_is_judged_again() -> None:
     cache = memo.Memo()
     t = target("d", ages=(7200.0,))
@@ -262,6 +300,28 @@ def test_a_judgement_that_raises_leaves_no_stale_report() -> None:
     assert report.slos[0].state is S.INSUFFICIENT_TRAFFIC
 
 
+@pytest.mark.parametrize("kind", list(SPECS))
+@pytest.mark.parametrize("ages", [(30.0,), (262.0, 3590.0), (86390.0,), (3 * 86400.0,)])
+def test_a_judgement_reads_only_its_own_needs_and_the_base_needs(kind: str, ages: tuple[float, ...]) -> None:
+    """The memo compares and judges on that read set alone, so a window another deployment brings
+    into the cycle leaves this one's report reused; a read outside it would judge without data."""
+    t = target("d", kind, ages=ages)
+    full = {F.SUCCESS: 9.0, F.FAILURE: 1.0, F.DURATION: 1e5, F.QUEUE: 1e4, F.BUCKET: 8.0, F.COUNT: 10.0}
+    full |= {F.GPU_MEMORY: 0.5, F.PENDING: 1.0, F.BUSY: 0.5, F.QUEUE_GROWTH: 0.1}
+    results = answers([t], START, {("d", r.name): full for r in t.revisions})
+    read: set[promql.Need] = set()
+
+    class Watched(dict[promql.Need, promql.Vector]):
+        def get(self, need: promql.Need, default: object = None) -> object:  # type: ignore[override]
+            read.add(need)
+            return super().get(need, default)
+
+    slo.evaluate(t, Watched(results), START, SETTINGS)
+    needs, _ = slo.target_needs(t, START, SETTINGS)
+    assert read
+    assert read <= needs | slo.base_needs(SETTINGS)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_randomised_fleets_over_time_get_exactly_the_full_judgement_every_cycle(seed: int) -> None:
     """Deployments of every SLO kind, young and old revisions (one or two, with or without an
@@ -293,7 +353,9 @@ def test_randomised_fleets_over_time_get_exactly_the_full_judgement_every_cycle(
     cache = memo.Memo()
     now = START
     reused = 0
-    for _ in range(40):
+    for cycle in range(40):
+        # Planned by the memo (its needs reused, its clocks kept for the judgements) as in full.
+        assert cache.plan(targets, now, SETTINGS) == slo.plan_fleet(targets, now, SETTINGS), f"cycle {cycle}"
         reports = judge(cache, targets, answers(targets, now, values), now)
         reused += cache.reused
         cache.retain((t.namespace, t.name) for t in targets)
@@ -303,5 +365,9 @@ def test_randomised_fleets_over_time_get_exactly_the_full_judgement_every_cycle(
             if rng.random() < 0.05:
                 rev = rng.choice(t.revisions)
                 values[(t.name, rev.name)] = rng.choice(profiles)
+            if rng.random() < 0.02:  # a rollout: a new revision beside the last one (new windows for the fleet)
+                fresh = slo.RevisionRef(name=f"r{cycle}x", since=now)
+                targets[index] = dataclasses.replace(targets[index], revisions=(t.revisions[-1], fresh))
+                values[(t.name, fresh.name)] = rng.choice(profiles)
         now += CYCLE if rng.random() < 0.9 else datetime.timedelta(seconds=rng.choice([61, 600, 3600, 86400]))
     assert reused > 0

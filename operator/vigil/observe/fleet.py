@@ -192,7 +192,7 @@ class FleetObserver:
             return self._finish(FleetResult(False, detail, (), 0, 0.0), started)
 
     async def _evaluate(self, targets: collections.abc.Sequence[slo.Target], now: datetime.datetime) -> FleetResult:
-        plan = slo.plan_fleet(targets, now, self.settings, scoped=self.scoped)
+        plan = self._memo.plan(targets, now, self.settings, scoped=self.scoped)
         failures = [TargetFailure.of(target, "planning its queries", error) for target, error in plan.failed]
         results, failure = await self.query(plan.queries, now)
         if failure is not None:

@@ -96,24 +96,46 @@ def _samples(report: slo.DeploymentReport) -> list[_Sample]:
     return samples
 
 
+@dataclasses.dataclass(frozen=True)
+class _Published:
+    revisions: tuple[slo.RevisionReport, ...]
+    slos: tuple[tuple[str, str | None], ...]
+    samples: list[_Sample]
+
+
 class SLOGauges:
-    """Keeps the SLI and burn-rate gauges equal to the last evaluation, removing stale series."""
+    """Keeps the SLI and burn-rate gauges equal to the last evaluation, removing stale series.
+
+    A report reused by the memo (:mod:`vigil.observe.memo`) carries the very judgements of the
+    report published before it, so its gauges already hold its values: they are not set again.
+    """
 
     def __init__(self) -> None:
         self._exported: dict[prometheus_client.Gauge, set[LabelSet]] = {SLI: set(), BURN_RATE: set()}
+        self._published: dict[tuple[str, str], _Published] = {}
 
     def publish(self, reports: collections.abc.Iterable[slo.DeploymentReport]) -> None:
         fresh: dict[prometheus_client.Gauge, set[LabelSet]] = {SLI: set(), BURN_RATE: set()}
+        published: dict[tuple[str, str], _Published] = {}
         for report in reports:
-            for sample in _samples(report):
+            key = (report.namespace, report.name)
+            shape = tuple((status.name, status.revision) for status in report.slos)
+            last = self._published.get(key)
+            unchanged = last is not None and last.revisions is report.revisions and last.slos == shape
+            samples = last.samples if last is not None and unchanged else _samples(report)
+            published[key] = _Published(report.revisions, shape, samples)
+            for sample in samples:
                 for gauge, value in ((SLI, sample.sli), (BURN_RATE, sample.burn_rate)):
                     if value is not None:
-                        gauge.labels(*sample.labels).set(value)
+                        if not unchanged:
+                            gauge.labels(*sample.labels).set(value)
                         fresh[gauge].add(sample.labels)
         self._drop_except(fresh)
+        self._published = published
 
     def clear(self) -> None:
         self._drop_except({SLI: set(), BURN_RATE: set()})
+        self._published = {}
 
     def _drop_except(self, keep: dict[prometheus_client.Gauge, set[LabelSet]]) -> None:
         for gauge, exported in self._exported.items():

@@ -258,8 +258,10 @@ def needs_of(spec: sloapi.SLOSpec, age_seconds: float, settings: Settings) -> se
     needs = {promql.Need(family, window) for family in _kind_families(spec) for window in seconds}
     if spec.kind is sloapi.SLOKind.GPU_MEMORY:
         needs.add(promql.Need(Family.GPU_MEMORY))
-    if spec.min_request_rate > 0:
-        needs.update(promql.Need(family, min(seconds)) for family in (Family.SUCCESS, Family.FAILURE))
+    # measure() reads the request rate over the shortest window whatever the kind (the status
+    # reports it; minRequestRate compares with it): asked for by every SLO, so a deployment's
+    # verdict never depends on whether another deployment's SLO brought that window into the cycle.
+    needs.update(promql.Need(family, min(seconds)) for family in (Family.SUCCESS, Family.FAILURE))
     return needs
 
 
@@ -354,8 +356,16 @@ class FleetPlan:
     failed: tuple[tuple[Target, Exception], ...]
 
 
+Needs = tuple[collections.abc.Set[promql.Need], collections.abc.Set[float]]
+"""What one target adds to a cycle: its questions and its histogram thresholds (:func:`target_needs`)."""
+
+
 def plan_fleet(
-    targets: collections.abc.Iterable[Target], now: datetime.datetime, settings: Settings, scoped: bool = False
+    targets: collections.abc.Iterable[Target],
+    now: datetime.datetime,
+    settings: Settings,
+    scoped: bool = False,
+    needs_of_target: collections.abc.Callable[[Target, datetime.datetime, Settings], Needs] | None = None,
 ) -> FleetPlan:
     """Every query one cycle needs for all ``targets`` together, planned target by target.
 
@@ -367,14 +377,18 @@ def plan_fleet(
     deployments share them. A target whose questions cannot be worked out (a spec that got past
     validation and breaks the maths) is set aside with its error; the others are planned as if it
     did not exist, so one bad object cannot blind the fleet.
+
+    ``needs_of_target`` stands in for :func:`target_needs` (the memo's, which reuses a target's
+    needs while nothing they are worked out from changed).
     """
+    needs_of_target = needs_of_target or target_needs
     needs = base_needs(settings)
     thresholds: set[float] = set()
     planned: list[Target] = []
     failed: list[tuple[Target, Exception]] = []
     for target in targets:
         try:
-            its_needs, its_thresholds = target_needs(target, now, settings)
+            its_needs, its_thresholds = needs_of_target(target, now, settings)
         except Exception as error:  # isolation: whatever it is, it stays with this target
             failed.append((target, error))
             continue
