@@ -11,6 +11,10 @@ The load then rises in three stages:
    the 10-minute cooldown; it waives it, says so (timeline and Event), and sizes for the demand
    ahead along its measured rise (the runbook now has ``sizeAhead``).
 
+A second deployment follows a rising load with ``sizeAhead``: after its first round holds (the
+SLO Met on fresh data), the load rises past the round's target utilisation without breaching
+the SLO; the next round starts then, before ``verifyAt`` and before any new breach.
+
 Serial lane: the sizing reads ``nv_gpu_utilization``, which only GPU pods have (as on a real
 Triton), so the pods hold one GPU each (at most 10, on any node).
 """
@@ -199,3 +203,81 @@ def test_a_rising_load_is_scaled_for_its_measured_demand_round_after_round(
         30,
         "a CooldownWaived Event on the ModelDeployment",
     )
+
+
+# Looser than QUEUE: 3 replicas at 77.5 % keep the queue well under 300 ms (M/M/5: ~0.1 s), while
+# at 70 % they need a fourth replica. The surge (150 % of one replica) still breaches it.
+FOLLOW_QUEUE = {**QUEUE, "thresholdMs": 300}
+FOLLOW_PARAMS = {**PARAMS, "sizeAhead": "60s"}
+FOLLOW_RUNBOOK: dict[str, Any] = {
+    "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
+    "steps": [{"name": "scale-out", "action": "scaleOut", "params": FOLLOW_PARAMS, "verifyAfter": "120s"}],
+}
+BUSY_BUT_MET = 0.775
+"""Of the running replicas' capacity: above the 70 % target, below what breaches FOLLOW_QUEUE."""
+
+
+def test_a_sized_ahead_round_is_followed_by_the_next_when_the_rising_demand_outgrows_it_before_a_breach(
+    kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
+) -> None:
+    create_runbook(kube, namespace, "follow", FOLLOW_RUNBOOK)
+    sim.set_fault({"namespace": namespace, "name": "follow", "capacity": CAPACITY, "baseLatencyMs": LATENCY_MS})
+    create(
+        kube,
+        namespace,
+        manifest("follow", replicas=1, maxReplicas=10, slos=[FOLLOW_QUEUE], runbookRef={"name": "follow"}),
+    )
+    waiting.until(
+        lambda: (condition(get(kube, namespace, "follow"), "Available") or {}).get("status") == "True",
+        120,
+        "Available",
+    )
+    sim.set_load({"namespace": namespace, "name": "follow", "rate": CALM})
+    waiting.until(lambda: served(sim, namespace, "follow") >= 60 * CALM, 150, "a minute of calm traffic")
+    sim.set_load({"namespace": namespace, "name": "follow", "rate": SURGE})
+
+    def held() -> dict[str, Any] | None:
+        """The incident once its first round took effect and the SLO is Met on data from after it."""
+        incident = only(kube, namespace)
+        steps = ((incident or {}).get("status") or {}).get("plan", {}).get("steps", [])
+        if not steps or steps[0]["state"] != "Verifying" or not steps[0].get("judgedFrom"):
+            return None
+        slos = get(kube, namespace, "follow")["status"].get("slos", [])
+        return incident if [s["state"] for s in slos] == ["Met"] else None
+
+    try:
+        incident = waiting.until(held, 240, "the first round to hold the SLO")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}; incidents: {explained(kube, namespace)()}") from timeout
+    first = sized_rounds(intents(incident), start=1, ceiling=10)
+    assert len(first) == 1, intents(incident)
+    running = first[0]
+    assert running < 10, intents(incident)
+
+    # The load rises past the round's 70 % target, but not into a breach.
+    sim.set_load({"namespace": namespace, "name": "follow", "rate": running * CAPACITY * BUSY_BUT_MET})
+
+    def followed() -> dict[str, Any] | None:
+        found = only(kube, namespace)
+        return found if found is not None and len(intents(found)) >= 2 else None
+
+    try:
+        incident = waiting.until(followed, 120, "the next round")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}; incidents: {explained(kube, namespace)()}") from timeout
+    verified = entries(incident, "Verified")
+    assert verified, incident["status"]["timeline"]
+    why = verified[-1]["message"]
+    assert re.match(
+        r"SLO (Met|Warning) on data from \S+ on, but the demand outgrew the round before it breached: ", why
+    )
+    assert re.search(r"demand [\d.]+ req/s over \d+s, rising [\d.]+ req/s per second: [\d.]+ req/s now at ", why), why
+    assert f"({running} running)" in why, why
+    assert why.endswith(": next round"), why
+    effective = entries(incident, "Effective")[-1]
+    verify_at = re.search(r", at (\S+)$", effective["message"])
+    assert verify_at is not None, effective
+    assert verified[-1]["time"] < verify_at.group(1), (verified[-1], effective)
+    second = sized_rounds(intents(incident), start=1, ceiling=10)
+    assert second[-1] > running, intents(incident)
+    assert get(kube, namespace, "follow")["spec"]["replicas"] == 1, "the user's spec is never written"

@@ -15,6 +15,7 @@ from vigil.act import guards, intents, machine, runbooks, sizing
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
+from vigil.api import slo as sloapi
 from vigil.observe import slo
 from vigil.reconcile import healing
 
@@ -126,10 +127,22 @@ def test_a_projection_is_capped_at_twice_the_demand_now() -> None:
     assert sized.projected == pytest.approx(sizing.MAX_PROJECTION * 44.0)
 
 
+def test_zero_ahead_reads_a_rising_demand_at_the_end_of_its_window() -> None:
+    sized = sizing.size(RISING, 70, ahead_seconds=0)
+    assert isinstance(sized, sizing.Sized)
+    # The window's average (44 req/s) is the rate at its middle, 15 s ago: 44 + 0.4 x 15 = 50 now.
+    assert sized.projected == pytest.approx(50.0)
+    assert str(sized) == (
+        "demand 44.0 req/s over 30s, rising 0.40 req/s per second: 50.0 req/s now at 30.6 req/s per busy "
+        "replica needs 3 replicas at 70% utilisation"
+    )
+
+
 @pytest.mark.parametrize(
     ("demand", "ahead", "why"),
     [
         (RISING, None, "no sizeAhead: the demand now"),
+        (sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=60.0, baseline_lag_seconds=60.0), 0, "falling, now"),
         (sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=60.0, baseline_lag_seconds=60.0), 90, "a falling load"),
         (sizing.Demand(30.0, 0.98, 14.0, 30, baseline_rate=44.0, baseline_lag_seconds=60.0), 90, "a steady load"),
         (sizing.Demand(30.0, 0.98, 14.0, 30), 90, "no baseline (a young deployment)"),
@@ -281,6 +294,106 @@ def test_a_round_is_not_judged_early_without_fresh_evidence_that_the_load_outgre
     waiting = machine.advance(status, ctx)
     assert waiting.intents == (), why
     assert actkit.step(waiting.status, "scale-out").state is S.VERIFYING
+
+
+# Round 1 (1 -> 3) holds, but the load kept rising: 3 replicas 78 % busy serve 70 req/s (30 req/s
+# each at full use), up from 40 req/s whose middle lies 60 s earlier: 0.5 req/s per second.
+OUTGROWING = sizing.Demand(70.0, 7.0 / 3.0, 0.0, 30, baseline_rate=40.0, baseline_lag_seconds=60.0)
+
+
+@pytest.mark.parametrize("slo_state", [actkit.MET, sloapi.SLOState.WARNING])
+def test_a_sized_ahead_round_the_rising_demand_outgrows_starts_the_next_before_the_slo_breaches_again(
+    slo_state: object,
+) -> None:
+    md = actkit.deployment(replicas=1, maxReplicas=10)
+    status = verifying_after_first_round(md, sized_ahead_runbook())
+    ctx = actkit.context(md, cause=Cause.LOAD_SURGE, now=at(40), demand=OUTGROWING, data_seconds=30, slo=slo_state)
+    early = machine.advance(status, ctx)
+    # Sized ahead as every round: 70 + 0.5 x (90 + 15) = 122.5 req/s at 21 req/s per replica.
+    assert early.intents == (intents.Scale(6, key=f"{INCIDENT}/0-scale-out/2"),)
+    verified = [e.message for e in early.status.timeline if e.type == machine.VERIFIED]
+    assert verified[-1].startswith(
+        f"SLO {slo_state} on data from 2026-11-22T12:00:05Z on, but the demand outgrew the round before it "
+        "breached: demand 70.0 req/s over 30s, rising 0.50 req/s per second: 77.5 req/s now at 30.0 req/s per "
+        "busy replica needs 4 replicas at 70% utilisation (3 running)"
+    )
+    assert verified[-1].endswith(": next round")
+
+
+@pytest.mark.parametrize(
+    ("runbook", "demand", "data_seconds", "slo_state", "metrics", "why"),
+    [
+        ("fixed", OUTGROWING, 30, actkit.MET, True, "a step without sizeAhead acts on a breach only"),
+        ("ahead", OUTGROWING, 40, actkit.MET, True, "the verdict reaches back before the round took effect"),
+        (
+            "ahead",
+            sizing.Demand(70.0, 7.0 / 3.0, 0.0, 30),
+            30,
+            actkit.MET,
+            True,
+            "no baseline: no measured rise",
+        ),
+        (
+            "ahead",
+            sizing.Demand(70.0, 7.0 / 3.0, 0.0, 30, baseline_rate=75.0, baseline_lag_seconds=60.0),
+            30,
+            actkit.MET,
+            True,
+            "a falling load",
+        ),
+        (
+            "ahead",
+            # 55 req/s, 58.75 at the window's end: 2.8 replicas' worth at 70 %.
+            sizing.Demand(55.0, 55.0 / 30.0, 0.0, 30, baseline_rate=40.0, baseline_lag_seconds=60.0),
+            30,
+            actkit.MET,
+            True,
+            "rising, but the running replicas still hold the target utilisation",
+        ),
+        (
+            "ahead",
+            # 80 req/s served, 60 arriving: 65 at the window's end needs 3 at 34 req/s per busy replica.
+            sizing.Demand(80.0, 7.0 / 3.0, -20.0, 30, baseline_rate=40.0, baseline_lag_seconds=60.0),
+            30,
+            actkit.MET,
+            True,
+            "a draining backlog: the completions overstate the arrivals",
+        ),
+        ("ahead", None, 30, actkit.MET, True, "no measured demand"),
+        ("ahead", OUTGROWING, 30, sloapi.SLOState.NO_DATA, True, "no SLO data"),
+        ("ahead", OUTGROWING, 30, actkit.MET, False, "metrics unavailable"),
+        ("ahead", OUTGROWING, 30, sloapi.SLOState.INSUFFICIENT_TRAFFIC, True, "too little traffic to judge"),
+    ],
+)
+def test_a_round_is_not_followed_up_before_a_breach_without_a_measured_rise_past_its_target(
+    runbook: str,
+    demand: sizing.Demand | None,
+    data_seconds: float,
+    slo_state: object,
+    metrics: bool,
+    why: str,
+) -> None:
+    md = actkit.deployment(replicas=1, maxReplicas=10)
+    status = verifying_after_first_round(md, sized_ahead_runbook() if runbook == "ahead" else demand_runbook())
+    ctx = actkit.context(
+        md,
+        cause=Cause.LOAD_SURGE,
+        now=at(40),
+        demand=demand,
+        data_seconds=data_seconds,
+        slo=slo_state,
+        metrics=metrics,
+    )
+    waiting = machine.advance(status, ctx)
+    assert waiting.intents == (), why
+    assert actkit.step(waiting.status, "scale-out").state is S.VERIFYING
+
+
+def test_a_sized_ahead_round_at_the_ceiling_is_not_followed_up_before_verify_at() -> None:
+    md = actkit.deployment(replicas=1, maxReplicas=3)
+    status = verifying_after_first_round(md, sized_ahead_runbook())
+    ctx = actkit.context(md, cause=Cause.LOAD_SURGE, now=at(40), demand=OUTGROWING, data_seconds=30, slo=actkit.MET)
+    assert machine.advance(status, ctx).intents == ()
 
 
 def test_a_round_at_the_ceiling_waits_for_verify_at() -> None:

@@ -44,6 +44,8 @@ States of one step (``StepProgress.state``)::
                 verifyAfter): another round (scaleOut, restartPods)--> Intended  => next intent
     Verifying --before verifyAt: Breached on fresh data and the fresh
                 demand outgrew a demand-sized round-------------------> Intended  => next intent
+    Verifying --before verifyAt, sizeAhead: Met/Warning on fresh data,
+                the demand rising past the round's target utilisation-> Intended  => next intent
     Verifying --no further round-------------------------------------> Failed -> onFailure
     any unfinished --new md generation with another revision, or
                      superseding the plan's scale-out/traffic overrides---> Cancelled
@@ -66,7 +68,8 @@ Safety, in the order it is checked
      traffic override, which the new spec replaces; otherwise the plan continues (recorded once).
   2. No new action while metrics are unavailable or the SLO is NoData ("holding: metrics
      unavailable", recorded once), and none unless the SLO is Breached: a plan acts on a breach,
-     not on a Warning and not on a recovery.
+     not on a Warning and not on a recovery. The one exception is the next round of a verifying
+     ``sizeAhead`` scale-out inside the same plan, on fresh data and a measured rise (above).
   3. ``when`` preconditions, then the action's own: rollback needs a last-known-good revision
      other than the breached one; shiftTraffic to fallback needs ``spec.traffic.fallback``
      (else Skipped); scaleOut needs free ``nvidia.com/gpu`` for its new replicas and no
@@ -90,7 +93,10 @@ more, as many as the demand needs at that utilisation, at most the ceiling; the 
 With ``sizeAhead`` a round is sized for the demand that far ahead along its measured rise.
 Such a round is judged early when the load outgrows it (:func:`_outgrown`): Breached on data
 from after it took effect, with the measured demand needing more replicas than are running,
-the next round starts without waiting for ``verifyAt``.
+the next round starts without waiting for ``verifyAt``. A step with ``sizeAhead`` follows a
+rising load: its next round starts as soon as the demand, still rising, needs more replicas at
+the target utilisation than are running, before the load breaches the SLO again (a ramp that
+outgrows each round would otherwise breach once per round).
 
 Hysteresis: a step counts as succeeded only when the SLO is Met at its verification time, which
 starts ``verifyAfter`` after the action took effect (rollback: traffic switched; scale-out:
@@ -585,19 +591,42 @@ def _outgrown(d: _Draft, index: int, step: rbapi.Step) -> str | None:
     still draining is not such a case: its completions are old arrivals, which the queue's
     shrinking takes back out of the demand (:mod:`vigil.act.sizing`). So the test reads the
     demand now, without ``sizeAhead``; the round it starts is sized ahead as every round is.
+
+    A step with ``sizeAhead`` also starts its next round while the fresh verdict is still Met (or
+    Warning), when the demand now needs more replicas at the target utilisation than are running
+    and it is measurably rising (:meth:`vigil.act.sizing.Demand.trend`), the demand read at the end
+    of its window (its average is the rate at the window's middle, half a window ago, which on a
+    rise lags by that much): on a ramp, waiting for
+    the breach costs the SLO the time from detection until the new replicas' data fills its
+    windows, once per round. Missing demand, a flat or falling load, or a round still within its
+    target utilisation leave the judgement to ``verifyAt``.
     """
     ctx = d.ctx
     progress = d.plan.steps[index]
-    if step.params.target_utilization is None or progress.judged_from is None:
+    if step.params.target_utilization is None or progress.judged_from is None or not _fresh(ctx, progress):
         return None
-    if ctx.slo_state is not sloapi.SLOState.BREACHED or not _fresh(ctx, progress):
+    state = ctx.slo_state
+    breached = state is sloapi.SLOState.BREACHED
+    following = step.params.size_ahead is not None and state in (sloapi.SLOState.MET, sloapi.SLOState.WARNING)
+    if not (breached or following):
         return None
-    # The demand now, not ahead: a rise still expected must not turn a draining backlog into a round.
-    sized = sizing.size(ctx.demand, step.params.target_utilization)
     current = _wanted_replicas(ctx.md)
-    if not isinstance(sized, sizing.Sized) or sized.replicas <= current or current >= _ceiling(ctx.md, step):
+    if current >= _ceiling(ctx.md, step):
         return None  # at the ceiling, verifyAt decides what comes next
-    return f"SLO Breached on data from {progress.judged_from} on and {sized} ({current} running)"
+    if breached:
+        # The demand now, not ahead: a rise still expected must not turn a draining backlog into a round.
+        sized = sizing.size(ctx.demand, step.params.target_utilization)
+        if not isinstance(sized, sizing.Sized) or sized.replicas <= current:
+            return None
+        return f"SLO Breached on data from {progress.judged_from} on and {sized} ({current} running)"
+    # Before a breach only a measured rise counts, read at the window's end (now), not further ahead.
+    now = sizing.size(ctx.demand, step.params.target_utilization, ahead_seconds=0)
+    if not isinstance(now, sizing.Sized) or now.trend is None or now.replicas <= current:
+        return None  # not measurably rising, or within the target: verifyAt judges the round
+    return (
+        f"SLO {state} on data from {progress.judged_from} on, but the demand outgrew the round before it breached: "
+        f"{now} ({current} running)"
+    )
 
 
 def _sized(demand: sizing.Demand | None, step: rbapi.Step) -> sizing.Sized | str:

@@ -89,9 +89,8 @@ class Sized:
         over = f" over {self.window_seconds}s" if self.window_seconds else ""
         ahead = ""
         if self.projected is not None and self.trend is not None:
-            ahead = (
-                f", rising {self.trend:.2f} req/s per second: {self.projected:.1f} req/s {self.ahead_seconds}s ahead"
-            )
+            when = "now" if not self.ahead_seconds else f"{self.ahead_seconds}s ahead"
+            ahead = f", rising {self.trend:.2f} req/s per second: {self.projected:.1f} req/s {when}"
         return (
             f"demand {self.arrivals:.1f} req/s{over}{ahead} at {self.capacity:.1f} req/s per busy replica "
             f"needs {self.replicas} replicas at {self.target_utilization}% utilisation"
@@ -100,7 +99,9 @@ class Sized:
 
 def size(demand: Demand | None, target_utilization: int, ahead_seconds: int | None = None) -> Sized | str:
     """The replicas ``demand`` needs at ``target_utilization`` percent, or why it cannot say;
-    ``ahead_seconds``: sized for the demand that far ahead along its rise (see the module docstring)."""
+    ``ahead_seconds``: sized for the demand that far ahead along its rise (see the module docstring);
+    0: the demand now, at the end of the window rather than at its middle (None: the window's
+    average as measured)."""
     if not 0 < target_utilization <= 100:
         raise ValueError("target_utilization is a percentage in (0, 100]")
     if ahead_seconds is not None and ahead_seconds < 0:
@@ -118,7 +119,7 @@ def size(demand: Demand | None, target_utilization: int, ahead_seconds: int | No
     arrivals = max(rate + growth, 0.0)
     capacity = rate / busy
     sized_for, projected, trend = arrivals, None, None
-    if ahead_seconds:
+    if ahead_seconds is not None:
         trend = demand.trend(arrivals)
         if trend is not None:
             # The window's average is the rate at its middle: that far behind now, too.

@@ -145,7 +145,9 @@ class Params(KubeModel):
         description="scaleOut with targetUtilization: size each round for the demand this far ahead, along the "
         "rise of the offered rate over the baseline before the current window (a rise only, at most twice "
         "the demand now); e.g. the step's verifyAfter, so a round carries a rising load until it is judged "
-        "(default: the demand now).",
+        "(default: the demand now). The step then also follows the rise: while a round is verified, the next "
+        "starts as soon as the still-rising demand needs more replicas at targetUtilization than run, before "
+        "it breaches the SLO again.",
     )
     max_replicas: int | None = pydantic.Field(
         default=None, ge=1, le=1000, description="scaleOut: ceiling, 1-1000 (default spec.maxReplicas)."
