@@ -281,6 +281,28 @@ def test_a_smaller_rise_on_saturated_replicas_is_a_load_surge_and_says_why() -> 
     )
 
 
+def test_a_smaller_rise_with_the_queue_growing_is_a_load_surge_before_the_utilisation_shows_it() -> None:
+    # A ramp's first breach: the mean utilisation over the window (70 %) still lags the rise, the
+    # queue already grows (0.8 req/s more arrive than complete).
+    state = symptoms(request_rate=20.0, baseline_request_rate=17.0, busy=0.7, queue_growth=0.8, rate_window_seconds=30)
+    diagnosis = cause.diagnose(state)
+    assert diagnosis.cause is Cause.LOAD_SURGE
+    rate = evidence_of(diagnosis, cause.REQUEST_RATE)
+    assert rate.value == pytest.approx(20.8 / 17.0)
+    assert rate.message == (
+        "20.8 req/s offered (20 req/s served, the queue growing by 0.8 req/s) over 30s is 1.22x the baseline of "
+        "17 req/s; more arrives than its replicas complete (surge at 1.5x)"
+    )
+
+
+@pytest.mark.parametrize(("rate", "growth"), [(8.0, 0.8), (5.0, 5.0)])
+def test_a_growing_queue_without_a_rise_over_the_baseline_is_no_surge(rate: float, growth: float) -> None:
+    # The offered rate (served + growth) is what is compared: a growing queue with no more
+    # arriving than the baseline's rate (fewer replicas serving, slower requests) is not more load.
+    state = symptoms(request_rate=rate, baseline_request_rate=10.0, busy=0.7, queue_growth=growth)
+    assert cause.diagnose(state).cause is Cause.UNKNOWN
+
+
 @pytest.mark.parametrize(
     ("rate", "busy"),
     [(12.5, 0.75), (12.5, None), (10.0, 0.99), (8.0, 0.99)],

@@ -34,8 +34,10 @@ quotes them: restart counts, reasons, exit codes and the scheduler's message as 
   The offered request rate (served, plus the growth of the queue: an overloaded deployment
   serves no more than its capacity, however much arrives) is at least ``surge_factor``
   (default 1.5) times its baseline, or above the baseline with the serving revision's replicas
-  ``saturated`` (mean GPU utilisation over the current window at least 80 %: a deployment
-  already running hot breaches on a smaller rise, and more replicas are still the remedy), and the
+  ``saturated`` (mean GPU utilisation over the current window at least 80 %, or their queue
+  growing: more arrives than they complete; the mean utilisation lags a rising load by half its
+  window, the queue does not): a deployment already running hot breaches on a smaller rise, and
+  more replicas are still the remedy), and the
   breached SLO is of a load-driven kind (``surge_kinds``: latency and queueTime by default). A
   surge next to an availability or GPU-memory breach is shown as evidence but not blamed. Both
   rates must be known and the baseline positive. Both are read over windows capped to the age
@@ -379,10 +381,16 @@ def check_load_surge(symptoms: Symptoms, settings: Settings = DEFAULT_SETTINGS) 
         described += " (windows capped to the age of the data)"
     evidence = _evidence(REQUEST_RATE, f"{described} (surge at {settings.surge_factor:g}x)", ratio)
     busy = symptoms.busy
-    if 1 < ratio < settings.surge_factor and busy is not None and busy >= settings.saturated:
+    hot = busy is not None and busy >= settings.saturated
+    if 1 < ratio < settings.surge_factor and (hot or growth > 0):
         # Less than a surge over the baseline, but more than the replicas can take: a deployment
         # already running hot breaches on a smaller rise, and more replicas are still the remedy.
-        saturated = f"its replicas {busy:.0%} busy{_window(symptoms.rate_window_seconds)} (saturated at {settings.saturated:.0%})"
+        # A growing queue says so at once; the mean utilisation over the window lags a rising load.
+        saturated = (
+            f"its replicas {busy:.0%} busy{_window(symptoms.rate_window_seconds)} (saturated at {settings.saturated:.0%})"
+            if hot and busy is not None
+            else "more arrives than its replicas complete"
+        )
         described = f"{described}; {saturated}"
         evidence = _evidence(REQUEST_RATE, f"{described} (surge at {settings.surge_factor:g}x)", ratio)
     elif ratio < settings.surge_factor:
