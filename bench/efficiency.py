@@ -5,7 +5,8 @@ traffic and the same simulated replicas, differing only in who sets the replica 
 
 * ``vigil``: replicas for the starting load, ``maxReplicas`` for the peak, the ready-made
   ``runbooks/load-surge-scale-out.yaml`` as shipped (scale-out rounds sized from the measured
-  demand at 70 % utilisation, 90 s ahead along its rise, verified after 90 s) and the
+  demand at 70 % utilisation, 90 s ahead along its rise, verified after 90 s, the next round as
+  soon as the still-rising demand needs more replicas than run) and the
   ModelDeployment's default give-back (stabilization, then one replica per minute back to
   ``spec.replicas``);
 * ``static``: provisioned for the peak from start to end (``paused``: vigil only judges it);
