@@ -137,6 +137,11 @@ def run_command(
         help="A model repository mounted into the operator (repeatable): the gate reads golden sets "
         "(spec.validation.goldenSet.path) of /path and file:// repositories under these directories only.",
     ),
+    golden_set_max_mib: int = typer.Option(
+        32,
+        help="The largest golden set (MiB) the gate reads from a model repository; it is parsed in memory, "
+        "and the operator keeps up to twice this of unchanged golden sets between validation attempts.",
+    ),
 ) -> None:
     """Run the operator (several replicas elect one leader through a Lease unless --standalone)."""
     from vigil.reconcile import leader, operator
@@ -168,6 +173,7 @@ def run_command(
         prometheus_verify=False if prometheus_insecure_skip_verify else (prometheus_ca_file or True),
         inference_url=inference_url,
         model_repository_roots=tuple(model_repository_root),
+        golden_set_max_mib=golden_set_max_mib,
     )
     try:
         operator.run(settings)

@@ -86,7 +86,13 @@ def app(pods: dict[str, Pod]) -> web.Application:
 
 async def serve(pods: dict[str, Pod]) -> AsyncIterator[str]:
     """Serve on a free loopback port; yields ``127.0.0.1:<port>``."""
-    runner = web.AppRunner(app(pods), access_log=None)
+    async for served in serve_app(app(pods)):
+        yield served
+
+
+async def serve_app(application: web.Application) -> AsyncIterator[str]:
+    """Serve ``application`` on a free loopback port; yields ``127.0.0.1:<port>``."""
+    runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

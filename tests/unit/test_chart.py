@@ -286,6 +286,13 @@ def test_model_repositories_are_mounted_read_only_at_their_path_and_passed_as_ro
     assert not [a for a in container(render(helm))["args"] if a.startswith("--model-repository-root")]
 
 
+def test_the_golden_set_size_limit_is_a_value_passed_to_vigil_run(helm: chart.Helm) -> None:
+    assert "--golden-set-max-mib=32" in container(render(helm))["args"]
+    assert "--golden-set-max-mib=200" in container(render(helm, {"goldenSetMaxMiB": 200}))["args"]
+    with pytest.raises(chart.ChartError, match="goldenSetMaxMiB"):
+        render(helm, {"goldenSetMaxMiB": 0})
+
+
 @pytest.mark.parametrize(
     ("entry", "field"),
     [({"path": "models", "volume": {"emptyDir": {}}}, "path"), ({"path": "/models"}, "volume")],

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from tests.unit import gatekit
 from vigil.gate import source
 from vigil.reconcile import repository
 
@@ -169,15 +170,8 @@ async def http_repository() -> AsyncIterator[str]:
     app.router.add_get("/repo/cnn/golden.json", golden)
     app.router.add_get("/repo/cnn/slow.json", slow)
     app.router.add_get("/repo/cnn/endless.json", endless)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}/repo"
-    finally:
-        await runner.cleanup()
+    async for served in gatekit.serve_app(app):
+        yield f"http://{served}/repo"
 
 
 async def test_a_golden_set_is_fetched_from_an_http_repository(http_repository: str) -> None:
@@ -190,3 +184,110 @@ async def test_http_errors_timeouts_and_oversized_bodies_are_named(http_reposito
     assert "not read within 0.2s (spec.validation.timeout)" in timed_out
     assert "over the 4096 bytes the operator reads" in await refused(http_repository, "endless.json", [], limit=4096)
     assert "golden.json: " in await refused("http://127.0.0.1:9", "golden.json", [])
+
+
+# -- kept between validation attempts ----------------------------------------------------------------
+
+
+class Parses:
+    """A parse function that counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, data: bytes) -> bytes:
+        self.calls += 1
+        return data.upper()
+
+
+async def test_an_unchanged_local_golden_set_is_neither_read_nor_parsed_again(models: pathlib.Path) -> None:
+    files = repository.Files([str(models)])
+    location = source.locate(str(models), "cnn", "golden.json")
+    parse = Parses()
+    first = await files.parsed(location, 2.0, parse)
+    assert await files.parsed(location, 2.0, parse) is first
+    assert (files.reads, parse.calls) == (1, 1)
+    golden = models / "cnn" / "golden.json"
+    golden.write_text('{"format": "vigil.dev/golden-set/v1", "changed": true}')
+    os.utime(golden, ns=(golden.stat().st_atime_ns, golden.stat().st_mtime_ns + 1_000_000_000))
+    assert b'"CHANGED": TRUE' in await files.parsed(location, 2.0, parse)
+    assert (files.reads, parse.calls) == (2, 2)
+
+
+async def test_a_golden_set_that_disappears_is_dropped_and_named(models: pathlib.Path) -> None:
+    files = repository.Files([str(models)])
+    location = source.locate(str(models), "cnn", "golden.json")
+    await files.read(location, 2.0)
+    (models / "cnn" / "golden.json").unlink()
+    with pytest.raises(source.UnreadableError, match="no such file in the model repository"):
+        await files.read(location, 2.0)
+    assert files.kept() == []
+
+
+async def test_the_least_recently_used_golden_set_leaves_first_beyond_the_budget(models: pathlib.Path) -> None:
+    for name in ("a", "b", "c"):
+        (models / "cnn" / f"{name}.json").write_bytes(b"x" * 400)
+    files = repository.Files([str(models)], budget=1000)
+    where = {name: source.locate(str(models), "cnn", f"{name}.json") for name in ("a", "b", "c")}
+    await files.read(where["a"], 2.0)
+    await files.read(where["b"], 2.0)
+    await files.read(where["a"], 2.0)  # a is used again: b is now the oldest
+    await files.read(where["c"], 2.0)
+    assert files.kept() == [where["a"].target, where["c"].target]
+    assert files.reads == 3
+
+
+@pytest.fixture
+async def validating_server() -> AsyncIterator[tuple[str, list[dict[str, str]], dict[str, bytes]]]:
+    """/repo/cnn/<name>: the body in ``bodies``, with an ETag (and 304 to a matching If-None-Match);
+    /repo/cnn/plain.json: no validators. Each request's conditional headers are recorded."""
+    seen: list[dict[str, str]] = []
+    bodies = {"golden.json": b'{"v": 1}'}
+
+    async def tagged(request: web.Request) -> web.Response:
+        seen.append({k: v for k, v in request.headers.items() if k.startswith("If-")})
+        body = bodies[request.match_info["name"]]
+        etag = f'"{len(body)}-{hash(body) & 0xFFFF}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        return web.Response(body=body, headers={"ETag": etag})
+
+    async def plain(request: web.Request) -> web.Response:
+        seen.append({k: v for k, v in request.headers.items() if k.startswith("If-")})
+        return web.Response(body=b"{}")
+
+    app = web.Application()
+    app.router.add_get("/repo/cnn/plain.json", plain)
+    app.router.add_get("/repo/cnn/{name}", tagged)
+    async for served in gatekit.serve_app(app):
+        yield f"http://{served}/repo", seen, bodies
+
+
+async def test_an_http_golden_set_is_asked_for_again_conditionally_and_read_again_only_when_changed(
+    validating_server: tuple[str, list[dict[str, str]], dict[str, bytes]],
+) -> None:
+    url, seen, bodies = validating_server
+    files = repository.Files()
+    location = source.locate(url, "cnn", "golden.json")
+    parse = Parses()
+    assert await files.parsed(location, 2.0, parse) == b'{"V": 1}'
+    assert await files.parsed(location, 2.0, parse) == b'{"V": 1}'
+    assert seen[0] == {}
+    assert seen[1] == {"If-None-Match": f'"8-{hash(bodies["golden.json"]) & 0xFFFF}"'}  # answered 304
+    assert (files.reads, parse.calls) == (1, 1)
+    bodies["golden.json"] = b'{"v": 22}'
+    assert await files.parsed(location, 2.0, parse) == b'{"V": 22}'
+    assert (files.reads, parse.calls) == (2, 2)
+
+
+async def test_an_http_golden_set_without_validators_is_read_every_time(
+    validating_server: tuple[str, list[dict[str, str]], dict[str, bytes]],
+) -> None:
+    url, seen, _ = validating_server
+    files = repository.Files()
+    location = source.locate(url, "cnn", "plain.json")
+    await files.read(location, 2.0)
+    await files.read(location, 2.0)
+    assert seen == [{}, {}]
+    assert files.reads == 2
+    assert files.kept() == []

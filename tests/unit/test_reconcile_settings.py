@@ -46,6 +46,7 @@ def test_the_defaults_are_valid() -> None:
         ({"timing": leader.Timing(15, 10, 0)}, "--retry-period"),
         ({"timing": leader.Timing(15.5, 10, 2)}, "--lease-duration"),
         ({"model_repository_roots": ("/models", "models")}, "--model-repository-root"),
+        ({"golden_set_max_mib": 0}, "--golden-set-max-mib"),
     ],
 )
 def test_each_bad_option_is_reported_by_its_flag(change: dict[str, object], named: str) -> None:

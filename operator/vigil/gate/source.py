@@ -28,7 +28,8 @@ from typing import Final
 
 FIELD: Final = "spec.validation.goldenSet.path"
 MAX_BYTES: Final = 32 * 1024 * 1024
-"""The largest golden set the operator reads from a repository (it parses it in memory)."""
+"""The largest golden set the operator reads from a repository (it parses it in memory) unless
+``vigil run --golden-set-max-mib`` (Helm value ``goldenSetMaxMiB``) says otherwise."""
 SUPPORTED: Final = "an absolute path or file:// (the repository mounted into the operator) or http(s)://"
 ROOT_FLAG: Final = "vigil run --model-repository-root, Helm value modelRepositories"
 

@@ -56,6 +56,7 @@ from vigil.reconcile import (
     informer,
     kube,
     leader,
+    repository,
     scope,
     supervise,
     validate,
@@ -104,8 +105,11 @@ class Runtime:
     """Posts the Events reconciles decide, beside them (see :mod:`vigil.reconcile.events`)."""
     creator: creations.Creator = dataclasses.field(init=False)
     """Creates new deployments' Services beside the reconcile (see :mod:`vigil.reconcile.creations`)."""
+    golden_files: repository.Files = dataclasses.field(init=False)
+    """Golden sets read from model repositories, kept until they change (see :mod:`vigil.reconcile.repository`)."""
 
     def __post_init__(self) -> None:
+        self.golden_files = repository.Files(self.settings.model_repository_roots, self.settings.golden_set_max_bytes)
         self.poster = events.Poster(lambda *event: self.kube.post_event(*event))
         self.creator = creations.Creator(lambda manifest: self.kube.apply(manifest), self._service_created)
 
@@ -736,7 +740,7 @@ async def _validate(
     namespace, name = str(md.metadata["namespace"]), str(md.metadata["name"])
     settings = runtime.settings
     status, events = await validate.run(
-        runtime.kube, settings.inference_url, md, observed, request, settings.model_repository_roots
+        runtime.kube, settings.inference_url, md, observed, request, runtime.golden_files
     )
     await runtime.kube.apply_md_status(namespace, name, status)
     md.status = status

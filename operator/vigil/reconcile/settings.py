@@ -16,12 +16,15 @@ import re
 import urllib.parse
 
 from vigil.api import slo as sloapi
+from vigil.gate import source
 from vigil.reconcile import leader
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 NAMESPACE_GLOB = re.compile(r"^!?[-a-z0-9*?]{1,63}$")  # kopf's --namespace: globs, ! excludes
 MAX_WORKERS = 256
+MIB = 1024 * 1024
+MAX_GOLDEN_SET_MIB = 1024
 SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -61,6 +64,12 @@ class Settings:
     model_repository_roots: tuple[str, ...] = ()
     """Model repositories mounted into the operator: the only local directories the gate reads
     golden sets from (``spec.validation.goldenSet.path`` of a /path or file:// repository)."""
+    golden_set_max_mib: int = source.MAX_BYTES // MIB
+    """The largest golden set read from a model repository (parsed in memory; twice this is kept)."""
+
+    @property
+    def golden_set_max_bytes(self) -> int:
+        return self.golden_set_max_mib * MIB
 
     def seconds(self, option: str) -> float:
         """A duration option (``min_window``, ``rate_window``, ``baseline_window``) in seconds."""
@@ -99,6 +108,8 @@ def problems(settings: Settings) -> list[str]:
         if path is not None and not pathlib.Path(path).is_file():
             found.append(f"{flag} {path}: no such file")
     found += inference_url_problems(settings.inference_url)
+    if not 1 <= settings.golden_set_max_mib <= MAX_GOLDEN_SET_MIB:
+        found.append(f"--golden-set-max-mib must be 1 to {MAX_GOLDEN_SET_MIB}, got {settings.golden_set_max_mib}")
     found += [
         f"--model-repository-root {root!r} must be an absolute path"
         for root in settings.model_repository_roots

@@ -25,7 +25,6 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
@@ -64,10 +63,11 @@ def _where(namespace: str, ref: vapi.ConfigMapKeyRef) -> str:
     return f"spec.validation.goldenSet.configMapRef: ConfigMap {namespace}/{ref.name} key {ref.key}"
 
 
-def prepare(text: str | bytes, spec: vapi.ValidationSpec, where: str) -> Golden | gate.Verdict:
-    """Parse a golden set and apply ``spec.validation``'s tolerances and request count."""
+def prepare(text: str | bytes | goldenset.GoldenSet, spec: vapi.ValidationSpec, where: str) -> Golden | gate.Verdict:
+    """Parse a golden set (unless it is parsed already) and apply ``spec.validation``'s tolerances and
+    request count."""
     try:
-        golden = goldenset.GoldenSet.parse(text)
+        golden = text if isinstance(text, goldenset.GoldenSet) else goldenset.GoldenSet.parse(text)
     except goldenset.GoldenSetError as error:
         return gate.unavailable(f"{where}: {error}")
     every, per_output = gate.overrides(spec.tolerance)
@@ -95,17 +95,21 @@ async def load(
     namespace: str,
     spec: vapi.ValidationSpec,
     model: mdapi.Model,
-    roots: Sequence[str] = (),
+    files: repository.Files | None = None,
 ) -> Golden | gate.Verdict:
-    """The golden set of ``model`` (the revision's), from its ConfigMap or its model repository."""
+    """The golden set of ``model`` (the revision's), from its ConfigMap or its model repository
+    (read through ``files``, which keeps it while it does not change)."""
     ref = spec.golden_set.config_map_ref
     if ref is None:
         location = source.locate(model.repository, model.name, spec.golden_set.path or "")
+        files = files if files is not None else repository.Files()
         try:
-            text = await repository.read(location, roots, sloapi.duration_seconds(spec.timeout))
+            parsed = await files.parsed(location, sloapi.duration_seconds(spec.timeout), goldenset.GoldenSet.parse)
         except source.UnreadableError as error:
             return gate.unavailable(str(error))
-        return prepare(text, spec, location.where)
+        except goldenset.GoldenSetError as error:
+            return gate.unavailable(f"{location.where}: {error}")
+        return prepare(parsed, spec, location.where)
     where = _where(namespace, ref)
     data = await client.config_map_data(namespace, ref.name)
     if data is None:
@@ -197,18 +201,18 @@ async def validate(
     md: mdapi.ModelDeployment,
     observed: core.Observed,
     request: core.Validate,
-    roots: Sequence[str] = (),
+    files: repository.Files | None = None,
 ) -> tuple[gate.Verdict, Golden | None]:
     """The verdict over ``request.pods``, and the golden set used (None when it could not be read).
 
-    ``roots``: the model repositories mounted into the operator (``--model-repository-root``)."""
+    ``files``: golden sets in model repositories, read under the mounted roots (``--model-repository-root``)."""
     spec = md.spec.validation
     namespace = str(md.metadata["namespace"])
     if spec is None:
         return gate.unavailable("spec.validation was removed"), None
     validated = next((r for r in md.status.revisions if r.name == request.revision), None)
     model = validated.shape.model if validated is not None else md.spec.model
-    golden = await load(client, namespace, spec, model, roots)
+    golden = await load(client, namespace, spec, model, files)
     if isinstance(golden, gate.Verdict):
         return golden, None
     timeout = sloapi.duration_seconds(spec.timeout)
@@ -239,12 +243,12 @@ async def run(
     md: mdapi.ModelDeployment,
     observed: core.Observed,
     request: core.Validate,
-    roots: Sequence[str] = (),
+    files: repository.Files | None = None,
 ) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
     """Validate and record the verdict on the revision (the caller writes the status, then
     :func:`bookkeep` creates a BadModel Incident the verdict names)."""
     started = datetime.datetime.now(datetime.UTC)
-    found, golden = await validate(client, template, md, observed, request, roots)
+    found, golden = await validate(client, template, md, observed, request, files)
     now = datetime.datetime.now(datetime.UTC)
     status = md.status.model_copy(deep=True)
     revision = next((r for r in status.revisions if r.name == request.revision), None)
