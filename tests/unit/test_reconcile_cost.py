@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import itertools
 import time
 
@@ -18,8 +19,8 @@ from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.api import slo as sloapi
 from vigil.observe import fleet, merge, slo
+from vigil.reconcile import core, healing, supervise, validate, watched
 from vigil.reconcile import operator as op
-from vigil.reconcile import supervise, watched
 
 NS, NAME = "ml", "resnet"
 KEY = (NS, NAME)
@@ -207,6 +208,29 @@ async def test_an_open_incident_is_reconciled_after_every_evaluation() -> None:
     acting = status.model_copy(update={"active_incident": "resnet-availability-20261202180000"})
     assert op.needs_pass(runtime, KEY, acting, same, availability_changed=False)
     assert op.needs_pass(runtime, KEY, status, report("Breached", 80.0, str(status.current_revision)), False)
+
+
+async def test_a_healthy_deployment_s_incident_and_gate_bookkeeping_reads_nothing_and_copies_nothing() -> None:
+    """No incident, breach, give-back, runbookRef or BadModel verdict (almost every status refresh
+    of a steady fleet): both return the very status they were given and ask the API for nothing."""
+    kube, runtime = await steady()
+    raw = kube.objects[("modeldeployments", NS, NAME)]
+    md = mdapi.ModelDeployment.model_validate(raw)
+    assert runtime.fleet is not None
+    ctx = healing.Context(
+        raw, md, core.Observed(workloads={}), runtime.fleet.deployment(*KEY), True, datetime.datetime.now(datetime.UTC)
+    )
+    calls = len(kube.calls)
+    status, events = await healing.tend(kube, ctx, md.status)  # type: ignore[arg-type]
+    assert status is md.status
+    assert events == []
+    status, events = await validate.bookkeep(kube, raw, md, md.status)  # type: ignore[arg-type]
+    assert status is md.status
+    assert events == []
+    assert len(kube.calls) == calls
+    breached = md.status.model_copy(update={"active_incident": "resnet-availability-1"})
+    copied, _ = await healing.tend(kube, ctx, breached)  # type: ignore[arg-type]
+    assert copied is not breached  # something to tend: a draft of its own, as before
 
 
 async def test_the_pass_that_opens_an_incident_queues_the_deployment_again_at_once_for_its_plan() -> None:

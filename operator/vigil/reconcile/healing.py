@@ -277,6 +277,8 @@ async def tend(
     An unreadable Incident holds the pass (see the module docstring). Every read that can find
     one runs before the pass writes or acts, so a hold never leaves an action half recorded.
     """
+    if _nothing_to_tend(ctx, status):
+        return status, []  # almost every pass: nothing to read, write or copy
     draft = status.model_copy(deep=True)
     events: list[core.Event] = []
     try:
@@ -292,6 +294,20 @@ async def tend(
     if cond.find(draft.conditions, INCIDENT_READABLE) is not None:
         events += _condition(ctx, draft, INCIDENT_READABLE, True, "Readable", "the Incidents of this deployment read")
     return draft, events
+
+
+def _nothing_to_tend(ctx: Context, status: mdapi.ModelDeploymentStatus) -> bool:
+    """No incident, breach, give-back or runbookRef, and none of this module's conditions to keep
+    honest: a pass of :func:`tend` would read nothing (the built-in default runbook) and change nothing."""
+    return (
+        status.active_incident is None
+        and not status.giving_back
+        and not giveback.holders(status)
+        and breached(status) is None
+        and ctx.md.spec.runbook_ref is None
+        and cond.find(status.conditions, RUNBOOK_RESOLVED) is None
+        and cond.find(status.conditions, INCIDENT_READABLE) is None
+    )
 
 
 async def _tend(

@@ -283,6 +283,10 @@ async def bookkeep(
 ) -> tuple[mdapi.ModelDeploymentStatus, list[core.Event]]:
     """Create the BadModel Incidents verdicts named (Intended -> Recorded), and resolve those whose
     revision was superseded (``before``: the status this pass started from)."""
+    if not any(_incident(r, "Intended") for r in status.revisions) and not any(
+        _incident(r, "Recorded") for r in (before or md.status).revisions
+    ):
+        return status, []  # nothing to create or resolve (almost every pass): not even a copy
     now = datetime.datetime.now(datetime.UTC)
     namespace = str(md.metadata["namespace"])
     events: list[core.Event] = []
@@ -327,6 +331,12 @@ async def bookkeep(
         if still and now_rev is not None and now_rev.validation is not None:
             now_rev.validation.incident_state = "Resolved"
     return status, events
+
+
+def _incident(revision: mdapi.Revision, state: str) -> bool:
+    """Whether the revision's verdict names a BadModel Incident in ``state``."""
+    validation = revision.validation
+    return validation is not None and validation.incident is not None and validation.incident_state == state
 
 
 async def _create(client: kube.Kube, namespace: str, manifest: dict[str, Any]) -> None:
