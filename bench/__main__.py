@@ -1,4 +1,4 @@
-"""``python -m bench [detection|healing|cost|gate|fleet|quiet|efficiency ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
+"""``python -m bench [detection|healing|cost|gate|fleet|quiet|efficiency|plane ...] [--runs N | --quick] [--sizes ...]``: run the benchmarks.
 
 Brings the local sandbox up (reusing a running one; it is never taken down), runs the chosen
 benchmarks (detection, healing and cost by default) each against its own operator and namespace,
@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from bench import cluster, cost, detection, efficiency, fleet, gate, healing, plots, quiet, report, waiting
+from bench import cluster, cost, detection, efficiency, fleet, gate, healing, plane, plots, quiet, report, waiting
 from bench.common import Context
 from bench.operator import OperatorSettings
 from vigil.dev import sandbox as sandbox_mod
@@ -34,10 +34,11 @@ BENCHMARKS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "fleet": fleet.run,
     "quiet": quiet.run,
     "efficiency": efficiency.run,
+    "plane": plane.run,
 }
 DEFAULT = ("detection", "healing", "cost", "gate")
 # Written to <name>.json / <name>.md, so a run of one keeps the others' results.
-SEPARATE = ("gate", "fleet", "quiet", "efficiency")
+SEPARATE = ("gate", "fleet", "quiet", "efficiency", "plane")
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -63,7 +64,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--sizes",
         type=_sizes,
         default=(),
-        help=f"fleet: the N values, comma-separated (default {','.join(map(str, fleet.SIZES))})",
+        help=f"fleet: the N values, comma-separated (default {','.join(map(str, fleet.SIZES))}); plane: its N is the largest",
     )
     parser.add_argument(
         "--burst-only",

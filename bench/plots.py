@@ -286,6 +286,27 @@ def efficiency(result: Mapping[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
+def plane(result: Mapping[str, Any], path: pathlib.Path) -> None:
+    """CPU seconds of each control-plane process per raw burst (stacked), with the burst's wall time."""
+    bursts = result["bursts"]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    names = [b["scenario"] for b in bursts]
+    bottoms = [0.0] * len(bursts)
+    colors = ("#2b7bba", "#d9822b", "#5a9e4b", "#8e5ea2", "#c0392b")
+    for component, color in zip(report.PLANE_CPU, colors, strict=True):
+        values = [float(b["cpuSeconds"].get(component) or 0.0) for b in bursts]
+        ax.bar(names, values, bottom=bottoms, color=color, label=component)
+        bottoms = [bottom + value for bottom, value in zip(bottoms, values, strict=True)]
+    ax.scatter(names, [b["wallSeconds"] for b in bursts], color="black", marker="D", zorder=3, label="wall time (s)")
+    ax.set_ylabel("CPU seconds (2 cores: wall >= CPU / 2)")
+    ax.set_title(f"Control plane alone: a burst of {result['n']} (bench plane)")
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 PLOTS = {
     "detection": detection,
     "healing": healing,
@@ -294,6 +315,7 @@ PLOTS = {
     "fleet": fleet,
     "quiet": quiet,
     "efficiency": efficiency,
+    "plane": plane,
 }
 
 

@@ -437,6 +437,70 @@ def efficiency_section(result: Mapping[str, Any]) -> str:
     return f"## 7. SLO attainment per GPU\n\n{intro}\n\n{table(header, rows)}\n\n" + "\n".join(verdicts) + "\n"
 
 
+PLANE_STAGES = (
+    "Deployment created",
+    "Service created",
+    "pod created",
+    "pod bound",
+    "pod Ready",
+    "pod Ready and Service",
+)
+PLANE_CPU = ("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok-controller")
+
+
+def plane_section(result: Mapping[str, Any]) -> str:
+    """``bench plane``: each raw burst's stages, CPU per component and the components' own numbers."""
+    bursts = result["bursts"]
+    lines = [
+        f"## Control plane alone (bench plane, N = {result['n']})",
+        "",
+        f"Raw bursts without vigil: {result['clients']} clients create Deployments, {result['serviceLanes']} "
+        "create Services (vigil's Service creator runs as many). Stages are p50 / p99 of each object's time "
+        "from its creation / when the last one got there (s, from the burst's start). CPU is seconds of each "
+        "process over the burst (2 cores shared with whatever else ran: see the load).",
+        "",
+    ]
+    rows = []
+    for burst in bursts:
+        cells = [burst["scenario"], number(burst["loadBefore"][0], 1), seconds(burst["wallSeconds"])]
+        for name in PLANE_STAGES:
+            found = burst["stages"].get(name)
+            cells.append(f"{found['p50']} / {found['p99']} / {found['last']}" if found else "-")
+        rows.append(cells)
+    lines.append(table(["burst", "load", "wall", *PLANE_STAGES], rows))
+    lines.append("")
+    rows = []
+    for burst in bursts:
+        api = burst["apiserver"]
+        queues = burst.get("controllerQueues") or {}
+        deployment = queues.get("deployment") or {}
+        cpu = burst["cpuSeconds"]
+        rows.append(
+            [
+                burst["scenario"],
+                *[number(cpu.get(name), 1) for name in PLANE_CPU],
+                str(api["writeCount"]),
+                number(burst.get("servicesPerSecond"), 1),
+                number(api.get("clusterIPAllocationMeanMs"), 1),
+                f"{number(deployment.get('meanQueueWaitSeconds'))} s / {number(deployment.get('meanSyncMs'), 0)} ms"
+                if deployment
+                else "-",
+                number(burst["etcd"].get("walFsyncMeanMs")),
+            ]
+        )
+    header = [
+        "burst",
+        *[f"CPU-s {name}" for name in PLANE_CPU],
+        "writes",
+        "Services/s",
+        "ClusterIP allocation (ms)",
+        "deployment queue wait / sync",
+        "etcd fsync (ms)",
+    ]
+    lines.append(table(header, rows))
+    return "\n".join(lines) + "\n"
+
+
 SECTIONS = {
     "detection": detection_section,
     "healing": healing_section,
@@ -445,6 +509,7 @@ SECTIONS = {
     "fleet": fleet_section,
     "quiet": quiet_section,
     "efficiency": efficiency_section,
+    "plane": plane_section,
 }
 
 

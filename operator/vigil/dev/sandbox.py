@@ -883,6 +883,16 @@ class Sandbox:
         markers = ("sandbox.json", "kwok", "pids", "kwokctl.yaml", "kubeconfig")
         return self.state_dir.is_dir() and any((self.state_dir / marker).exists() for marker in markers)
 
+    def control_plane_processes(self) -> dict[str, int]:
+        """The pids kwokctl recorded for etcd, the kube-* components and kwok (``{}`` without a cluster)."""
+        kwokctl = self._kwokctl()
+        return kwokctl.component_pids() if kwokctl is not None and kwokctl.exists() else {}
+
+    def control_plane_ports(self) -> dict[str, int]:
+        """The components' loopback ports (``etcdPort``, ``kubeControllerManagerPort``, ...; ``{}`` without a cluster)."""
+        kwokctl = self._kwokctl()
+        return kwokctl.ports() if kwokctl is not None else {}
+
     def is_running(self) -> bool:
         """Whether every component of the sandbox is up."""
         return self.status().ok
