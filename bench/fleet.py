@@ -27,7 +27,10 @@ operator scoped to it:
    with Prometheus's head series, and the machine's load (2 cores shared with other work).
 3. **Detection.** ``faulty``'s version 2 is faulted (30 % errors) and its spec patched to it; from
    the moment ``status.currentRevision`` switches (its first bad request) to ``Breached``
-   (detection) and to ``status.rollback`` being set (the first action), polled every 0.2 s.
+   (detection) and to ``status.rollback`` being set (the first action), polled every 0.2 s. The
+   milestone ``judged`` is the breach's ``lastTransitionTime`` (the instant of the evaluation that
+   judged it, second precision): switched -> judged is waiting for data and an evaluation,
+   judged -> breached the status write.
 
 Then the operator stops and the namespace is deleted (and waited for) before the next N.
 
