@@ -157,6 +157,15 @@ def test_a_deployment_is_planned_once_while_its_clock_and_spec_hold(monkeypatch:
     assert worked_out.count("young") == 2 + 5
 
 
+def test_deployments_planned_alike_share_one_set_of_needs() -> None:
+    cache = memo.Memo()
+    fleet = [target(f"d{i}", ages=(7200.0,)) for i in range(3)]
+    plan = cache.plan(fleet, START, SETTINGS)
+    assert plan == slo.plan_fleet(fleet, START, SETTINGS)
+    needs = [cache._needs(t, START, SETTINGS)[0] for t in fleet]
+    assert needs[0] is needs[1] is needs[2]
+
+
 def test_a_changed_series_value_is_judged_again() -> None:
     cache = memo.Memo()
     t = target("d", ages=(7200.0,))

@@ -37,11 +37,14 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime
+import typing
 
 from vigil.api import slo as sloapi
 from vigil.observe import promql, slo
 
 Key = tuple[str, str]
+T = typing.TypeVar("T")
+SHARED_LIMIT = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,8 @@ class Memo:
         self._entries: dict[Key, _Entry] = {}
         self._planned: dict[Key, _Planned] = {}
         self._cycle: dict[Key, _Cycle] = {}
+        # One object per distinct set of needs: a fleet shares a handful (about 5 KiB per deployment otherwise).
+        self._shared: dict[frozenset[typing.Any], frozenset[typing.Any]] = {}
         self.reused = 0
         """Reports reused since the last :meth:`retain` (one cycle)."""
         self.judged = 0
@@ -149,12 +154,18 @@ class Memo:
                 target.created,
                 settings,
                 clock,
-                (frozenset(needs), frozenset(thresholds)),
-                frozenset(needs | slo.base_needs(settings)),
+                (self._share(frozenset(needs)), self._share(frozenset(thresholds))),
+                self._share(frozenset(needs | slo.base_needs(settings))),
             )
             self._planned[key] = known
         self._cycle[key] = _Cycle(target, now, settings, clock, known.reads)
         return known.needs
+
+    def _share(self, found: frozenset[T]) -> frozenset[T]:
+        shared: frozenset[T] = self._shared.setdefault(found, found)
+        if len(self._shared) > SHARED_LIMIT:  # never grows without bound (windows move with age)
+            self._shared = {found: found}
+        return shared
 
     def _worked_out(
         self, key: Key, target: slo.Target, now: datetime.datetime, settings: slo.Settings
