@@ -53,38 +53,38 @@ ISOLATED_MODULES = frozenset(
         "tests/e2e/test_heal.py",
     }
 )
-# Seconds each e2e module took (setup to teardown, all its tests) in a full `make e2e` on the
-# 2-core machine (01:00-01:22 UTC 2026-12-03, 3 workers, 174 passed, another helper's e2e modules
-# on another sandbox beside it), as the "e2e lanes" terminal section prints them.
+# Seconds each e2e module took (setup to teardown, all its tests) in a full `make test` on the
+# 2-core machine (fresh clone of main a851876, 05:29-05:53 UTC 2026-12-03, 3 workers, 183 passed, the
+# demo's operator beside it, machine otherwise idle), as the "e2e lanes" terminal section prints them.
 # Only the order of the units depends on them; a module not listed counts DEFAULT_SECONDS.
 SECONDS: dict[str, float] = {
-    "tests/e2e/test_prometheus_outage.py": 763,
-    "tests/e2e/test_heal.py": 354,
-    "tests/e2e/test_giveback.py": 284,
-    "tests/e2e/test_demand_scale.py": 370,  # 226 + the follow-up test run alone (144 s, 04:12 UTC 2026-12-03)
-    "tests/e2e/test_giveback_retry.py": 226,  # run alone (01:11 UTC 2026-12-03), not yet in a full run
-    "tests/e2e/test_chaos.py": 225,
-    "tests/e2e/test_gate.py": 200,
-    "tests/e2e/test_control_plane_restarts.py": 191,
-    "tests/e2e/test_heal_shared_sandbox.py": 190,
-    "tests/e2e/test_failsafe.py": 157,
-    "tests/e2e/test_giveback_ratio.py": 148,
+    "tests/e2e/test_prometheus_outage.py": 745,
+    "tests/e2e/test_demand_scale.py": 379,
+    "tests/e2e/test_heal.py": 352,
+    "tests/e2e/test_giveback.py": 273,
+    "tests/e2e/test_gate.py": 247,
+    "tests/e2e/test_chaos.py": 239,
+    "tests/e2e/test_giveback_retry.py": 205,
+    "tests/e2e/test_heal_shared_sandbox.py": 204,
+    "tests/e2e/test_control_plane_restarts.py": 199,
+    "tests/e2e/test_giveback_ratio.py": 147,
     "tests/e2e/test_sim_queue.py": 143,
-    "tests/e2e/test_observe.py": 132,
-    "tests/e2e/test_install.py": 132,
-    "tests/e2e/test_leader.py": 126,
-    "tests/e2e/test_scale_mid_plan.py": 124,
-    "tests/e2e/test_fresh_verification.py": 123,
+    "tests/e2e/test_observe.py": 142,
+    "tests/e2e/test_fresh_verification.py": 139,
+    "tests/e2e/test_scale_mid_plan.py": 139,
+    "tests/e2e/test_leader.py": 130,
+    "tests/e2e/test_install.py": 124,
+    "tests/e2e/test_failsafe.py": 122,
     "tests/e2e/test_gitops.py": 115,
-    "tests/e2e/test_priority.py": 59,
-    "tests/e2e/test_modeldeployment.py": 46,
-    "tests/e2e/test_validation.py": 45,
-    "tests/e2e/test_shards.py": 39,
-    "tests/e2e/test_traffic.py": 28,
-    "tests/e2e/test_runtime_image.py": 26,
-    "tests/e2e/test_sandbox.py": 22,
-    "tests/e2e/test_sim.py": 16,
+    "tests/e2e/test_priority.py": 50,
+    "tests/e2e/test_modeldeployment.py": 43,
+    "tests/e2e/test_validation.py": 36,
+    "tests/e2e/test_shards.py": 34,
+    "tests/e2e/test_traffic.py": 26,
+    "tests/e2e/test_runtime_image.py": 21,
+    "tests/e2e/test_sandbox.py": 16,
     "tests/e2e/test_golden.py": 10,
+    "tests/e2e/test_sim.py": 10,
     "tests/e2e/test_scope.py": 9,
 }
 DEFAULT_SECONDS = 60.0
