@@ -266,7 +266,11 @@ def test_a_bad_export_is_blocked_answers_zero_user_requests_and_is_recorded_as_b
     assert_blocked(kube, sim, namespace, v1, [v2])
     progressing = condition(get(kube, namespace, NAME), "Progressing") or {}
     assert (progressing.get("status"), progressing.get("reason")) == ("False", "ValidationFailed")
-    assert direct_requests(sim, namespace, v2["name"]) >= 128
+    # One wrong pod is enough to fail (test_one_wrong_pod_fails_the_revision_even_while_another_times_out):
+    # the second pod may not have answered yet, so count what the verdict compared, not pods x 64.
+    (output,) = v2["validation"]["outputs"]
+    assert output["requests"] >= 64
+    assert direct_requests(sim, namespace, v2["name"]) >= output["requests"]
     # A fixed export (a new generation) is validated, takes traffic, and closes the incident.
     release(kube, namespace, GOOD_AGAIN)
     waiting.until(lambda: serving(kube, namespace, GOOD_AGAIN), SETTLE, "v3 serving")
