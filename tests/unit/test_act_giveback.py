@@ -199,6 +199,95 @@ def test_the_stabilization_window_counts_from_the_last_slo_change() -> None:
     assert scale_targets(w) == ["spec"]
 
 
+def verified_plan(effect: float, *, ended: float = 0, later: tuple[incapi.StepProgress, ...] = ()) -> incapi.Plan:
+    """A plan whose scale-out took effect at ``effect`` (its ``judgedFrom``) and was verified Met at ``ended``."""
+    step = incapi.StepProgress(
+        name="scale-out",
+        action="scaleOut",
+        state=incapi.StepState.SUCCEEDED,
+        target={acts.REPLICAS: "3", acts.INTENDED_AT: cond.rfc3339(at(effect - 10))},
+        judged_from=cond.rfc3339(at(effect)),
+        finished_at=cond.rfc3339(at(ended)),
+    )
+    return incapi.Plan(runbook="r", mode="auto", current=1 + len(later), steps=[step, *later])
+
+
+def met_since(w: World, seconds: float) -> None:
+    """The SLO as the fleet left it: Met since ``seconds`` (its last change)."""
+    w.md.status.slos = [slo(S.MET, at(-5), since=seconds)]
+
+
+def after_plan(effect: float, met: float) -> World:
+    """3 replicas held (spec 2, a 60s window), resolved at 0: the scale-out took effect at ``effect``,
+    the SLO Met since ``met``."""
+    w = world(held=3, stabilizationWindow="60s")
+    w.incident.plan = verified_plan(effect)
+    met_since(w, met)
+    return w
+
+
+def first_step_at(w: World, until: float = 300) -> float | None:
+    t = 0.0
+    while t <= until and not w.issued:
+        w.cycle(at(t))
+        t += 5
+    return (t - 5) if w.issued else None
+
+
+def test_the_stabilization_window_already_runs_while_the_plan_verifies_its_last_action() -> None:
+    # Resolved at 0 after verifyAfter 90s; the replicas took effect at -90, the SLO Met since -70.
+    w = after_plan(-90, -70)
+    assert first_step_at(w) == 0, "Met on fresh data for 70s already: the first step comes at once"
+    assert w.record is not None
+    assert w.record.stable_since == cond.rfc3339(at(-70))
+    assert scale_targets(w) == ["spec"]
+
+
+def test_the_window_counts_from_the_slo_turning_met_on_data_from_after_the_action() -> None:
+    w = after_plan(-90, -30)
+    assert first_step_at(w) == 30, "Met since -30: a whole window from then"
+    assert w.record is not None
+    assert w.record.stable_since == cond.rfc3339(at(-30))
+
+
+def test_an_slo_met_since_before_the_last_action_counts_from_when_that_action_took_effect() -> None:
+    # A follow-up round on a Met verdict (sizeAhead): the SLO never changed, the level did at -40.
+    w = after_plan(-40, -600)
+    assert first_step_at(w) == 20
+    assert w.record is not None
+    assert w.record.stable_since == cond.rfc3339(at(-40))
+
+
+def test_a_notification_after_the_action_does_not_restart_the_window_but_an_action_never_effective_counts_from_its_end() -> (
+    None
+):
+    notified = incapi.StepProgress(
+        name="page",
+        action="notify",
+        state=incapi.StepState.SUCCEEDED,
+        target={acts.INTENDED_AT: cond.rfc3339(at(0))},
+        finished_at=cond.rfc3339(at(0)),
+    )
+    w = world(held=3, stabilizationWindow="60s")
+    w.incident.plan = verified_plan(-90, later=(notified,))
+    met_since(w, -70)
+    assert first_step_at(w) == 0
+    # Given up on before it took effect: no judgedFrom, so its end (-10) is when the level held now began.
+    w = after_plan(-90, -70)
+    assert w.incident.plan is not None
+    w.incident.plan.steps[0].judged_from = None
+    w.incident.plan.steps[0].finished_at = cond.rfc3339(at(-10))
+    assert first_step_at(w) == 50
+
+
+def test_without_a_recorded_action_the_window_counts_from_the_resolution() -> None:
+    w = world(held=3, stabilizationWindow="60s")
+    met_since(w, -600)
+    assert first_step_at(w) == 60
+    assert giveback.took_effect(w.incident) == NOW
+    assert giveback.took_effect(incapi.IncidentStatus()) is None
+
+
 def test_a_step_is_judged_only_on_data_from_after_it() -> None:
     w = world(held=4)
     w.run(0, 300)

@@ -13,9 +13,19 @@ When
   The give-back of an incident starts once its plan has finished (or the incident resolved) and
   the md's status still carries an override that names it. It waits, ``Stabilizing``, until every
   SLO of the deployment has been Met for ``spec.giveBack.stabilizationWindow`` (default 5m, like
-  the HPA's scale-down stabilization), counted from the latest of: the incident's resolution, the
-  end of its plan, and the last state change of any SLO; nothing moves while another incident of
+  the HPA's scale-down stabilization), counted from the latest of: the moment the level it holds
+  took effect, and the last state change of any SLO; nothing moves while another incident of
   the deployment is open, while metrics are unavailable, or while the deployment is paused.
+
+  The level took effect when the plan's last action did (its step's ``judgedFrom``: replicas
+  ready, the route in force; an action that never took effect, when its step ended), or, after
+  a stopped give-back, when its last step (or the restore) did. From then on the deployment's
+  SLO windows start there (``status.freshData``), so a Met verdict since then rests on data of
+  the level held now: the window already runs while the plan verifies its last step, as the
+  HPA's scale-down looks back over its window whatever happened in it, instead of starting
+  only at the incident's resolution (which would hold the added replicas ``verifyAfter`` longer
+  for nothing). An SLO that changed state since restarts the count; a plan without a recorded
+  action counts from its end or the incident's resolution.
   A deployment whose traffic the incident moved away *entirely* cannot show a Met SLO (it has no
   traffic): it counts as settled when no SLO is Warning or Breached and it is Available, and the
   first step home is the first real judgement of it.
@@ -45,7 +55,8 @@ Degradation stops it, for a while
   at ``retryAt`` (twice the stabilization window after the stop, doubled for every earlier stop
   of the same give-back, at most :data:`RETRY_CAP`: 10m, 20m, 40m, then hourly with the defaults)
   it goes back to ``Stabilizing``, so the first step again needs every SLO Met for a whole
-  stabilization window, counted from the latest SLO change. It goes on from the level that held.
+  stabilization window, counted as above (from the restore's effect or a later SLO change). It
+  goes on from the level that held.
   A new spec generation or another incident's override while it waits ends it ``Superseded``;
   another incident open at ``retryAt`` holds it as it holds any give-back. ``stops`` and
   ``retryAt`` are in the record, so a restarted operator keeps the same schedule.
@@ -73,6 +84,7 @@ from vigil.act import intents as acts
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
+from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 from vigil.record import incidents as records
 from vigil.render import route
@@ -487,14 +499,37 @@ def _stable(d: _Draft, now_held: Held) -> bool:
 
 
 def _settled_since(d: _Draft) -> datetime.datetime:
-    """The latest of: the incident's end (resolution, or its plan's last step) and any SLO's last change."""
-    status = d.ctx.incident_status
+    """The latest of: when the level held now took effect (:func:`took_effect`) and any SLO's last change."""
     stamps = [s.last_transition_time for s in d.ctx.md.status.slos]
-    stamps.append(status.resolved_at)
-    if status.plan is not None:
-        stamps += [s.finished_at for s in status.plan.steps]
     moments = [cond.parse_time(s) for s in stamps if s]
-    return max(moments) if moments else d.ctx.now
+    moments.append(took_effect(d.ctx.incident_status, d.record) or d.ctx.now)
+    return max(moments)
+
+
+def took_effect(status: incapi.IncidentStatus, record: incapi.GiveBack | None = None) -> datetime.datetime | None:
+    """When what the incident holds now took effect: the latest of its actions' effects.
+
+    A plan step or give-back step that acted counts from its ``judgedFrom`` (it took effect), or
+    from its end when it never did (a restore, or an action given up on); notifications and
+    skipped steps changed nothing. Without any recorded action: the plan's end or the incident's
+    resolution, whichever is later (None: neither is known).
+    """
+    acted: list[str | None] = []
+    plan = status.plan
+    if plan is not None:
+        acted += [
+            s.judged_from or s.finished_at
+            for s in plan.steps
+            if s.action is not rbapi.Action.NOTIFY and acts.INTENDED_AT in s.target and s.state is not _S.DRY_RUN
+        ]
+    if record is not None:
+        acted += [s.judged_from or s.finished_at for s in record.steps]
+    moments = [cond.parse_time(s) for s in acted if s]
+    if moments:
+        return max(moments)
+    ends = [status.resolved_at, *(s.finished_at for s in plan.steps)] if plan is not None else [status.resolved_at]
+    found = [cond.parse_time(s) for s in ends if s]
+    return max(found) if found else None
 
 
 def _available(md: mdapi.ModelDeployment) -> bool:

@@ -379,8 +379,9 @@ class GiveBack(KubeModel):
     )
     stabilization_window: formats.Duration = pydantic.Field(
         default="5m",
-        description="Every SLO must have stayed Met this long after the incident before the first step "
-        "(like the HPA's scale-down stabilization window). Longer than 0s.",
+        description="Every SLO must have stayed Met this long before the first step, counted from when what the "
+        "incident holds took effect (already while its plan verifies it) or the last SLO change, whichever is "
+        "later (like the HPA's scale-down stabilization window). Longer than 0s.",
     )
     step_replicas: int = pydantic.Field(
         default=1, ge=1, le=100, description="Replicas returned per step, at most (1-100); never below spec.replicas."
