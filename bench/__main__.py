@@ -48,7 +48,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "benchmarks", nargs="*", help=f"which to run: {', '.join(BENCHMARKS)} (default: {', '.join(DEFAULT)})"
     )
-    parser.add_argument("--runs", type=int, default=None, help="runs per scenario (default 5; 2 with --quick)")
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per scenario (default 5; 2 with --quick; efficiency: 1)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 runs per scenario and shorter cost windows")
     parser.add_argument("--eval-interval", type=float, default=5.0, help="the operator's --eval-interval (s)")
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="output directory")
@@ -75,6 +77,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = [name for name in args.benchmarks if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    args.runs_given = args.runs is not None
     if args.runs is None:
         args.runs = 2 if args.quick else 5
     if args.runs < 1:
@@ -136,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         fleet_sizes=args.sizes,
         burst_only=args.burst_only,
         sandbox=sandbox,
+        runs_given=args.runs_given,
     )
     started = _now()
     outcomes: dict[str, Any] = {}
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "meta": {
                 "started": started,
                 "finished": finished,
-                "runs": args.runs,
+                "runs": next((o["runCount"] for o in group.values() if "runCount" in o), args.runs),
                 "quick": args.quick,
                 "benchmarks": list(group),
                 "sandbox": json.loads(info.to_json()),

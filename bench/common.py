@@ -37,6 +37,8 @@ class Context:
     """``bench fleet``: measure only each burst (create -> Available and its stages), not the steady state."""
     sandbox: sandbox_mod.Sandbox | None = None
     """The sandbox itself, for benchmarks that stop and start its parts (Prometheus)."""
+    runs_given: bool = False
+    """``--runs`` was given: the long benchmarks (efficiency) run that often instead of once."""
 
     @property
     def scrape_seconds(self) -> float:

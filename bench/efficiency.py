@@ -143,6 +143,20 @@ def queue_ms_query(namespace: str, name: str) -> str:
     )
 
 
+def serving_pods_query(namespace: str, name: str) -> str:
+    """Pods Triton metrics come from: the replicas actually serving (Ready, taking traffic)."""
+    return f'count(nv_inference_request_success{{namespace="{namespace}", modeldeployment="{name}"}})'
+
+
+def changes(points: list[tuple[float, float]], origin: float) -> list[list[float]]:
+    """``[seconds after origin, value]`` at the start and at every change of value."""
+    found: list[list[float]] = []
+    for at, value in points:
+        if not found or found[-1][1] != value:
+            found.append([round(at - origin, 1), value])
+    return found
+
+
 def violating_minutes(points: list[tuple[float, float]], threshold_ms: float) -> int:
     """Minutes (one point per minute) whose average queue time exceeds the threshold."""
     return sum(1 for _, value in points if value > threshold_ms)
@@ -162,6 +176,7 @@ def measure(samples: list[watch.Sample], points: list[tuple[float, float]], star
         "gpuMinutes": round(watch.gpu_minutes(samples, end), 2),
         "violatingMinutes": violating_minutes(points, float(QUEUE["thresholdMs"])),
         "measuredMinutes": len(points),
+        "queueMsPerMinute": [round(value, 1) for _, value in points],
         "replicas": watch.replicas_range(samples),
         "overrides": watch.overrides_seen(samples),
     }
@@ -217,9 +232,11 @@ def _run(ctx: Context, ns: str, chosen: list[Scenario]) -> dict[str, Any]:
             name = f"{scenario.name}-{policy}"
             first_full_minute = started + 60.0
             points = prometheus.query_range(queue_ms_query(ns, name), first_full_minute, stop, 60.0)
+            serving = prometheus.query_range(serving_pods_query(ns, name), started, stop, ctx.scrape_seconds)
             samples = watcher.between(name, started, stop)
             per_policy[policy] = {
                 **measure(samples, points, started, stop),
+                "servingPods": changes(serving, started),
                 "timeline": watch.timeline(samples, started, [QUEUE["name"]]),
                 "incidents": len(kube.incidents_of(ns, name)),
                 "decisions": decisions(kube, ns, name, started),
@@ -280,17 +297,44 @@ def verdict(per_policy: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(ctx: Context) -> dict[str, Any]:
-    chosen = scenarios(ctx.quick)
+def _one(ctx: Context, chosen: list[Scenario], number: int) -> dict[str, Any]:
+    """One run in a namespace and under an operator of its own."""
     names = [f"{s.name}-{p}" for s in chosen for p in POLICIES]
-    with ctx.namespace("efficiency") as ns, ctx.operator([ns], "efficiency"):
+    began = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
+    with ctx.namespace("efficiency") as ns, ctx.operator([ns], f"efficiency-{number}"):
         ctx.kube.create(ns, cluster.RUNBOOKS, _runbook(ns))
         try:
             result = attempt(ctx, "efficiency", lambda: _run(ctx, ns, chosen))
         finally:
             for name in names:
                 ctx.kube.forget_traffic(ns, name)
-        environment = ctx.environment()
+    result["started"] = began
+    cluster.log(f"efficiency run {number}: {summary(result)}")
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    """One line per run for the log: a long invocation's numbers survive an interrupted one."""
+    if "error" in result:
+        return f"FAILED: {result['error']}"
+    parts = []
+    for scenario, data in result["scenarios"].items():
+        for policy in ("vigil", "hpa"):
+            numbers = data["policies"][policy]
+            static = data["policies"]["static"]["gpuMinutes"]
+            ratio = numbers["gpuMinutes"] / static if static else math.nan
+            parts.append(
+                f"{scenario} {policy} {numbers['attainment']} / {ratio:.3f}x / {numbers['violatingMinutes']} violating"
+            )
+    return "; ".join(parts)
+
+
+def run(ctx: Context) -> dict[str, Any]:
+    """``--runs N`` runs one after the other (default 1: a run takes ten minutes), aggregated in the report."""
+    chosen = scenarios(ctx.quick)
+    count = ctx.runs if ctx.runs_given else 1
+    runs = [_one(ctx, chosen, number) for number in range(1, count + 1)]
+    environment = ctx.environment()
     return {
         "benchmark": "efficiency",
         "slo": QUEUE,
@@ -300,6 +344,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "runbook": f"runbooks/{READY_MADE.name}",
         "hpaTarget": hpa.TARGET_UTILISATION,
         "targets": {"attainment": TARGET_ATTAINMENT, "gpuRatioToStatic": TARGET_GPU_RATIO},
-        "run": result,
+        "runCount": count,
+        "runs": runs,
         "environment": environment,
     }

@@ -245,7 +245,12 @@ def quiet(result: Mapping[str, Any], path: pathlib.Path) -> None:
 
 
 def efficiency(result: Mapping[str, Any], path: pathlib.Path) -> None:
-    scenarios = result["run"].get("scenarios", {})
+    """The first run that completed: its replicas over time, GPU-minutes and attainment per policy."""
+    runs = report.efficiency_runs(result)
+    done = [(number, r) for number, r in enumerate(runs, 1) if "error" not in r]
+    number, shown = done[0] if done else (1, {})
+    scenarios = shown.get("scenarios", {})
+    which = f", run {number} of {len(runs)}" if len(runs) > 1 else ""
     fig, axes = plt.subplots(len(scenarios), 2, figsize=(13, 3.4 * max(len(scenarios), 1)), squeeze=False)
     for row, (scenario, data) in enumerate(scenarios.items()):
         ax = axes[row, 0]
@@ -266,7 +271,7 @@ def efficiency(result: Mapping[str, Any], path: pathlib.Path) -> None:
         twin.set_ylabel("offered req/s")
         ax.set_xlabel("minutes")
         ax.set_ylabel("pods (GPUs)")
-        ax.set_title(f"{scenario}: replicas over time (x{data['speedup']:g})", fontsize=9)
+        ax.set_title(f"{scenario}: replicas over time (x{data['speedup']:g}{which})", fontsize=9)
         ax.legend(loc="upper left", fontsize=7)
         bars = axes[row, 1]
         policies = list(data["policies"])

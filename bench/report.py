@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -393,35 +394,44 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "NO"
 
 
+def efficiency_runs(result: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The runs of a ``bench efficiency`` result (one ``run`` in results written before ``--runs``)."""
+    return list(result["runs"]) if "runs" in result else [result["run"]]
+
+
+def _per_run(values: Sequence[str]) -> str:
+    return " / ".join(values) if values else DASH
+
+
 def efficiency_section(result: Mapping[str, Any]) -> str:
-    run = result["run"]
-    if "error" in run:
-        return f"## 7. SLO attainment per GPU\n\nFAILED: {run['error']}\n"
+    runs = efficiency_runs(result)
+    done = [r for r in runs if "error" not in r]
+    failed = [f"run {i}: {r['error']}" for i, r in enumerate(runs, 1) if "error" in r]
+    if not done:
+        return "## 7. SLO attainment per GPU\n\nFAILED: " + "; ".join(failed) + "\n"
+    first = done[0]["scenarios"]
     rows = []
     verdicts = []
-    for scenario, data in run["scenarios"].items():
-        for policy, numbers in data["policies"].items():
-            low, high = numbers["replicas"] or (None, None)
+    for scenario, data in first.items():
+        across = [r["scenarios"][scenario] for r in done if scenario in r["scenarios"]]
+        for policy in data["policies"]:
+            every = [d["policies"][policy] for d in across]
+            lows = [n["replicas"][0] for n in every if n["replicas"]]
+            highs = [n["replicas"][1] for n in every if n["replicas"]]
             rows.append(
                 [
                     scenario,
                     policy,
-                    DASH if numbers["attainment"] is None else f"{numbers['attainment']:.1%}",
-                    f"{numbers['gpuMinutes']:.1f}",
-                    f"{numbers['violatingMinutes']} / {numbers['measuredMinutes']}",
-                    DASH if low is None else f"{low}-{high}",
-                    str(numbers["incidents"]),
+                    _per_run([DASH if n["attainment"] is None else f"{n['attainment']:.1%}" for n in every]),
+                    _per_run([f"{n['gpuMinutes']:.1f}" for n in every]),
+                    _per_run([str(n["violatingMinutes"]) for n in every]) + f" of {every[0]['measuredMinutes']}",
+                    f"{min(lows)}-{max(highs)}" if lows else DASH,
+                    _per_run([str(n["incidents"]) for n in every]),
                 ]
             )
-        v = data["verdict"]
-        stabilisation = f", stabilisation {data['stabilisationSeconds']} s" if "stabilisationSeconds" in data else ""
-        verdicts.append(
-            f"- {scenario} ({data['traffic']}; x{data['speedup']:g}, {data['wallMinutes']:g} min{stabilisation}): "
-            f"attainment >= {result['targets']['attainment']:.0%}: **{_yes(v['attainmentMet'])}**; "
-            f"GPU-minutes {number(v['gpuRatioToStatic'])} x static (target <= {result['targets']['gpuRatioToStatic']:g}): "
-            f"**{_yes(v['gpuMet'])}**; fewer violating minutes than the HPA-like baseline: "
-            f"**{_yes(v['fewerViolatingMinutesThanHpa'])}**"
-        )
+        verdicts.append(_efficiency_verdict(result, scenario, across))
+        verdicts += _violations(scenario, across, float(result["slo"]["thresholdMs"]))
+    count = len(runs)
     intro = (
         f"Three deployments per scenario under the same traffic, same replicas ({result['capacityPerReplica']:g} "
         f"req/s each, {result['baseLatencyMs']:g} ms per request), side by side in one run: vigil (start replicas, "
@@ -431,10 +441,71 @@ def efficiency_section(result: Mapping[str, Any]) -> str:
         "HPA's 300 s, the give-back's 5 min) are five minutes of the trace: divided by the speed-up. "
         f"Peak and start are sized at {result['sizingUtilisation']:.0%} utilisation. Attainment: share of "
         "evaluation intervals whose queue-time verdict is Met; violating minutes: minutes whose average queue "
-        f"time exceeds {result['slo']['thresholdMs']} ms (Prometheus)."
+        f"time exceeds {result['slo']['thresholdMs']} ms (Prometheus). "
+        + (
+            f"{count} runs one after the other, each in a namespace of its own: every cell lists the runs in order."
+            if count > 1
+            else "One run."
+        )
     )
     header = ["scenario", "policy", "SLO attainment", "GPU-minutes", "violating minutes", "pods", "incidents"]
-    return f"## 7. SLO attainment per GPU\n\n{intro}\n\n{table(header, rows)}\n\n" + "\n".join(verdicts) + "\n"
+    note = ("\n\nFailed runs: " + "; ".join(failed) + ".") if failed else ""
+    body = f"## 7. SLO attainment per GPU\n\n{intro}\n\n{table(header, rows)}{note}\n\n" + "\n".join(verdicts)
+    return body + "\n" + disturbances(done)
+
+
+def _efficiency_verdict(result: Mapping[str, Any], scenario: str, across: Sequence[Mapping[str, Any]]) -> str:
+    data = across[0]
+    n = len(across)
+    verdicts = [d["verdict"] for d in across]
+    ratios = _per_run([DASH if v["gpuRatioToStatic"] is None else f"{v['gpuRatioToStatic']:.3f}" for v in verdicts])
+    attainments = _per_run(
+        [
+            DASH if d["policies"]["vigil"]["attainment"] is None else f"{d['policies']['vigil']['attainment']:.1%}"
+            for d in across
+        ]
+    )
+    ours = _per_run([str(d["policies"]["vigil"]["violatingMinutes"]) for d in across])
+    theirs = _per_run([str(d["policies"]["hpa"]["violatingMinutes"]) for d in across])
+    stabilisation = f", stabilisation {data['stabilisationSeconds']} s" if "stabilisationSeconds" in data else ""
+    counted = (lambda key: f"{sum(1 for v in verdicts if v[key])} of {n}") if n > 1 else None
+
+    def met(key: str) -> str:
+        return f"**{counted(key)}**" if counted is not None else f"**{_yes(verdicts[0][key])}**"
+
+    return (
+        f"- {scenario} ({data['traffic']}; x{data['speedup']:g}, {data['wallMinutes']:g} min{stabilisation}): "
+        f"attainment {attainments} >= {result['targets']['attainment']:.0%}: {met('attainmentMet')}; "
+        f"GPU-minutes {ratios} x static (target <= {result['targets']['gpuRatioToStatic']:g}): {met('gpuMet')}; "
+        f"violating minutes {ours} vs the HPA-like baseline's {theirs}, fewer: {met('fewerViolatingMinutesThanHpa')}"
+    )
+
+
+def _violations(scenario: str, across: Sequence[Mapping[str, Any]], threshold_ms: float) -> list[str]:
+    """Where vigil's violating minutes were: the minute's queue time (the HPA-like baseline's beside
+    it), vigil's scale-out intents in or just before it, and when the serving pods grew."""
+    lines = []
+    for number, data in enumerate(across, 1):
+        ours = data["policies"]["vigil"]
+        theirs = data["policies"]["hpa"].get("queueMsPerMinute") or []
+        intents = [row["t"] for row in ours.get("decisions", []) if row["type"] == "Intent"]
+        serving = ours.get("servingPods") or []
+        for index, value in enumerate(ours.get("queueMsPerMinute") or []):
+            if value <= threshold_ms:
+                continue
+            begins, ends = 60.0 * index, 60.0 * (index + 1)  # the points are the minutes after the first
+            acted = ", ".join(f"{t:g} s" for t in intents if begins - 30.0 <= t <= ends) or "none"
+            grew = [
+                f"{before:g} -> {after:g} at {t:g} s"
+                for (_, before), (t, after) in itertools.pairwise(serving)
+                if after > before and begins - 30.0 <= t <= ends + 30.0
+            ]
+            hpa = f" (HPA-like: {theirs[index]:g} ms)" if index < len(theirs) else ""
+            lines.append(
+                f"  - {scenario}, run {number}: vigil's violating minute {begins:g}-{ends:g} s averaged "
+                f"{value:g} ms{hpa}; scale-out intent at {acted}; pods serving {', '.join(grew) or 'unchanged'}"
+            )
+    return lines
 
 
 PLANE_STAGES = (

@@ -205,42 +205,96 @@ def test_efficiency_measures_vigil_with_the_ready_made_runbook_as_shipped() -> N
     assert body["metadata"] == {"name": "load-surge-scale-out", "namespace": "bench-efficiency-x"}
 
 
-def test_efficiency_section_reports_each_policy_and_the_targets() -> None:
-    result = {
+def efficiency_result(*scenario_runs: dict[str, Any]) -> dict[str, Any]:
+    return {
         "slo": efficiency.QUEUE,
         "capacityPerReplica": 30.0,
         "baseLatencyMs": 200.0,
         "sizingUtilisation": 0.6,
         "hpaTarget": 0.6,
         "targets": {"attainment": 0.95, "gpuRatioToStatic": 0.75},
-        "run": {
-            "scenarios": {
-                "ramp": {
-                    "traffic": "Poisson ramp",
-                    "speedup": 3.0,
-                    "wallMinutes": 10.0,
-                    "offeredPerMinute": [18.0, 20.0],
-                    "policies": policies(40.0, 0.97, 1),
-                    "verdict": efficiency.verdict(policies(40.0, 0.97, 1)),
-                }
-            }
-        },
+        "runs": [{"scenarios": {"ramp": ramp}} for ramp in scenario_runs],
     }
-    text = report.efficiency_section(result)
-    assert "| ramp | vigil | 97.0% | 40.0 | 1 / 9 | 1-6 | 0 |" in text
-    assert "| ramp | hpa | 90.0% | 35.0 | 3 / 9 | 1-6 | 0 |" in text
-    assert "GPU-minutes 0.67 x static (target <= 0.75): **yes**" in text
+
+
+def ramp_run(vigil_gpu: float, vigil_attainment: float, vigil_violating: int) -> dict[str, Any]:
+    numbers = policies(vigil_gpu, vigil_attainment, vigil_violating)
+    return {
+        "traffic": "Poisson ramp",
+        "speedup": 3.0,
+        "wallMinutes": 10.0,
+        "offeredPerMinute": [18.0, 20.0],
+        "policies": numbers,
+        "verdict": efficiency.verdict(numbers),
+    }
+
+
+def test_efficiency_section_reports_each_policy_and_the_targets() -> None:
+    text = report.efficiency_section(efficiency_result(ramp_run(40.0, 0.97, 1)))
+    assert "| ramp | vigil | 97.0% | 40.0 | 1 of 9 | 1-6 | 0 |" in text
+    assert "| ramp | hpa | 90.0% | 35.0 | 3 of 9 | 1-6 | 0 |" in text
+    assert "GPU-minutes 0.667 x static (target <= 0.75): **yes**" in text
+    assert "violating minutes 1 vs the HPA-like baseline's 3, fewer: **yes**" in text
+    assert "One run." in text
+
+
+def test_efficiency_section_lists_every_run_and_counts_the_runs_that_met_each_target() -> None:
+    text = report.efficiency_section(efficiency_result(ramp_run(40.0, 0.97, 1), ramp_run(50.0, 0.93, 3)))
+    assert "| ramp | vigil | 97.0% / 93.0% | 40.0 / 50.0 | 1 / 3 of 9 | 1-6 | 0 / 0 |" in text
+    assert "attainment 97.0% / 93.0% >= 95%: **1 of 2**" in text
+    assert "GPU-minutes 0.667 / 0.833 x static (target <= 0.75): **1 of 2**" in text
+    assert "violating minutes 1 / 3 vs the HPA-like baseline's 3 / 3, fewer: **1 of 2**" in text
+    assert "2 runs one after the other" in text
+
+
+def test_efficiency_section_says_where_vigils_violating_minutes_were() -> None:
+    ramp = ramp_run(40.0, 0.97, 1)
+    ramp["policies"]["vigil"]["queueMsPerMinute"] = [5.0, 9.0, 104.0, 7.0]
+    ramp["policies"]["hpa"]["queueMsPerMinute"] = [8.0, 12.0, 26.0, 10.0]
+    ramp["policies"]["vigil"]["decisions"] = [
+        {"t": 141.0, "type": "Detected"},
+        {"t": 141.5, "type": "Intent"},
+        {"t": 300.0, "type": "Intent"},
+    ]
+    ramp["policies"]["vigil"]["servingPods"] = [[0.0, 2.0], [146.0, 3.0], [250.0, 2.0]]
+    text = report.efficiency_section(efficiency_result(ramp))
+    assert (
+        "ramp, run 1: vigil's violating minute 120-180 s averaged 104 ms (HPA-like: 26 ms); "
+        "scale-out intent at 141.5 s; pods serving 2 -> 3 at 146 s"
+    ) in text
+    assert text.count("violating minute ") == 1
+
+
+def test_efficiency_section_reads_results_written_before_runs_and_failed_runs() -> None:
+    old = efficiency_result(ramp_run(40.0, 0.97, 1))
+    old["run"] = old.pop("runs")[0]
+    assert "| ramp | vigil | 97.0% | 40.0 | 1 of 9 | 1-6 | 0 |" in report.efficiency_section(old)
+    failed = efficiency_result(ramp_run(40.0, 0.97, 1))
+    failed["runs"].append({"error": "Timeout"})
+    text = report.efficiency_section(failed)
+    assert "Failed runs: run 2: Timeout." in text
+    assert "| ramp | vigil | 97.0% | 40.0 |" in text
+    assert report.efficiency_section({**failed, "runs": [{"error": "Timeout"}]}).endswith("FAILED: run 1: Timeout\n")
+
+
+def test_efficiency_serving_pods_keep_only_changes() -> None:
+    points = [(100.0, 2.0), (105.0, 2.0), (110.0, 3.0), (115.0, 3.0), (120.0, 2.0)]
+    assert efficiency.changes(points, 100.0) == [[0.0, 2.0], [10.0, 3.0], [20.0, 2.0]]
+    assert efficiency.changes([], 0.0) == []
 
 
 def test_both_plots_render(tmp_path: pathlib.Path) -> None:
     quiet_result = quiet_run(actions=1)
     quiet_result["run"]["deployments"]["replay"]["timeline"] = [[0.0, 2, "Met", "Met"], [600.0, 4, "Met", "Breached"]]
     efficiency_result = {
-        "run": {
-            "scenarios": {
-                "ramp": {"speedup": 3.0, "offeredPerMinute": [18.0, 90.0, 9.0], "policies": policies(40.0, 0.97, 1)}
-            }
-        }
+        "runs": [
+            {
+                "scenarios": {
+                    "ramp": {"speedup": 3.0, "offeredPerMinute": [18.0, 90.0, 9.0], "policies": policies(40.0, 0.97, 1)}
+                }
+            },
+            {"error": "Timeout"},
+        ]
     }
     written = plots.write({"quiet": quiet_result, "efficiency": efficiency_result}, tmp_path)
     assert written == ["quiet.png", "efficiency.png"]
