@@ -119,6 +119,11 @@ def run_command(
         120.0,
         help="Most often a status is rewritten only because its SLI numbers changed (state changes are written at once).",
     ),
+    status_heartbeat: float = typer.Option(
+        600.0,
+        help="Most often a status is rewritten only because its SLOs were evaluated again (lastEvaluationTime; "
+        "the same numbers): once per period, at a phase of each deployment's own.",
+    ),
     workers: int = typer.Option(
         16, help="Deployments reconciled at once (a burst of creations is taken up this many at a time)."
     ),
@@ -157,6 +162,7 @@ def run_command(
         liveness=liveness or None,
         resync_seconds=resync,
         status_refresh_seconds=status_refresh,
+        status_heartbeat_seconds=status_heartbeat,
         workers=workers,
         prometheus_url=prometheus_url or None,
         eval_interval=eval_interval,

@@ -36,7 +36,7 @@ def cluster() -> fakekube.FakeKube:
     return kube
 
 
-def report(state: str, sli: float, revision: str) -> slo.DeploymentReport:
+def report(state: str, sli: float, revision: str, judged: datetime.datetime | None = None) -> slo.DeploymentReport:
     status = sloapi.SLOStatus.model_validate(
         {
             "name": "availability",
@@ -44,16 +44,18 @@ def report(state: str, sli: float, revision: str) -> slo.DeploymentReport:
             "sli": sli,
             "revision": revision,
             "message": f"sli {sli} over 20s",
-            "lastEvaluationTime": f"2026-12-02T18:00:{int(sli) % 60:02d}Z",
+            "lastEvaluationTime": cond.rfc3339(judged or datetime.datetime.now(datetime.UTC)),
         }
     )
     verdict = slo.Verdict(cond.ConditionStatus.TRUE if state == "Met" else cond.ConditionStatus.FALSE, state, "")
     return slo.DeploymentReport(NS, NAME, 1, (status,), verdict, ())
 
 
-def evaluated(runtime: op.Runtime, kube: fakekube.FakeKube, state: str, sli: float) -> None:
+def evaluated(
+    runtime: op.Runtime, kube: fakekube.FakeKube, state: str, sli: float, judged: datetime.datetime | None = None
+) -> None:
     revision = kube.objects[("modeldeployments", NS, NAME)]["status"]["currentRevision"]
-    runtime.fleet = fleet.FleetResult(True, None, (report(state, sli, revision),), 12, 0.1)
+    runtime.fleet = fleet.FleetResult(True, None, (report(state, sli, revision, judged),), 12, 0.1)
 
 
 async def test_numbers_alone_are_written_once_the_refresh_is_due_and_a_new_state_at_once() -> None:
@@ -89,6 +91,85 @@ async def test_numbers_alone_are_written_once_the_refresh_is_due_and_a_new_state
     assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["state"] == "Breached"
     assert written("activeIncident") == verdicts + 1  # the first changed field (by name) labels the write
     assert written("refresh") == refreshes + 1
+
+
+async def test_an_idle_deployment_s_evaluation_time_alone_is_written_at_its_heartbeat_not_each_refresh() -> None:
+    """The same numbers judged again (an idle deployment's): not written when the numbers' refresh
+    is due, nor requeued for it by the fleet loop; written once its heartbeat is due."""
+    kube = cluster()
+    settings = op.Settings(status_refresh_seconds=120.0, status_heartbeat_seconds=600.0, prometheus_url=PROMETHEUS)
+    runtime = op.Runtime(settings=settings, kube=kube)  # type: ignore[arg-type]
+    await op.reconcile(runtime, KEY)
+    now = datetime.datetime.now(datetime.UTC)
+    evaluated(runtime, kube, "Met", 99.9, judged=now - datetime.timedelta(seconds=5))
+    await op.reconcile(runtime, KEY)  # its first verdict: written
+    stored = lambda: kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]  # noqa: E731
+    writes, heartbeats = len(kube.md_status_writes), written("heartbeat")
+
+    evaluated(runtime, kube, "Met", 99.9, judged=now)  # judged again, the very same numbers
+    runtime.refresh_at[KEY] = 0.0  # the numbers' refresh is due
+    assert runtime.fleet is not None
+    status = mdapi.ModelDeploymentStatus.model_validate(kube.objects[("modeldeployments", NS, NAME)]["status"])
+    assert not op.needs_pass(runtime, KEY, status, runtime.fleet.deployment(*KEY), availability_changed=False)
+    await op.reconcile(runtime, KEY)
+    assert len(kube.md_status_writes) == writes
+    assert stored()["lastEvaluationTime"] == cond.rfc3339(now - datetime.timedelta(seconds=5))
+    assert runtime.heartbeat_at[KEY] > time.time()
+
+    long_ago = now - datetime.timedelta(seconds=2 * 600 + 120)  # a period and more since it was judged
+    stored()["lastEvaluationTime"] = cond.rfc3339(long_ago)
+    runtime.kept(
+        KEY, mdapi.ModelDeploymentStatus.model_validate(kube.objects[("modeldeployments", NS, NAME)]["status"])
+    )
+    assert op.needs_pass(runtime, KEY, status, runtime.fleet.deployment(*KEY), availability_changed=False)
+    await op.reconcile(runtime, KEY)
+    assert len(kube.md_status_writes) == writes + 1
+    assert written("heartbeat") == heartbeats + 1  # vigil_status_writes_total{why="heartbeat"}
+    assert stored()["lastEvaluationTime"] == cond.rfc3339(now)
+    assert runtime.heartbeat_at[KEY] > time.time() + 120.0  # not again within --status-refresh
+
+
+async def test_numbers_a_reconcile_left_unwritten_are_requeued_once_their_refresh_is_due() -> None:
+    """A reconcile for another reason (a watch event, the resync) saw moved numbers before their
+    refresh was due: the deployment's in-memory status has them, the stored one does not."""
+    kube, runtime = await steady()
+    runtime.known.add(KEY)
+    evaluated(runtime, kube, "Met", 99.5)
+    writes = len(kube.md_status_writes)
+    await op.reconcile(runtime, KEY)  # refresh not due: left unwritten
+    assert len(kube.md_status_writes) == writes
+    assert runtime.fleet is not None
+    latest, same = runtime.mds[KEY].status, runtime.fleet.deployment(*KEY)
+    assert latest.slos[0].sli == 99.5
+    assert not op.needs_pass(runtime, KEY, latest, same, availability_changed=False)
+    runtime.refresh_at[KEY] = 0.0
+    assert op.needs_pass(runtime, KEY, latest, same, availability_changed=False)
+    await op.reconcile(runtime, KEY)
+    assert kube.objects[("modeldeployments", NS, NAME)]["status"]["slos"][0]["sli"] == 99.5
+    assert not op.needs_pass(runtime, KEY, latest, same, availability_changed=False)
+
+
+def test_the_fleet_s_heartbeats_are_spread_evenly_over_the_period_after_a_burst() -> None:
+    """1,000 deployments created in one burst, their statuses all written within a minute: their
+    timestamp-only writes come one period apart each, evenly over the period, not in one wave."""
+    settings = op.Settings(status_refresh_seconds=120.0, status_heartbeat_seconds=600.0)
+    runtime = op.Runtime(settings=settings, kube=cluster())  # type: ignore[arg-type]
+    burst = datetime.datetime(2026, 12, 3, 7, 0, tzinfo=datetime.UTC)
+    due = []
+    for i in range(1000):
+        status = mdapi.ModelDeploymentStatus(
+            slos=[
+                sloapi.SLOStatus(
+                    name="availability",
+                    state=sloapi.SLOState.NO_DATA,
+                    last_evaluation_time=cond.rfc3339(burst + datetime.timedelta(seconds=i % 60)),
+                )
+            ]
+        )
+        due.append(runtime.next_heartbeat(("fleet", f"fleet-{i:04d}"), status) - burst.timestamp())
+    assert all(120.0 <= at < 120.0 + 60.0 + 600.0 for at in due)
+    per_minute = [sum(1 for at in due if 180.0 + 60 * m <= at < 240.0 + 60 * m) for m in range(10)]
+    assert all(60 <= count <= 140 for count in per_minute), per_minute  # 100 a minute, give or take
 
 
 def written(why: str) -> float:

@@ -29,6 +29,7 @@ def test_the_defaults_are_valid() -> None:
         ({"eval_interval": -5.0}, "--eval-interval"),
         ({"eval_interval": float("nan")}, "--eval-interval"),
         ({"resync_seconds": 0.0}, "--resync"),
+        ({"status_heartbeat_seconds": 0.0}, "--status-heartbeat"),
         ({"metrics_port": -1}, "--metrics-port"),
         ({"metrics_port": 65536}, "--metrics-port"),
         ({"metrics_address": " "}, "--metrics-address"),

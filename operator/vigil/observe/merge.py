@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
+import math
+import typing
 
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
+from vigil.api import slo as sloapi
 from vigil.observe import slo
 
 METRICS_AVAILABLE = "MetricsAvailable"
@@ -100,17 +104,85 @@ def material_change(old: mdapi.ModelDeploymentStatus, new_report: slo.Deployment
 # the wording that quotes them, and when they were read. A status that differs only in these is
 # not worth a write on its own (see ``material``).
 VOLATILE_SLO_FIELDS = ("sli", "requestRate", "burnRates", "budgetRemaining", "message", "lastEvaluationTime")
+STAMP_SLO_FIELDS = ("lastEvaluationTime",)
+"""What every evaluation rewrites even when it read the very same numbers (an idle deployment's)."""
+
+
+class Drift(enum.Enum):
+    """How a newly decided status differs from the stored one, by how soon it is worth a write."""
+
+    NONE = "none"
+    """Equal on the wire."""
+    STAMPS = "stamps"
+    """Only ``lastEvaluationTime`` moved: the same numbers and words, judged again later."""
+    NUMBERS = "numbers"
+    """SLI numbers or the messages that quote them moved (``VOLATILE_SLO_FIELDS``, ``SLOMet``'s message)."""
+    MATERIAL = "material"
+    """A state, verdict, revision, condition or override: written at once."""
+
+
+def drift(stored: mdapi.ModelDeploymentStatus, status: mdapi.ModelDeploymentStatus) -> Drift:
+    """How ``status`` differs from ``stored`` (see :class:`Drift`)."""
+    new, old = status.wire(), stored.wire()
+    if new == old:
+        return Drift.NONE
+    for wire in (new, old):
+        _drop(wire, STAMP_SLO_FIELDS, slo_met_message=False)
+    if new == old:
+        return Drift.STAMPS
+    for wire in (new, old):
+        _drop(wire, VOLATILE_SLO_FIELDS, slo_met_message=True)
+    return Drift.NUMBERS if new == old else Drift.MATERIAL
 
 
 def material(status: mdapi.ModelDeploymentStatus) -> dict[str, object]:
     """``status`` on the wire without the fields each evaluation refreshes (``VOLATILE_SLO_FIELDS``
     and the ``SLOMet`` message, which quotes the SLO messages): two statuses with equal material
     parts say the same thing about states, verdicts, revisions and conditions."""
-    wire = status.wire()
+    return _drop(status.wire(), VOLATILE_SLO_FIELDS, slo_met_message=True)
+
+
+def _drop(wire: dict[str, typing.Any], fields: tuple[str, ...], *, slo_met_message: bool) -> dict[str, typing.Any]:
     for entry in wire.get("slos", []):
-        for field in VOLATILE_SLO_FIELDS:
+        for field in fields:
             entry.pop(field, None)
-    for condition in wire.get("conditions", []):
-        if condition.get("type") == SLO_MET:
-            condition.pop("message", None)
+    if slo_met_message:
+        for condition in wire.get("conditions", []):
+            if condition.get("type") == SLO_MET:
+                condition.pop("message", None)
     return wire
+
+
+def numbers_moved(status: mdapi.ModelDeploymentStatus, report: slo.DeploymentReport) -> bool:
+    """Whether ``report`` says anything besides ``lastEvaluationTime`` that ``status`` does not:
+    the fleet loop's cheap check for a refresh worth a reconcile (the reconcile decides by
+    :func:`drift`)."""
+    return _numbers(status.slos) != _numbers(report.slos)
+
+
+def _numbers(slos: typing.Iterable[sloapi.SLOStatus]) -> list[tuple[object, ...]]:
+    return [
+        (s.name, s.state, s.revision, s.held_state, s.sli, s.request_rate, s.burn_rates, s.budget_remaining, s.message)
+        for s in slos
+    ]
+
+
+def stamped(status: mdapi.ModelDeploymentStatus) -> float | None:
+    """When the oldest SLO verdict in ``status`` was judged (epoch seconds; None: never)."""
+    stamps = [s.last_evaluation_time for s in status.slos if s.last_evaluation_time]
+    return cond.parse_time(min(stamps)).timestamp() if stamps else None
+
+
+def heartbeat_at(judged: float | None, *, phase: float, period: float, min_age: float) -> float:
+    """When a status judged at ``judged`` (epoch seconds) whose only drift is its
+    ``lastEvaluationTime`` is next written: at the first instant of the deployment's own phase in
+    ``period`` (``phase`` in [0, 1), from its name) that is at least ``min_age`` after ``judged``.
+
+    So a steady deployment's timestamps are written exactly once per period, at its phase: spread
+    evenly over the fleet however its deployments were created (a burst's statuses, all written
+    within a minute, are not rewritten in one wave a period later). Never judged: at once.
+    """
+    if judged is None:
+        return -math.inf
+    earliest = judged + min_age
+    return earliest + (phase * period - earliest) % period

@@ -34,6 +34,7 @@ import socket
 import time
 import typing
 import uuid
+import zlib
 from typing import Any
 
 import kopf
@@ -76,7 +77,8 @@ NO_PROMETHEUS = (
 )
 STATUS_WRITES = prometheus_client.Counter(
     "vigil_status_writes_total",
-    "ModelDeployment status writes, by why: refresh (only SLI numbers moved) or the first field that changed.",
+    "ModelDeployment status writes, by why: refresh (only SLI numbers moved), heartbeat (only lastEvaluationTime"
+    " moved) or the first field that changed.",
     ("why",),
 )
 LEADER = prometheus_client.Gauge("vigil_leader", "1 while this replica holds the leader lease and acts.")
@@ -95,6 +97,11 @@ class Runtime:
     fleet: fleet.FleetResult | None = None
     refresh_at: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
     """When a status that differs only in its SLI numbers may next be written (monotonic), per key."""
+    unwritten_numbers: set[workqueue.Key] = dataclasses.field(default_factory=set)
+    """Deployments whose last reconcile left moved SLI numbers unwritten (their refresh was not due)."""
+    heartbeat_at: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
+    """When a status whose only drift is ``lastEvaluationTime`` is next written (epoch seconds), per
+    key (see :meth:`heartbeat_due`)."""
     visited: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
     """When each deployment's last reconcile ended (monotonic): the resync skips recent ones."""
     elector: leader.Elector | None = None
@@ -135,10 +142,28 @@ class Runtime:
     def refresh_due(self, key: workqueue.Key) -> bool:
         return time.monotonic() >= self.refresh_at.get(key, 0.0)
 
-    def refreshed(self, key: workqueue.Key) -> None:
-        """The stored status of ``key`` is as fresh as it needs to be: its numbers next in a jittered interval."""
+    def refreshed(self, key: workqueue.Key, stored: mdapi.ModelDeploymentStatus) -> None:
+        """The stored status of ``key`` (``stored``) is as fresh as it needs to be: its numbers next
+        in a jittered interval, its timestamps at its next heartbeat."""
         interval = self.settings.status_refresh_seconds
         self.refresh_at[key] = time.monotonic() + interval * random.uniform(1.0 - REFRESH_JITTER, 1.0)
+        self.unwritten_numbers.discard(key)
+        self.kept(key, stored)
+
+    def kept(self, key: workqueue.Key, stored: mdapi.ModelDeploymentStatus) -> None:
+        """``stored`` is what the API server holds for ``key`` now: note when its timestamps are due."""
+        self.heartbeat_at[key] = self.next_heartbeat(key, stored)
+
+    def next_heartbeat(self, key: workqueue.Key, stored: mdapi.ModelDeploymentStatus) -> float:
+        """When ``stored``, differing from a new status only in ``lastEvaluationTime``, is rewritten
+        (epoch seconds): once per ``--status-heartbeat``, at the deployment's own phase in it, and
+        not within ``--status-refresh`` of its judgement (see :func:`vigil.observe.merge.heartbeat_at`)."""
+        return merge.heartbeat_at(
+            merge.stamped(stored),
+            phase=zlib.crc32(f"{key[0]}/{key[1]}".encode()) / 2**32,
+            period=self.settings.status_heartbeat_seconds,
+            min_age=self.settings.status_refresh_seconds,
+        )
 
     def started_leading(self) -> None:
         """Act from now on: start from a fresh SLO evaluation, then reconcile what the watches know."""
@@ -314,6 +339,8 @@ def _forget(runtime: Runtime, key: workqueue.Key) -> None:
     runtime.known.discard(key)
     runtime.mds.pop(key, None)
     runtime.refresh_at.pop(key, None)
+    runtime.unwritten_numbers.discard(key)
+    runtime.heartbeat_at.pop(key, None)
     runtime.visited.pop(key, None)
     runtime.queue.discard(key)
     runtime.creator.forget(key)
@@ -472,15 +499,22 @@ def needs_pass(
 ) -> bool:
     """Whether an evaluation gives the worker something to do for this deployment.
 
-    A flipped state, metrics that came or went, a due refresh of the numbers; and an open
-    incident, whose plan moves with time and with every verdict (verifyAt, timeouts, a
-    verification waiting for data from after its action), so it is reconciled after every
-    evaluation rather than at the next refresh; a give-back under way likewise (stabilization,
-    each step's verification). Few deployments have either.
+    A flipped state, metrics that came or went, numbers that moved once their refresh is due,
+    timestamps alone at the deployment's heartbeat; and an open incident, whose plan moves with
+    time and with every verdict (verifyAt, timeouts, a verification waiting for data from after
+    its action), so it is reconciled after every evaluation rather than at the next refresh; a
+    give-back under way likewise (stabilization, each step's verification). Few deployments have
+    either. ``status`` is the last reconciled one (perhaps not written: ``unwritten_numbers``).
     """
-    if availability_changed or runtime.refresh_due(key) or status.active_incident is not None or status.giving_back:
+    if availability_changed or status.active_incident is not None or status.giving_back:
         return True
-    return report is not None and merge.material_change(status, report)
+    if report is None:
+        return runtime.refresh_due(key)
+    if merge.material_change(status, report):
+        return True
+    if runtime.refresh_due(key) and (key in runtime.unwritten_numbers or merge.numbers_moved(status, report)):
+        return True
+    return time.time() >= runtime.heartbeat_at.get(key, -math.inf)  # unknown: the reconcile works it out
 
 
 def _observe(
@@ -706,13 +740,18 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
         failure = error
     generation = int(raw["metadata"].get("generation") or 0)
     apply_event = reconcile_error(status, failure, generation, now)
-    why = _worth_writing(runtime, key, md.status, status)
+    drift = merge.drift(md.status, status)
+    why = _worth_writing(runtime, key, md.status, status, drift, now)
     if why is not None:
         await runtime.kube.apply_md_status(namespace, name, status)
         STATUS_WRITES.labels(why).inc()
-        runtime.refreshed(key)
-    elif status.wire() == md.status.wire():
-        runtime.refreshed(key)
+        runtime.refreshed(key, status)
+    elif drift is merge.Drift.NONE:
+        runtime.refreshed(key, md.status)
+    else:
+        if drift is merge.Drift.NUMBERS:
+            runtime.unwritten_numbers.add(key)
+        runtime.kept(key, md.status)
     md.status = status
     if key in runtime.known:  # a DELETED event during this reconcile forgot it: keep it forgotten
         runtime.mds[key] = md
@@ -748,7 +787,7 @@ async def _validate(
     if recorded.wire() != status.wire():
         await runtime.kube.apply_md_status(namespace, name, recorded)
         md.status = recorded
-    runtime.refreshed((namespace, name))
+    runtime.refreshed((namespace, name), md.status)
     for ev in (*events, *more):
         _event(runtime, raw, ev)
     runtime.queue.add((namespace, name))
@@ -767,16 +806,27 @@ def _next_deadline(md: mdapi.ModelDeployment, now: datetime.datetime) -> float |
 
 
 def _worth_writing(
-    runtime: Runtime, key: workqueue.Key, stored: mdapi.ModelDeploymentStatus, status: mdapi.ModelDeploymentStatus
+    runtime: Runtime,
+    key: workqueue.Key,
+    stored: mdapi.ModelDeploymentStatus,
+    status: mdapi.ModelDeploymentStatus,
+    drift: merge.Drift,
+    now: datetime.datetime,
 ) -> str | None:
-    """Why ``status`` must be written over ``stored`` (None: it need not be): at once when it says
-    something new (a state, a condition, a revision, an override: the name of the first such field);
-    when only SLI numbers moved, once the refresh is due (``--status-refresh``: "refresh"), so a
-    fleet's steady state does not cost one write per deployment per cycle."""
-    new, old = merge.material(status), merge.material(stored)
-    if new != old:
-        return _first_difference(new, old)
-    return "refresh" if status.wire() != stored.wire() and runtime.refresh_due(key) else None
+    """Why ``status`` must be written over ``stored`` (None: it need not be), by its ``drift``: at
+    once when it says something new (a state, a condition, a revision, an override: the name of
+    the first such field); when only SLI numbers moved, once the refresh is due
+    (``--status-refresh``: "refresh"); when only ``lastEvaluationTime`` moved (an idle
+    deployment's same numbers, judged again), at the deployment's heartbeat (``--status-heartbeat``:
+    "heartbeat"). So a fleet's steady state does not cost one write per deployment per cycle, nor
+    an idle deployment one per refresh interval."""
+    if drift is merge.Drift.MATERIAL:
+        return _first_difference(merge.material(status), merge.material(stored))
+    if drift is merge.Drift.NUMBERS:
+        return "refresh" if runtime.refresh_due(key) else None
+    if drift is merge.Drift.STAMPS and now.timestamp() >= runtime.next_heartbeat(key, stored):
+        return "heartbeat"
+    return None
 
 
 def _first_difference(new: dict[str, Any], old: dict[str, Any]) -> str:

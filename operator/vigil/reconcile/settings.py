@@ -41,6 +41,9 @@ class Settings:
     liveness: str | None = None
     resync_seconds: float = 300.0
     status_refresh_seconds: float = 120.0
+    status_heartbeat_seconds: float = 600.0
+    """Most often a status whose only change is ``lastEvaluationTime`` (an idle deployment's same
+    numbers, judged again) is rewritten: once per period, at a phase of its own (spread over the fleet)."""
     workers: int = 16
     """Deployments reconciled at once. A reconcile mostly waits on the API server (a new deployment's
     first pass makes three writes), so the workers, not the CPU, bound how fast a burst of creations
@@ -90,6 +93,7 @@ def problems(settings: Settings) -> list[str]:
         ("--eval-interval", settings.eval_interval),
         ("--resync", settings.resync_seconds),
         ("--status-refresh", settings.status_refresh_seconds),
+        ("--status-heartbeat", settings.status_heartbeat_seconds),
     ):
         if not (math.isfinite(value) and value > 0):
             found.append(f"{flag} must be a positive number of seconds, got {value:g}")
