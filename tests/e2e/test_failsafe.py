@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import waiting
+from tests.e2e import events, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_heal import (
     AVAILABILITY,
@@ -46,11 +46,6 @@ TOKEN = "s3cr3t-t0ken-in-the-path"
 
 def events_text(kube: client.ApiClient, ns: str) -> str:
     return "\n".join(f"{e.reason} {e.message}" for e in client.CoreV1Api(kube).list_namespaced_event(ns).items)
-
-
-def md_events(kube: client.ApiClient, ns: str, name: str) -> list[client.CoreV1Event]:
-    listed = client.CoreV1Api(kube).list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
-    return list(listed.items)
 
 
 def with_step(kube: client.ApiClient, ns: str, name: str, state: str) -> dict[str, Any] | None:
@@ -90,7 +85,7 @@ def test_a_runbook_ref_to_a_missing_runbook_takes_no_automatic_action(
     md = get(kube, namespace, "orphan")
     assert "rollback" not in md["status"], "acted although the runbookRef names no Runbook"
     assert md["status"]["modelVersion"] == "2"
-    assert any(e.type == "Warning" and e.reason == "RunbookResolvedFalse" for e in md_events(kube, namespace, "orphan"))
+    events.posted(kube, namespace, "orphan", "RunbookResolvedFalse", lambda e: e.type == "Warning")
 
 
 def test_an_approval_runbook_is_respected(

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from tests.e2e import waiting
+from tests.e2e import events, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_heal import AVAILABILITY, CPU_ONLY, create_runbook, custom, last_known_good, release_bad_v2
 from tests.e2e.test_modeldeployment import GROUP, VERSION, condition, create, get, manifest
@@ -179,10 +179,8 @@ def test_heal_leaves_the_spec_alone_and_kubectl_scale_keeps_the_rollback_with_ar
     assert "a new revision supersedes the rollback" in rolled["message"]
     assert replicas_by_revision(kube, ns, "gitops")[good] == 3
     assert replicas_by_revision(kube, ns, "gitops").get(bad, 0) == 0
-    events = client.CoreV1Api(kube).list_namespaced_event(ns, field_selector="involvedObject.name=gitops")
-    kept = [str(e.message) for e in events.items if e.reason == "RollbackKept"]
-    assert kept
-    assert f"still serving {good}" in kept[0]
+    kept = events.posted(kube, ns, "gitops", "RollbackKept")
+    assert all(f"still serving {good}" in e.message for e in kept), kept
     assert seen(md, "modeldeployment-degraded-rolled-back-scaled").status == "Degraded"
     assert incident_in(kube, ns, "gitops", "Resolved"), "the bad revision never came back, so no new incident"
     assert (

@@ -108,7 +108,9 @@ def test_bad_release_is_rolled_back_to_last_known_good_and_the_incident_resolves
     assert rolled["status"] == "True"
     assert f"serving last-known-good {good}" in rolled["message"]
     assert incident["metadata"]["name"] in rolled["message"]
-    assert slo_state(kube, namespace, "resnet") == "Met"
+    # The incident resolved on a Met verdict, which the deployment's status write (after the
+    # Incident's, in the same reconcile) carries.
+    waiting.until(lambda: slo_state(kube, namespace, "resnet") == "Met", 30, "the Met verdict in the status")
 
     assert incident["status"]["diagnosis"]["cause"] == "BadRollout"
     assert step(incident, "rollback")["state"] == "Succeeded"

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import waiting
+from tests.e2e import events, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 
 pytestmark = pytest.mark.e2e
@@ -68,8 +68,8 @@ def test_modeldeployment_becomes_available_on_gpu_nodes(
         assert nodes[pod.spec.node_name].metadata.labels["nvidia.com/gpu.present"] == "true"
     service = client.CoreV1Api(kube).read_namespaced_service("resnet", namespace)
     assert service.spec.selector == {"vigil.dev/modeldeployment": "resnet", "vigil.dev/revision": revision}
-    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector="involvedObject.name=resnet")
-    assert {"RevisionCreated", "AvailableTrue"} <= {e.reason for e in events.items}
+    for reason in ("RevisionCreated", "AvailableTrue"):
+        events.posted(kube, namespace, "resnet", reason)
     assert operator.alive()
 
 
@@ -114,8 +114,7 @@ def test_more_gpus_than_any_node_has_degrades_with_the_schedulers_reason(
     assert degraded["reason"] == "Unschedulable"
     assert "Insufficient nvidia.com/gpu" in degraded["message"]
     assert condition(md, "Available")["status"] == "False"  # type: ignore[index]
-    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector="involvedObject.name=huge")
-    assert any(e.reason == "DegradedTrue" and e.type == "Warning" for e in events.items)
+    events.posted(kube, namespace, "huge", "DegradedTrue", lambda e: e.type == "Warning")
 
 
 def test_a_refused_service_is_named_in_the_status_keeps_the_ready_deployment_unavailable_and_clears_once_admitted(
@@ -142,11 +141,8 @@ def test_a_refused_service_is_named_in_the_status_keeps_the_ready_deployment_una
     assert error["reason"] == "Forbidden"
     assert error["message"].startswith("apply Service refused: 403 ")
     assert "exceeded quota" in error["message"]
-    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=refused")
-    warnings = [e for e in events.items if e.reason == "ReconcileError"]
-    assert warnings
-    assert warnings[0].type == "Warning"
-    assert "exceeded quota" in warnings[0].message
+    refusals = events.posted(kube, namespace, "refused", "ReconcileError", lambda e: "exceeded quota" in e.message)
+    assert all(e.type == "Warning" for e in refusals), refusals
 
     # The Deployment does not wait for its Service (created beside the reconcile): the pod serves,
     # but without the Service no client reaches it, so the deployment is not Available.

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import waiting
+from tests.e2e import events, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_modeldeployment import GROUP, PLURAL, VERSION, condition, create, get, manifest
 from vigil.dev import sandbox as sandbox_mod
@@ -88,10 +88,14 @@ def test_injected_errors_on_a_new_version_breach_and_open_a_diagnosed_incident(
         "incident resolved",
     )
     assert resolved["status"]["timeline"][-1]["type"] == "Resolved"
-    assert get(kube, namespace, "resnet")["status"].get("activeIncident") is None
-    events = client.CoreV1Api(kube).list_namespaced_event(namespace, field_selector="involvedObject.name=resnet")
-    reasons = {e.reason for e in events.items}
-    assert {"SLOBreached", "IncidentOpened", "IncidentResolved"} <= reasons
+    # The Incident's Resolved is written first; the deployment's status follows in the same reconcile.
+    waiting.until(
+        lambda: get(kube, namespace, "resnet")["status"].get("activeIncident") is None or None,
+        30,
+        "the deployment to let go of its resolved incident",
+    )
+    for reason in ("SLOBreached", "IncidentOpened", "IncidentResolved"):
+        events.posted(kube, namespace, "resnet", reason)
 
 
 def test_no_traffic_is_insufficient_traffic_and_opens_no_incident(

@@ -17,19 +17,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import fleet, waiting
+from tests.e2e import events, fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from vigil.sim import client as simclient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.isolated]
 
 RATE = 10.0
-
-
-def event_reasons(kube: client.ApiClient, ns: str, name: str) -> list[str]:
-    """Reasons of the Events on object ``name`` (the plan's decisions are posted on the ModelDeployment)."""
-    listed = client.CoreV1Api(kube).list_namespaced_event(ns, field_selector=f"involvedObject.name={name}")
-    return [str(e.reason) for e in listed.items]
 
 
 @pytest.mark.timeout(900)
@@ -71,7 +65,7 @@ def test_kubectl_scale_during_the_rollbacks_verification_keeps_the_plan_which_re
     assert noted[0].startswith(f"spec generation {generation} keeps revision ")
     assert f"serving the rollback to {good}" in noted[0]
     assert types.index("SpecChanged") < types.index("Verified"), "the scale landed while the rollback was verified"
-    assert "PlanContinues" in event_reasons(kube, ns, "s")
+    events.posted(kube, ns, "s", "PlanContinues")  # the plan's decisions are posted on the ModelDeployment
     assert md["status"]["rollback"]["revision"] == good
     assert md["status"]["rollback"]["generation"] == generation
     assert recorder.history.replicas[f"s-{good}"][-1] == 2
