@@ -151,8 +151,10 @@ def test_ten_minutes_without_prometheus_mid_incident_act_on_nothing_and_the_plan
                 "the rollback to take effect and its verification to start",
                 interval=0.25,
             )
-            own_prometheus.stop()
+            # Taken before the stop: the operator may see Prometheus go (and stamp the gap) while
+            # stop() still waits for the process to exit and its port to close.
             stopped = datetime.datetime.now(datetime.UTC)
+            own_prometheus.stop()
             outage_started = time.monotonic()
             try:
                 waiting.until(lambda: metrics_missing(kube, namespace), 60, "MetricsAvailable=False everywhere")
