@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.unit import gatekit
+from tests.unit import fakekube, gatekit
+from vigil.api import modeldeployment as mdapi
 from vigil.api import validation as vapi
 from vigil.gate import goldenset
 from vigil.gate import verdict as gate
@@ -29,7 +30,7 @@ async def address(pods: dict[str, gatekit.Pod]) -> AsyncIterator[str]:
 
 
 def prepared(golden: goldenset.GoldenSet, **spec: Any) -> validate.Golden:
-    found = validate.prepare(golden.dumps(), SPEC.model_copy(update=spec), "spec.validation.goldenSet: cm")
+    found = validate.prepare(golden, SPEC.model_copy(update=spec), "spec.validation.goldenSet: cm")
     assert isinstance(found, validate.Golden), found
     return found
 
@@ -162,8 +163,10 @@ async def test_only_the_first_n_requests_are_sent(address: str, pods: dict[str, 
     assert pods["a"].requests == 3
 
 
-def test_a_golden_set_that_does_not_parse_names_where_it_came_from() -> None:
-    found = validate.prepare("{}", SPEC, "spec.validation.goldenSet.configMapRef: ConfigMap ml/golden key golden.json")
+async def test_a_golden_set_that_does_not_parse_names_where_it_came_from() -> None:
+    kube = fakekube.FakeKube(config_maps={("ml", "golden"): {"golden.json": "{}"}})
+    model = mdapi.Model(name=gatekit.MODEL, repository="s3://models/resnet", version="1")
+    found = await validate.load(kube, "ml", SPEC, model)  # type: ignore[arg-type]
     assert isinstance(found, gate.Verdict)
     assert found.reason == gate.REASON_GOLDEN_SET
     assert found.message.startswith("spec.validation.goldenSet.configMapRef: ConfigMap ml/golden key golden.json: ")
@@ -171,7 +174,7 @@ def test_a_golden_set_that_does_not_parse_names_where_it_came_from() -> None:
 
 def test_a_tolerance_for_an_output_the_golden_set_lacks_names_spec_validation_tolerance() -> None:
     spec = SPEC.model_copy(update={"tolerance": vapi.Tolerance(outputs=[vapi.OutputTolerance(name="NOPE", atol=1)])})
-    found = validate.prepare(gatekit.golden_set().dumps(), spec, "spec.validation.goldenSet: cm")
+    found = validate.prepare(gatekit.golden_set(), spec, "spec.validation.goldenSet: cm")
     assert isinstance(found, gate.Verdict)
     assert found.message.startswith("spec.validation.tolerance: ")
     assert "NOPE" in found.message

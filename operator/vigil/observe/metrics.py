@@ -121,8 +121,10 @@ class SLOGauges:
             key = (report.namespace, report.name)
             shape = tuple((status.name, status.revision) for status in report.slos)
             last = self._published.get(key)
-            unchanged = last is not None and last.revisions is report.revisions and last.slos == shape
-            samples = last.samples if last is not None and unchanged else _samples(report)
+            if last is not None and last.revisions is report.revisions and last.slos == shape:
+                unchanged, samples = True, last.samples
+            else:
+                unchanged, samples = False, _samples(report)
             published[key] = _Published(report.revisions, shape, samples)
             for sample in samples:
                 for gauge, value in ((SLI, sample.sli), (BURN_RATE, sample.burn_rate)):

@@ -63,13 +63,8 @@ def _where(namespace: str, ref: vapi.ConfigMapKeyRef) -> str:
     return f"spec.validation.goldenSet.configMapRef: ConfigMap {namespace}/{ref.name} key {ref.key}"
 
 
-def prepare(text: str | bytes | goldenset.GoldenSet, spec: vapi.ValidationSpec, where: str) -> Golden | gate.Verdict:
-    """Parse a golden set (unless it is parsed already) and apply ``spec.validation``'s tolerances and
-    request count."""
-    try:
-        golden = text if isinstance(text, goldenset.GoldenSet) else goldenset.GoldenSet.parse(text)
-    except goldenset.GoldenSetError as error:
-        return gate.unavailable(f"{where}: {error}")
+def prepare(golden: goldenset.GoldenSet, spec: vapi.ValidationSpec, where: str) -> Golden | gate.Verdict:
+    """Apply ``spec.validation``'s tolerances and request count to the golden set read from ``where``."""
     every, per_output = gate.overrides(spec.tolerance)
     try:
         tolerances = golden.tolerances(every, per_output)
@@ -100,23 +95,27 @@ async def load(
     """The golden set of ``model`` (the revision's), from its ConfigMap or its model repository
     (read through ``files``, which keeps it while it does not change)."""
     ref = spec.golden_set.config_map_ref
-    if ref is None:
-        location = source.locate(model.repository, model.name, spec.golden_set.path or "")
-        files = files if files is not None else repository.Files()
-        try:
-            parsed = await files.parsed(location, sloapi.duration_seconds(spec.timeout), goldenset.GoldenSet.parse)
-        except source.UnreadableError as error:
-            return gate.unavailable(str(error))
-        except goldenset.GoldenSetError as error:
-            return gate.unavailable(f"{location.where}: {error}")
-        return prepare(parsed, spec, location.where)
-    where = _where(namespace, ref)
-    data = await client.config_map_data(namespace, ref.name)
-    if data is None:
-        return gate.unavailable(f"{where}: no such ConfigMap")
-    if ref.key not in data:
-        return gate.unavailable(f"{where}: the ConfigMap has no such key (keys: {', '.join(sorted(data)) or 'none'})")
-    return prepare(data[ref.key], spec, where)
+    try:
+        if ref is None:
+            location = source.locate(model.repository, model.name, spec.golden_set.path or "")
+            where = location.where
+            files = files if files is not None else repository.Files()
+            seconds = sloapi.duration_seconds(spec.timeout)
+            golden = await files.parsed(location, seconds, goldenset.GoldenSet.parse)
+        else:
+            where = _where(namespace, ref)
+            data = await client.config_map_data(namespace, ref.name)
+            if data is None:
+                return gate.unavailable(f"{where}: no such ConfigMap")
+            if ref.key not in data:
+                keys = ", ".join(sorted(data)) or "none"
+                return gate.unavailable(f"{where}: the ConfigMap has no such key (keys: {keys})")
+            golden = goldenset.GoldenSet.parse(data[ref.key])
+    except source.UnreadableError as error:
+        return gate.unavailable(str(error))
+    except goldenset.GoldenSetError as error:
+        return gate.unavailable(f"{where}: {error}")
+    return prepare(golden, spec, where)
 
 
 def pod_url(template: str, pod: podfacts.PodFacts, namespace: str) -> str | None:

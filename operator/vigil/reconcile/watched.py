@@ -83,14 +83,11 @@ class Caches:
         await asyncio.gather(*(i.synced.wait() for i in self.informers))
 
     def spawn(self, supervisor: supervise.Supervisor) -> None:
-        """Run every stream under supervision (a failed stream relists after its backoff)."""
+        """Run every stream under supervision (a failed stream relists after its backoff). Shutdown
+        cancels the supervised tasks; each run's ``finally`` closes its open watch."""
         allowance = informer.WATCH_SECONDS[1] + informer.READ_SLACK + 120.0
         for stream in self.informers:
             supervisor.spawn(f"watch {stream.name}", stream.run, allowance=allowance)
-
-    def stop(self) -> None:
-        for stream in self.informers:
-            stream.stop()
 
 
 def build(
