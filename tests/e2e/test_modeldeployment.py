@@ -158,8 +158,10 @@ def test_a_refused_service_is_named_in_the_status_keeps_the_ready_deployment_una
     core.delete_namespaced_resource_quota("no-services", namespace)
     md = waiting.until(lambda: condition_is(kube, namespace, "refused", "ReconcileError", "False"), 90, "cleared")
     assert condition(md, "ReconcileError")["reason"] == "Applied"  # type: ignore[index]
-    core.read_namespaced_service("refused", namespace)
+    # The Service is created beside the reconcile (its creation may still be under way when the error
+    # clears); Available waits for it.
     waiting.until(lambda: condition_is(kube, namespace, "refused", "Available", "True"), 60, "Available")
+    core.read_namespaced_service("refused", namespace)
 
 
 def test_deleting_the_modeldeployment_garbage_collects_its_children(
