@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from kubernetes import client, watch
 from kubernetes.client import exceptions
 
-from tests.e2e import waiting
+from tests.e2e import events, waiting
 from vigil.sim import client as simclient
 
 GROUP, VERSION, PLURAL = "vigil.dev", "v1alpha1", "modeldeployments"
@@ -362,10 +362,10 @@ def check_heal(
     lkg_replicas = history.replicas.get(f"{name}-{good}", [])
     if rises(lkg_replicas) > 1:
         problems.append(f"last-known-good Deployment scaled up {rises(lkg_replicas)} times: {lkg_replicas}")
-    events = client.CoreV1Api(kube).list_namespaced_event(
-        ns, field_selector=f"involvedObject.name={incident['metadata']['name']}"
-    )
-    intents = sum(e.count or 1 for e in events.items if e.reason == "Intent")
+    # The plan's Events are posted on the ModelDeployment (an Intent entry is an ActionIntended Event
+    # "<step>: <action>"); read once, a late one can only be missed, never counted twice.
+    intended = events.on(kube, ns, name, "ActionIntended")
+    intents = sum(e.count or 1 for e in intended if str(e.message).startswith("rollback: "))
     if intents > 1:
-        problems.append(f"{intents} Intent Events")
+        problems.append(f"{intents} ActionIntended Events for the rollback")
     return problems
