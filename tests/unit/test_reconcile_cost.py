@@ -265,6 +265,41 @@ async def test_the_resync_passes_over_deployments_reconciled_in_the_last_half_pe
     assert sorted(added) == sorted(runtime.known - refreshed)
 
 
+def serving(name: str, switched: str = "2026-12-02T10:00:00Z") -> mdapi.ModelDeployment:
+    md = factories.md(name=name, slos=SLOS)
+    md.status.current_revision = "r1"
+    md.status.switched_at = switched
+    md.status.revisions = [
+        mdapi.Revision(name="r1", model_version="1", shape=md.spec, generation=1, created="2026-12-02T10:00:00Z")
+    ]
+    return md
+
+
+def test_the_fleet_loop_builds_a_target_again_only_for_a_deployment_whose_object_or_status_was_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mds = [serving(f"md-{i}") for i in range(4)]
+    targets = op.FleetTargets()
+    first = targets(mds)
+    assert first == op.fleet_targets(mds)
+    assert all(a is b for a, b in zip(targets(mds), first, strict=True))  # nothing replaced: the very same
+
+    mds[1].status = mds[1].status.model_copy(update={"switched_at": "2026-12-02T11:00:00Z"})  # a reconcile's new status
+    mds[2] = serving("md-2", switched="2026-12-02T12:00:00Z")  # a reconcile's new object
+    again = targets(mds)
+    assert again == op.fleet_targets(mds)
+    assert again[0] is first[0]
+    assert again[3] is first[3]
+    assert again[1].revisions[0].since == datetime.datetime(2026, 12, 2, 11, 0, tzinfo=datetime.UTC)
+    assert again[2].revisions[0].since == datetime.datetime(2026, 12, 2, 12, 0, tzinfo=datetime.UTC)
+
+    unreadable = serving("odd", switched="not a time")
+    with caplog.at_level("WARNING", logger="vigil.reconcile"):
+        for _ in range(3):
+            assert [t.name for t in targets([*mds[:2], unreadable])] == ["md-0", "md-1"]  # the others are gone
+    assert sum("unreadable status" in r.getMessage() for r in caplog.records) == 1  # said once, not every cycle
+
+
 def test_fleet_lookups_find_each_deployment_and_failure_by_key() -> None:
     reports = tuple(
         slo.DeploymentReport(NS, f"md-{i}", 1, (), slo.Verdict(cond.ConditionStatus.TRUE, "Met", ""), ())

@@ -108,6 +108,8 @@ class Runtime:
     """None with ``--standalone``: the only replica always acts."""
     supervisor: supervise.Supervisor = dataclasses.field(default_factory=supervise.Supervisor)
     refused: set[workqueue.Key] = dataclasses.field(default_factory=set)
+    targets: FleetTargets = dataclasses.field(default_factory=lambda: FleetTargets())
+    """The fleet loop's evaluation targets, kept while each deployment's object and status are."""
     poster: events.Poster = dataclasses.field(init=False)
     """Posts the Events reconciles decide, beside them (see :mod:`vigil.reconcile.events`)."""
     creator: creations.Creator = dataclasses.field(init=False)
@@ -426,20 +428,51 @@ def _revision_shares(status: mdapi.ModelDeploymentStatus) -> dict[str, int] | No
 def fleet_targets(mds: typing.Iterable[mdapi.ModelDeployment]) -> list[slo.Target]:
     """The deployments with SLOs, as evaluation targets; one whose status cannot be read is left out
     (and logged), so it cannot stop the others from being evaluated."""
-    targets = []
-    for md in list(mds):
-        if not md.spec.slos:
-            continue
-        try:
-            targets.append(slo.Target.of(md, serving_revisions(md)))
-        except ValueError as error:
-            log.warning(
-                "SLOs of %s/%s not evaluated: unreadable status: %s",
-                md.metadata.get("namespace"),
-                md.metadata.get("name"),
-                error,
-            )
-    return targets
+    return [target for md in list(mds) if (target := _target(md)) is not None]
+
+
+def _target(md: mdapi.ModelDeployment) -> slo.Target | None:
+    if not md.spec.slos:
+        return None
+    try:
+        return slo.Target.of(md, serving_revisions(md))
+    except ValueError as error:
+        log.warning(
+            "SLOs of %s/%s not evaluated: unreadable status: %s",
+            md.metadata.get("namespace"),
+            md.metadata.get("name"),
+            error,
+        )
+        return None
+
+
+class FleetTargets:
+    """:func:`fleet_targets`, each deployment's target built again only when its object or its
+    status was replaced.
+
+    A reconcile stores a new ModelDeployment object (read from the cache) with a new status object
+    in ``Runtime.mds``, and replaces ``md.status`` whole when it writes one later; neither is
+    changed in place once stored. So a deployment whose object and status are the very ones of
+    the last cycle has the very same target: most of a steady fleet, every 5 s (building a target
+    parses its timestamps and revisions: about 15-30 ms per cycle at 1,000 deployments). The
+    fleet memo then finds the same target objects (its comparisons stop at identity).
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple[mdapi.ModelDeployment, mdapi.ModelDeploymentStatus, slo.Target | None]] = {}
+
+    def __call__(self, mds: typing.Iterable[mdapi.ModelDeployment]) -> list[slo.Target]:
+        known: dict[int, tuple[mdapi.ModelDeployment, mdapi.ModelDeploymentStatus, slo.Target | None]] = {}
+        targets = []
+        for md in list(mds):
+            entry = self._known.get(id(md))  # the entry holds md: its id is not reused while known
+            if entry is None or entry[0] is not md or entry[1] is not md.status:
+                entry = (md, md.status, _target(md))
+            known[id(md)] = entry
+            if entry[2] is not None:
+                targets.append(entry[2])
+        self._known = known
+        return targets
 
 
 async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat) -> None:
@@ -465,7 +498,7 @@ async def _fleet_loop(runtime: Runtime, url: str, heartbeat: supervise.Heartbeat
                 continue
             started = time.monotonic()
             now = datetime.datetime.now(datetime.UTC)
-            targets = fleet_targets(runtime.mds.values())
+            targets = runtime.targets(runtime.mds.values())
             try:
                 result = await observer.evaluate(targets, now)
             except Exception:
