@@ -162,6 +162,8 @@ def test_notify_reads_the_webhook_from_a_secret_and_never_shows_it(
     assert body["idempotencyKey"].startswith(f"{incident['metadata']['name']}/0-page/")
     origin = webhook.split("/hook/")[0]
     assert step(incident, "page")["result"] == f"delivered to {origin} (HTTP 200) (URL from Secret pager, key url)"
+    # Its Events (posted after the status write) must not show the URL either: wait for the last one.
+    events.posted(kube, namespace, "loud", "Notified", lambda e: "Secret pager" in str(e.message))
     shown = json.dumps(incident) + json.dumps(get(kube, namespace, "loud")) + events_text(kube, namespace)
     assert TOKEN not in shown
     assert webhook not in shown
