@@ -133,3 +133,31 @@ async def test_refused_and_unfenced_posts_are_dropped_and_the_rest_still_go(capl
 def test_a_poster_needs_room_and_hands() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         events.Poster(Server().send, concurrency=0)
+
+
+async def test_a_waiting_event_keeps_only_the_involved_objects_reference() -> None:
+    server = Server()
+    seen: list[dict[str, Any]] = []
+
+    async def send(obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        seen.append(obj)
+        await server.send(obj, type_, reason, message)
+
+    poster = events.Poster(send)
+    md = {
+        **involved("big"),
+        "spec": {"replicas": 3, "slos": [{"name": f"slo-{n}"} for n in range(50)]},
+        "status": {"conditions": [{"type": "Available", "status": "True"}] * 20},
+    }
+    md["metadata"].update(uid="u-1", resourceVersion="42", annotations={"note": "x" * 10_000}, labels={"a": "b"})
+    poster.post(md, "Normal", "RevisionCreated", "revision 1")
+    md["metadata"]["name"] = "renamed"  # the reconcile's copy is its own again once handed over
+    await poster.flush()
+    assert seen == [
+        {
+            "apiVersion": "vigil.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "big", "namespace": "ml", "uid": "u-1", "resourceVersion": "42"},
+        }
+    ]
+    assert server.posted == [("big", "RevisionCreated")]

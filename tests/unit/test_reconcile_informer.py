@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -325,6 +326,71 @@ async def test_stop_closes_the_open_watch_and_run_returns(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert len(kmock[f"get {PODS}"][{"watch": "true"}]) == 1
+
+
+async def test_the_stream_hands_over_slim_objects_from_its_own_thread(
+    kmock: kmock.KubernetesEmulator, api: kubernetes.client.ApiClient
+) -> None:
+    """A burst queues thousands of events for a busy event loop: they wait slim, not whole."""
+    kmock.resources["v1/pods"] = {}
+    big = pod("a", 1, spec={"containers": [{"name": "t", "image": "x", "env": [{"name": "E", "value": "v" * 5000}]}]})
+    big["metadata"]["managedFields"] = [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}]
+    await create(api, big)
+    added = {"type": "ADDED", "object": {**big, "metadata": {**big["metadata"], "name": "b", "resourceVersion": "2"}}}
+    kmock[f"get {PODS}"][{"watch": "true"}][:1] << (added,)
+    stream = informer.Informer(api, informer.Store(watched.PODS), namespace=NS)
+    listed, _ = await asyncio.to_thread(stream.list)
+    handed: list[informer.Obj] = []
+    await asyncio.to_thread(stream.watch, "1", lambda _kind, obj: handed.append(obj), informer.Session())
+    for obj in (*listed, *handed):
+        assert "managedFields" not in obj["metadata"]
+        assert obj["spec"]["containers"] == [{"name": "t", "resources": {"limits": {}}}]
+    assert [o["metadata"]["name"] for o in (*listed, *handed)] == ["a", "b"]
+
+
+async def test_a_stream_waits_while_its_limit_of_events_waits_for_a_busy_event_loop() -> None:
+    applied: list[int] = []
+    handover = informer.Handover(asyncio.get_running_loop(), lambda _kind, obj: applied.append(obj["n"]), limit=2)
+    session = informer.Session()
+    handed: list[int] = []
+    done = threading.Event()
+
+    def stream() -> None:  # the stream's thread
+        for n in range(3):
+            handover.deliver("ADDED", {"n": n}, session)
+            handed.append(n)
+        done.set()
+
+    threading.Thread(target=stream, daemon=True).start()
+    # The event loop is busy (this test holds it): two events wait for it, the third is not read yet.
+    assert not done.wait(0.5)
+    assert handed == [0, 1]
+    assert applied == []
+    assert await asyncio.to_thread(done.wait, 10)  # the loop applies them: room for the third
+    await asyncio.sleep(0)
+    assert applied == [0, 1, 2]
+
+
+def test_a_stream_waiting_for_room_ends_when_it_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(informer, "HANDOVER_POLL", 0.05)
+    busy = asyncio.new_event_loop()  # never runs: what it was handed waits for ever
+    try:
+        handover = informer.Handover(busy, lambda _kind, _obj: None, limit=1)
+        session = informer.Session()
+        outcomes: list[bool] = []
+        thread = threading.Thread(
+            target=lambda: outcomes.extend(handover.deliver("ADDED", {}, session) for _ in range(2)), daemon=True
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not outcomes and time.monotonic() < deadline:  # the first is handed over; the second finds no room
+            thread.join(0.01)
+        session.stop("pods")
+        thread.join(5)
+        assert not thread.is_alive()
+        assert outcomes == [True, False]
+    finally:
+        busy.close()
 
 
 # -- Kube on the caches ----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ reconcile makes, against a local HTTP server answering JSON, and then looks at w
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -72,3 +73,24 @@ def test_the_operators_api_calls_load_no_generated_api_module_or_model() -> None
     assert "apps_v1_api" not in loaded
     assert "custom_objects_api" not in loaded
     assert "v1_pod_spec" not in loaded  # no model classes either
+
+
+def test_the_operator_loads_neither_numpy_nor_tritonclient_until_a_golden_set_is_compared() -> None:
+    """Only the golden-request gate needs them (about 18 MiB of RSS): a fleet without golden sets never
+    pays for them, and a validation loads them when it runs."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        import vigil.cli
+        from vigil.reconcile import operator, validate
+        from vigil.gate import verdict
+        before = sorted(m for m in ("numpy", "tritonclient", "gevent") if m in sys.modules)
+        verdict.overrides(None)
+        print(json.dumps([before, sorted(m for m in ("numpy", "tritonclient") if m in sys.modules)]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == []
+    assert after == ["numpy"]

@@ -31,12 +31,15 @@ import datetime
 import enum
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
 from vigil.api import validation as vapi
-from vigil.gate import goldenset
+
+if TYPE_CHECKING:  # numpy comes with it: imported by the functions that compare answers, when one runs
+    from vigil.gate import goldenset
 
 VALIDATED = "Validated"
 RETRY_SECONDS = 10.0
@@ -102,6 +105,8 @@ def overrides(
     tolerance: vapi.Tolerance | None,
 ) -> tuple[goldenset.ToleranceOverride, dict[str, goldenset.ToleranceOverride]]:
     """``spec.validation.tolerance`` as the golden set's overrides: every output, then per output."""
+    from vigil.gate import goldenset
+
     tolerance = tolerance or vapi.Tolerance()
     every = goldenset.ToleranceOverride(atol=tolerance.atol, rtol=tolerance.rtol, top_k=tolerance.top_k)
     per_output = {
@@ -118,6 +123,8 @@ def _deviations(
     golden: goldenset.GoldenSet, tolerances: Mapping[str, goldenset.Tolerance], results: Sequence[PodResult]
 ) -> tuple[vapi.OutputDeviation, ...]:
     """Worst deviation per output over every pod (in the golden set's output order), with the pod."""
+    from vigil.gate import goldenset
+
     answered = [r for r in results if r.answers]
     if not answered:
         return ()

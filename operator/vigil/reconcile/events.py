@@ -14,6 +14,10 @@ posting tasks send them in the background:
   ``vigil_events_dropped_total`` and logged, so a slow API server can never grow the operator's
   memory without limit (client-go drops too, at a queue of 1,000). Events are the record of a
   decision, never its state: the decision itself is in the status, written before its Events.
+* **Only the reference kept.** A waiting Event holds the involved object's reference (apiVersion,
+  kind, name, namespace, uid, resourceVersion), not the object the reconcile read: a burst of
+  creations queues several Events per deployment, and each reconcile's copy of its ModelDeployment
+  (spec, status, annotations) kept alive until its Events were posted.
 * **Never fatal.** A refused or failed post is logged and dropped (not retried), as before; a
   replica that lost the lease posts nothing (the fence raises), so a former leader does not narrate
   decisions it no longer makes.
@@ -79,7 +83,8 @@ class Poster:
             DROPPED.inc()
             log.warning("event %s on %s dropped: %d events wait already", reason, _name(involved), self._count)
             return
-        meta = involved.get("metadata") or {}
+        involved = reference(involved)
+        meta = involved["metadata"]
         key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         queued = self._pending.get(key)
         if queued is None:
@@ -144,6 +149,18 @@ class Poster:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), FLUSH_CHECK_SECONDS)
+
+
+REFERENCE_METADATA = ("name", "namespace", "uid", "resourceVersion")
+
+
+def reference(obj: dict[str, Any]) -> dict[str, Any]:
+    """What an Event's ``involvedObject`` names of ``obj`` (all :meth:`vigil.reconcile.kube.Kube.post_event`
+    reads), in the object's shape: a few short strings instead of the whole object."""
+    meta = obj.get("metadata") or {}
+    found: dict[str, Any] = {k: obj[k] for k in ("apiVersion", "kind") if k in obj}
+    found["metadata"] = {k: meta[k] for k in REFERENCE_METADATA if k in meta}
+    return found
 
 
 def _name(involved: dict[str, Any]) -> str:

@@ -23,7 +23,11 @@ kept small:
 
 Each stream runs its blocking list and watch calls on its own thread (the synchronous client's
 calls would otherwise hold the threads every API call shares) and hands events to the event loop,
-in order, with ``call_soon_threadsafe``; every store is touched on the event loop only. Objects are
+in order, with ``call_soon_threadsafe``; every store is touched on the event loop only. What it hands
+over is already slim (no ``managedFields``; pods as diagnosis reads them), and at most
+``HANDOVER_LIMIT`` events per stream wait for the event loop: while a burst keeps the loop busy, the
+stream stops reading (the server holds the rest) instead of queueing every parsed object in memory.
+A burst of 1,000 creations is some 10,000 events, each a whole object with its managedFields. Objects are
 kept as compact JSON without ``managedFields`` (and pods without what diagnosis never reads), parsed
 on each read, so a fleet of 1,000 deployments costs about ten MiB of cache, not a hundred.
 """
@@ -58,6 +62,9 @@ CONNECT_TIMEOUT = 10.0
 READ_SLACK = 60.0  # a watch silent this long past its timeout (no bookmark either) is a dead connection
 LIST_TIMEOUT = 60.0
 DELETED = "DELETED"
+HANDOVER_LIMIT = 256
+"""Events one stream may have handed to the event loop and not yet applied (see the module docstring)."""
+HANDOVER_POLL = 1.0  # a stream waiting for room looks for stop() this often
 
 
 def retry_after(error: exceptions.ApiException) -> float:
@@ -214,7 +221,8 @@ class Store:
             if all(((obj.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())
         ]
 
-    def _slim(self, obj: Obj) -> Obj:
+    def slim(self, obj: Obj) -> Obj:
+        """``obj`` as this store keeps it (see :class:`Resource`); any thread may call it."""
         obj = strip(obj)
         return self.resource.slim(obj) if self.resource.slim is not None else obj
 
@@ -256,7 +264,7 @@ class Store:
         """Take ``obj`` (a watch event's, or the answer to vigil's own write) unless the store holds a
         newer version; returns whether the store changed. A change is reported unless ``notify`` is
         False (vigil's own write: the operator knows what it wrote)."""
-        obj = self._slim(obj)
+        obj = self.slim(obj)
         key = key_of(obj)
         self._doubtful.discard(key)
         old = self._objects.get(key)
@@ -377,7 +385,7 @@ class Informer:
     def list(self) -> tuple[list[Obj], int | None]:
         """One consistent list (on this stream's thread); returns the items and the list's version."""
         body = raw_get(self.api_client, self.store.resource.path(self.namespace), self._query())
-        items = [item for item in body.get("items") or [] if self._in_scope(item)]
+        items = [self.store.slim(item) for item in body.get("items") or [] if self._in_scope(item)]
         return items, version_of(body)
 
     def watch(self, since: str, deliver: Callable[[str, Obj], None], session: Session) -> str:
@@ -413,7 +421,7 @@ class Informer:
                 version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
                 if kind == "BOOKMARK" or not self._in_scope(obj):
                     continue
-                deliver(str(kind), obj)
+                deliver(str(kind), self.store.slim(obj))
         except Exception:
             if session.stopping.is_set():  # stop() shut the socket while this read it
                 return version
@@ -428,11 +436,11 @@ class Informer:
         """List, replace the store, watch until 410 Gone, relist, until :meth:`stop`; an error surfaces
         to the supervisor, except a 429/503 that names its Retry-After: that pause is the server's to
         set, so it is waited out here (with a warning, not a traceback and a restart)."""
-        loop = asyncio.get_running_loop()
         session = self._session = Session()  # before any thread starts: stop() cannot miss one
+        handover = Handover(asyncio.get_running_loop(), self.store.apply_event)
 
         def deliver(kind: str, obj: Obj) -> None:
-            loop.call_soon_threadsafe(self.store.apply_event, kind, obj)
+            handover.deliver(kind, obj, session)
 
         try:
             while not session.stopping.is_set():
@@ -475,6 +483,40 @@ class Informer:
     def stop(self) -> None:
         """End the running :meth:`run`: its stream closes now, and run() returns (a restart starts afresh)."""
         self._session.stop(self.name)
+
+
+class Handover:
+    """Hands a stream's events from its thread to the event loop, in order, at most ``limit`` waiting.
+
+    A thread that finds ``limit`` events not yet applied waits (it stops reading its stream, so the
+    API server holds what follows) until the event loop has applied one, or its session stops.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, apply: Callable[[str, Obj], None], limit: int = HANDOVER_LIMIT
+    ) -> None:
+        self.loop = loop
+        self.apply = apply
+        self._room = threading.BoundedSemaphore(limit)
+
+    def deliver(self, kind: str, obj: Obj, session: Session) -> bool:
+        """On the stream's thread: hand the event over once there is room; False if the session
+        stopped first (the event is dropped with the stream)."""
+        while not self._room.acquire(timeout=HANDOVER_POLL):
+            if session.stopping.is_set():
+                return False
+        try:
+            self.loop.call_soon_threadsafe(self._apply, kind, obj)
+        except RuntimeError:  # the event loop is closed: nobody applies it any more
+            self._room.release()
+            raise
+        return True
+
+    def _apply(self, kind: str, obj: Obj) -> None:
+        try:
+            self.apply(kind, obj)
+        finally:
+            self._room.release()
 
 
 async def in_thread(call: Callable[..., T], *args: Any) -> T:

@@ -57,6 +57,7 @@ from vigil.reconcile import (
     informer,
     kube,
     leader,
+    memory,
     repository,
     scope,
     supervise,
@@ -227,6 +228,8 @@ def start(runtime: Runtime) -> None:
     for number in range(runtime.poster.concurrency):
         spawn(f"events-{number}", runtime.poster.run, allowance=RECONCILE_ALLOWANCE)
     spawn("resync", lambda beat: _resync(runtime, beat), allowance=3 * cfg.resync_seconds)
+    if memory.available():  # glibc: what a burst freed goes back to the system
+        spawn("memory", memory.run, allowance=3 * memory.TRIM_SECONDS)
     if cfg.prometheus_url:
         url = cfg.prometheus_url
         spawn("fleet", lambda beat: _fleet_loop(runtime, url, beat), allowance=3 * cfg.eval_interval + 60)
