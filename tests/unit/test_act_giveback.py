@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from tests.unit import factories
-from vigil.act import giveback, machine
+from vigil.act import giveback, machine, runbooks, sizing
 from vigil.act import intents as acts
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
+from vigil.api import runbook as rbapi
 from vigil.api import slo as sloapi
 from vigil.render import route
 
@@ -60,6 +61,8 @@ class World:
     other: str | None = None
     ready_lag: bool = False
     caps: bool = True
+    offered: float | None = None
+    """Requests per second the deployment is offered (None: no demand measured), each replica 30 req/s."""
 
     def judge(self, now: datetime.datetime) -> None:
         window = 300.0
@@ -94,7 +97,14 @@ class World:
             metrics_available=self.metrics,
             other_incident=self.other,
             done=done or {},
+            demand=self.demand(),
         )
+
+    def demand(self) -> sizing.Demand | None:
+        """What the fleet measures: the offered rate served, each replica busy for its share of 30 req/s."""
+        if self.offered is None:
+            return None
+        return sizing.Demand(request_rate=self.offered, busy_replicas=self.offered / 30.0, queue_growth=0.0)
 
     def cycle(self, now: datetime.datetime, *, crash_before_execute: bool = False) -> giveback.Decision:
         """One pass: judge, decide, persist, execute, confirm (as healing.give_back does)."""
@@ -278,6 +288,70 @@ def test_a_notification_after_the_action_does_not_restart_the_window_but_an_acti
     w.incident.plan.steps[0].judged_from = None
     w.incident.plan.steps[0].finished_at = cond.rfc3339(at(-10))
     assert first_step_at(w) == 50
+
+
+def sized_plan(utilization: int | None = 70) -> incapi.Plan:
+    """A finished plan whose scale-out was sized from the demand at ``utilization`` percent (None: fixed steps)."""
+    params: dict[str, Any] = {"stepReplicas": 2}
+    if utilization is not None:
+        params["targetUtilization"] = utilization
+    spec = rbapi.RunbookSpec.model_validate({"steps": [{"name": "scale-out", "action": "scaleOut", "params": params}]})
+    plan = verified_plan(-400, ended=-300)
+    plan.spec = spec
+    return plan
+
+
+def test_scale_in_never_goes_below_what_the_measured_demand_needs_at_the_scale_outs_utilisation() -> None:
+    # 90 req/s at 70 % of 30 req/s per replica needs 5 replicas: the give-back holds all 5 it has,
+    # though every SLO is Met (the plateau of a ramp); as the load falls it returns what it no longer needs.
+    w = world(held=5, stabilizationWindow="60s")
+    w.incident.plan = sized_plan(70)
+    w.offered = 90.0
+    w.run(0, 300)
+    assert w.issued == []
+    assert w.record is not None
+    assert w.record.phase is P.STABILIZING
+    assert w.record.message == "holding 5 replicas: the measured demand needs 5 at 70% utilisation"
+    assert [e.message for e in w.timeline].count(w.record.message) == 1, "one entry while it holds"
+    w.offered = 70.0  # needs 4
+    w.run(305, 600)
+    assert scale_targets(w) == [4], "one step, down to what the demand needs, not to the spec"
+    assert w.record.message == "holding 4 replicas: the measured demand needs 4 at 70% utilisation"
+    w.offered = 20.0  # needs 1: the spec's 2 bound it
+    w.run(605, 900)
+    assert scale_targets(w) == [4, 3, "spec"]
+    assert w.record.phase is P.RETURNED
+
+
+def test_after_a_hold_for_demand_the_next_step_again_needs_every_slo_met_for_a_window() -> None:
+    w = world(held=5, stabilizationWindow="60s")
+    w.incident.plan = sized_plan(70)
+    w.offered = 90.0
+    w.run(0, 100)
+    w.state = S.WARNING
+    w.offered = 20.0
+    w.run(105, 120)
+    w.state = S.MET
+    w.run(125, 180)
+    assert w.issued == [], "Warning at 105-120: a whole window of Met from 125 first"
+    w.run(185, 190)
+    assert scale_targets(w) == [4]
+
+
+def test_without_a_sized_scale_out_or_without_demand_data_the_slo_alone_decides() -> None:
+    fixed = world(held=5, stabilizationWindow="60s")
+    fixed.incident.plan = sized_plan(None)
+    fixed.offered = 90.0
+    unmeasured = world(held=5, stabilizationWindow="60s")
+    unmeasured.incident.plan = sized_plan(70)
+    for w in (fixed, unmeasured):
+        w.run(0, 60)
+        assert scale_targets(w) == [4]
+    assert giveback.needed_now(incapi.IncidentStatus(), None) is None
+    builtin = incapi.Plan(runbook=runbooks.BUILTIN, mode="auto")
+    needed = giveback.needed_now(incapi.IncidentStatus(plan=builtin), sizing.Demand(90.0, 3.0, 0.0))
+    assert needed is not None
+    assert (needed.replicas, needed.target_utilization) == (5, 70), "the built-in default sizes at 70 % too"
 
 
 def test_without_a_recorded_action_the_window_counts_from_the_resolution() -> None:

@@ -34,8 +34,13 @@ Steps (``Returning``), traffic first (the primary should take its traffic back w
 has the extra replicas), then replicas:
   * traffic: the share away from the serving revision shrinks by at most ``stepWeight`` percent
     per step (shared out over the away backends in proportion); at 0 the override is released.
-  * replicas: at most ``stepReplicas`` fewer per step, never below ``spec.replicas``; at the spec
-    the override is released.
+  * replicas: at most ``stepReplicas`` fewer per step, never below ``spec.replicas``, nor below
+    what the measured demand needs now at the utilisation the incident's scale-out was sized for
+    (its ``targetUtilization``; like the HPA, which scales down only to its recommendation); at the
+    spec the override is released. While the demand needs every replica held, the give-back
+    holds (``Stabilizing``, a ``GiveBackHolding`` entry) and the next step again needs every SLO Met
+    for a stabilization window. Without a ``targetUtilization``, or without demand data, the SLO
+    verdicts alone decide, step by step.
   A step is judged only on data from after it: once it took effect (replicas ready, the route or
   the replica ratio in force) its ``judgedFrom`` is set (and copied to the md's freshness mark, so
   the fleet caps the SLO windows to the data since), and at ``judgedFrom + interval`` it succeeds
@@ -79,7 +84,7 @@ import dataclasses
 import datetime
 from collections.abc import Mapping
 
-from vigil.act import guards, machine
+from vigil.act import guards, machine, runbooks, sizing
 from vigil.act import intents as acts
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
@@ -118,6 +123,7 @@ class Context:
 
     ``other_incident``: an unresolved Incident of the deployment other than this one, if any.
     ``done``: results of the intents executed since the last decision, by key.
+    ``demand``: the serving revision's measured load this cycle (None: not measured).
     """
 
     now: datetime.datetime
@@ -127,6 +133,7 @@ class Context:
     metrics_available: bool
     other_incident: str | None = None
     done: Mapping[str, acts.Result] = dataclasses.field(default_factory=dict)
+    demand: sizing.Demand | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -548,7 +555,18 @@ def _next_step(d: _Draft, now_held: Held) -> None:
         splits = homeward(now_held.splits, home, settings.step_weight)
         intent = acts.Release(acts.TRAFFIC, key) if splits is None else acts.ShiftTraffic(splits, key)
     elif now_held.replicas is not None:
-        target = max(ctx.md.spec.replicas, now_held.replicas - settings.step_replicas)
+        needed = needed_now(ctx.incident_status, ctx.demand)
+        floor = max(ctx.md.spec.replicas, needed.replicas if needed is not None else 0)
+        target = max(floor, now_held.replicas - settings.step_replicas)
+        if target >= now_held.replicas and needed is not None:
+            # Stabilizing again: the next step needs every SLO Met for a window, as the first did.
+            d.record.phase = _P.STABILIZING
+            message = (
+                f"holding {now_held.replicas} replicas: the measured demand needs {needed.replicas} at "
+                f"{needed.target_utilization}% utilisation"
+            )
+            d.note(HOLDING, message, reason="GiveBackHolding", once=True)
+            return
         intent = acts.Release(acts.SCALE, key) if target == ctx.md.spec.replicas else acts.Scale(target, key)
     else:
         return
@@ -559,6 +577,27 @@ def _next_step(d: _Draft, now_held: Held) -> None:
     d.record.steps = d.record.steps[-incapi.GIVE_BACK_STEPS_LIMIT :]
     d.note(STEP, f"step {number}: {acts.describe(intent)}", reason="GiveBackStep")
     d.intents.append(intent)
+
+
+def needed_now(status: incapi.IncidentStatus, demand: sizing.Demand | None) -> sizing.Sized | None:
+    """The replicas the measured demand needs now at the utilisation the incident's scale-out was
+    sized for (its plan's ``targetUtilization``, the lowest if several), or None: the plan sized
+    nothing from demand, or the demand says nothing (no data, too little work to measure)."""
+    plan = status.plan
+    if plan is None:
+        return None
+    spec = plan.spec or (runbooks.builtin_default() if plan.runbook == runbooks.BUILTIN else None)
+    if spec is None:
+        return None
+    targets = [
+        s.params.target_utilization
+        for s in spec.steps
+        if s.action is rbapi.Action.SCALE_OUT and s.params.target_utilization is not None
+    ]
+    if not targets:
+        return None
+    sized = sizing.size(demand, min(targets), ahead_seconds=0)
+    return sized if isinstance(sized, sizing.Sized) else None
 
 
 def homeward(splits: tuple[tuple[str, int], ...], home: str, step: int) -> tuple[tuple[str, int], ...] | None:

@@ -384,7 +384,11 @@ class GiveBack(KubeModel):
         "later (like the HPA's scale-down stabilization window). Longer than 0s.",
     )
     step_replicas: int = pydantic.Field(
-        default=1, ge=1, le=100, description="Replicas returned per step, at most (1-100); never below spec.replicas."
+        default=1,
+        ge=1,
+        le=100,
+        description="Replicas returned per step, at most (1-100); never below spec.replicas, nor below what the "
+        "measured demand needs at the targetUtilization the incident's scale-out was sized for.",
     )
     step_weight: int = pydantic.Field(
         default=25, ge=1, le=100, description="Percent of traffic shifted home per step, at most (1-100)."

@@ -423,6 +423,7 @@ async def _give_back_one(
             metrics_available=ctx.metrics_available,
             other_incident=other,
             done=done,
+            demand=demand(ctx, status.current_revision),
         )
         decision = giveback.advance(incident.status.give_back, context)
         updated = incident.status.model_copy(
