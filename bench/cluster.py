@@ -261,12 +261,16 @@ class Cluster:
             }
         )
 
-    def forget_traffic(self, namespace: str, name: str) -> None:
-        """Stop the simulator's load and clear its faults for one deployment (best effort)."""
-        with contextlib.suppress(simclient.ControlError):
-            self.sim.stop_load(namespace, name)
-        with contextlib.suppress(simclient.ControlError):
-            self.sim.clear_faults(namespace, name)
+    def forget_traffic(self, namespace: str, name: str) -> bool:
+        """Stop the simulator's load and clear its faults for one deployment (best effort); False
+        when the simulator could not be reached."""
+        for call in (self.sim.stop_load, self.sim.clear_faults):
+            try:
+                call(namespace, name)
+            except simclient.ControlError as error:
+                if error.status is None:  # unreachable, not a refusal
+                    return False
+        return True
 
     def pod_counts(self, namespace: str, name: str, version: str | None = None) -> tuple[int, int]:
         """(success, failure) requests the simulator served for a deployment's pods (of one version)."""

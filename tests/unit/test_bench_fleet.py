@@ -10,6 +10,7 @@ from bench import __main__ as bench_main
 from bench import fleet, plots, report, stages, stats
 
 from vigil.dev import sandbox as sandbox_mod
+from vigil.sim import client as simclient
 
 APISERVER_METRICS = """\
 # HELP apiserver_request_total [STABLE] Counter of apiserver requests.
@@ -264,3 +265,26 @@ def test_the_burst_breakdown_gives_each_stage_its_durations_and_when_the_last_on
     ready = rows["kwok: running -> Ready (ready delay)"]
     assert (ready["count"], ready["p50"]) == (2, 2.0)
     assert stages.breakdown({}, {}, {}, started)[0]["p50"] is None  # N = 0: nothing to break down
+
+
+def test_a_simulator_that_cannot_be_reached_to_fault_the_release_is_recorded_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def unreachable(_ctx: object, _ns: str) -> dict[str, object]:
+        raise simclient.ControlError("cannot reach the simulator at http://127.0.0.1:9600: timed out")
+
+    monkeypatch.setattr(fleet, "_detect", unreachable)
+    found = fleet.detect_or_error(None, "ns")  # type: ignore[arg-type]
+    assert "could not be set" in str(found["detectionError"])
+
+
+def test_the_load_of_the_rest_is_left_once_the_simulator_does_not_answer() -> None:
+    asked: list[str] = []
+
+    class Kube:
+        def forget_traffic(self, _ns: str, name: str) -> bool:
+            asked.append(name)
+            return name != "b"
+
+    fleet.forget_all(Kube(), "ns", ["a", "b", "c", "d"])  # type: ignore[arg-type]
+    assert asked == ["a", "b"]
