@@ -752,12 +752,21 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     status, slo_events = _observe(runtime, md, outcome.status, now)
     heal_events: list[core.Event] = []
     if md.spec.slos and runtime.fleet is not None:
+        report = runtime.fleet.deployment(namespace, name)
         ctx = healing.Context(
             raw=raw,
             md=md,
             observed=observed,
-            report=runtime.fleet.deployment(namespace, name),
-            metrics_available=runtime.fleet.metrics_available and runtime.fleet.failure(namespace, name) is None,
+            report=report,
+            # Not in this evaluation (a watch delivered it after the cycle began, e.g. just after a
+            # restart): the status holds only verdicts stored by some earlier process, perhaps one
+            # killed before it wrote the next. Acting on them reopened resolved breaches: hold as in
+            # an outage until the fleet loop has judged this deployment.
+            metrics_available=(
+                runtime.fleet.metrics_available
+                and runtime.fleet.failure(namespace, name) is None
+                and report is not None
+            ),
             now=now,
         )
         status, heal_events = await healing.tend(runtime.kube, ctx, status)
