@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.unit import fakekube
+from tests.unit import factories, fakekube
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
 from vigil.diagnose import pods as podfacts
-from vigil.observe import fleet
 from vigil.reconcile import healing
 from vigil.reconcile import operator as op
 from vigil.render import revision
@@ -184,8 +183,8 @@ async def heal(kube: fakekube.FakeKube, monkeypatch: pytest.MonkeyPatch, passes:
     clock = Clock()
     monkeypatch.setattr(op, "datetime", clock.module)
     runtime = op.Runtime(settings=op.Settings(), kube=kube)  # type: ignore[arg-type]
-    runtime.fleet = fleet.FleetResult(True, None, (), 0, 0.0)
     for _ in range(passes):
+        runtime.fleet = factories.judged_as_stored(kube.objects[("modeldeployments", NS, NAME)])
         await op.reconcile(runtime, (NS, NAME))  # never raises: a failed pass is retried by the next one
         await runtime.poster.flush()  # the Events it decided, posted beside it
         physics(kube, clock.now)
@@ -319,8 +318,8 @@ async def passes(kube: fakekube.FakeKube, monkeypatch: pytest.MonkeyPatch, count
     clock = Clock()
     monkeypatch.setattr(op, "datetime", clock.module)
     runtime = op.Runtime(settings=op.Settings(), kube=kube)  # type: ignore[arg-type]
-    runtime.fleet = fleet.FleetResult(True, None, (), 0, 0.0)
     for _ in range(count):
+        runtime.fleet = factories.judged_as_stored(kube.objects[("modeldeployments", NS, NAME)])
         await op.reconcile(runtime, (NS, NAME))
         await runtime.poster.flush()  # the Events it decided, posted beside it
         clock.now += datetime.timedelta(seconds=STEP_SECONDS)

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.unit import fakekube
+from tests.unit import factories, fakekube
 from tests.unit.test_healing_edges import AFTER, BEFORE, MODEL, NAME, NS, T0, Clock
 from vigil.api import conditions as cond
 from vigil.api import modeldeployment as mdapi
-from vigil.observe import fleet
 from vigil.reconcile import operator as op
 from vigil.render import revision
 
@@ -91,10 +90,10 @@ async def give_back(kube: fakekube.FakeKube, monkeypatch: pytest.MonkeyPatch) ->
     clock = Clock()
     monkeypatch.setattr(op, "datetime", clock.module)
     runtime = op.Runtime(settings=op.Settings(), kube=kube)  # type: ignore[arg-type]
-    runtime.fleet = fleet.FleetResult(True, None, (), 0, 0.0)
     history: list[int] = []
     for _ in range(PASSES):
         physics(kube, clock.now, history)
+        runtime.fleet = factories.judged_as_stored(kube.objects[("modeldeployments", NS, NAME)])
         await op.reconcile(runtime, (NS, NAME))  # never raises: a failed pass is retried by the next one
         await runtime.poster.flush()  # the Events it decided, posted beside it
         record = kube.objects[("incidents", NS, INCIDENT)]["status"].get("giveBack") or {}
