@@ -590,6 +590,19 @@ def _observe(
     return merged.status, events
 
 
+def _judged(result: fleet.FleetResult, key: workqueue.Key) -> bool:
+    """Whether the current evaluation speaks for ``key``: it judged it, or found metrics missing
+    (for all, or for it alone: healing then holds as in an outage).
+
+    A deployment a watch delivered after the cycle began (right after a restart or a failover, as
+    after ``started_leading``) has only the verdicts stored in its status, which a killed
+    predecessor may have left one write behind: healing them reopened resolved breaches and
+    escalated verified plans. Such a pass leaves the incident alone; the fleet loop queues the
+    deployment again once it has judged it.
+    """
+    return not result.metrics_available or result.deployment(*key) is not None or result.failure(*key) is not None
+
+
 def _slo_met(runtime: Runtime, key: workqueue.Key) -> dict[str, bool | None]:
     result = runtime.fleet
     if result is None or not result.metrics_available:
@@ -751,22 +764,13 @@ async def _reconcile(runtime: Runtime, namespace: str, name: str) -> None:
     outcome = core.decide(md, raw["metadata"]["uid"], observed, now, _slo_met(runtime, key), gateway_api=gateway_api)
     status, slo_events = _observe(runtime, md, outcome.status, now)
     heal_events: list[core.Event] = []
-    if md.spec.slos and runtime.fleet is not None:
-        report = runtime.fleet.deployment(namespace, name)
+    if md.spec.slos and runtime.fleet is not None and _judged(runtime.fleet, key):
         ctx = healing.Context(
             raw=raw,
             md=md,
             observed=observed,
-            report=report,
-            # Not in this evaluation (a watch delivered it after the cycle began, e.g. just after a
-            # restart): the status holds only verdicts stored by some earlier process, perhaps one
-            # killed before it wrote the next. Acting on them reopened resolved breaches: hold as in
-            # an outage until the fleet loop has judged this deployment.
-            metrics_available=(
-                runtime.fleet.metrics_available
-                and runtime.fleet.failure(namespace, name) is None
-                and report is not None
-            ),
+            report=runtime.fleet.deployment(namespace, name),
+            metrics_available=runtime.fleet.metrics_available and runtime.fleet.failure(namespace, name) is None,
             now=now,
         )
         status, heal_events = await healing.tend(runtime.kube, ctx, status)
