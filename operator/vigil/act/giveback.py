@@ -524,11 +524,7 @@ def took_effect(status: incapi.IncidentStatus, record: incapi.GiveBack | None = 
     acted: list[str | None] = []
     plan = status.plan
     if plan is not None:
-        acted += [
-            s.judged_from or s.finished_at
-            for s in plan.steps
-            if s.action is not rbapi.Action.NOTIFY and acts.INTENDED_AT in s.target and s.state is not _S.DRY_RUN
-        ]
+        acted += [s.judged_from or s.finished_at for s in guards.acting_steps(plan)]
     if record is not None:
         acted += [s.judged_from or s.finished_at for s in record.steps]
     moments = [cond.parse_time(s) for s in acted if s]
@@ -586,7 +582,7 @@ def needed_now(status: incapi.IncidentStatus, demand: sizing.Demand | None) -> s
     plan = status.plan
     if plan is None:
         return None
-    spec = plan.spec or (runbooks.builtin_default() if plan.runbook == runbooks.BUILTIN else None)
+    spec = runbooks.plan_spec(plan)
     if spec is None:
         return None
     targets = [

@@ -17,7 +17,7 @@ the guards and the step machine read plans through them.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from vigil.act import intents
 from vigil.api import conditions as cond
@@ -53,14 +53,20 @@ def succeeded(plan: incapi.Plan) -> incapi.StepProgress | None:
     )
 
 
-def acted(plan: incapi.Plan) -> bool:
-    """Whether the plan recorded any cluster action (an intent that was not a notification)."""
-    return any(
-        s.action is not rbapi.Action.NOTIFY
+def acting_steps(plan: incapi.Plan) -> Iterator[incapi.StepProgress]:
+    """The steps that recorded a cluster action (an intent that was neither a notification nor a dry run)."""
+    return (
+        s
+        for s in plan.steps
+        if s.action is not rbapi.Action.NOTIFY
         and intents.INTENDED_AT in s.target
         and s.state is not incapi.StepState.DRY_RUN
-        for s in plan.steps
     )
+
+
+def acted(plan: incapi.Plan) -> bool:
+    """Whether the plan recorded any cluster action (see :func:`acting_steps`)."""
+    return next(acting_steps(plan), None) is not None
 
 
 def actions_within(

@@ -353,9 +353,7 @@ def advance(state: PlanState, ctx: Context) -> Decision:
     plan = status.plan
     if plan is None or status.phase is incapi.Phase.RESOLVED:
         return Decision(status=status, intents=(), events=())
-    spec = plan.spec
-    if spec is None and plan.runbook == runbooks.BUILTIN:
-        spec = runbooks.builtin_default()
+    spec = runbooks.plan_spec(plan)
     problem = _snapshot_problem(plan, spec)
     # A plan without a usable snapshot is only ever cancelled, which reads no step definition.
     draft = _Draft(status=status, plan=plan, spec=spec or runbooks.builtin_default(), ctx=ctx)

@@ -52,6 +52,7 @@ from typing import Any
 
 import pydantic
 
+from vigil.api import incident as incapi
 from vigil.api import runbook as rbapi
 
 BUILTIN = "builtin-default"
@@ -109,6 +110,14 @@ def builtin_default() -> rbapi.RunbookSpec:
         ],
         guards=rbapi.Guards(cooldown="10m", max_actions_per_hour=6),
     )
+
+
+def plan_spec(plan: incapi.Plan) -> rbapi.RunbookSpec | None:
+    """The runbook a plan runs: its snapshot, or the built-in default for a built-in plan recorded
+    without one (None: a named runbook's plan without its snapshot)."""
+    if plan.spec is None and plan.runbook == BUILTIN:
+        return builtin_default()
+    return plan.spec
 
 
 def matches(spec: rbapi.RunbookSpec, slo: str, cause: rbapi.Cause) -> bool:
