@@ -102,7 +102,7 @@ class Runtime:
     """Deployments whose last reconcile left moved SLI numbers unwritten (their refresh was not due)."""
     heartbeat_at: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
     """When a status whose only drift is ``lastEvaluationTime`` is next written (epoch seconds), per
-    key (see :meth:`heartbeat_due`)."""
+    key (see :meth:`next_heartbeat`)."""
     visited: dict[workqueue.Key, float] = dataclasses.field(default_factory=dict)
     """When each deployment's last reconcile ended (monotonic): the resync skips recent ones."""
     elector: leader.Elector | None = None
