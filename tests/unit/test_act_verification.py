@@ -375,9 +375,9 @@ def test_a_verdict_on_fresh_data_says_so() -> None:
             for p in pairs
         ),
     )
-    text = slo.describe(spec, sloapi.SLOState.MET, capped, "abc", 50.0, origin)
-    assert text == f"every window within its limit on revision abc (windows capped to {origin}, 50s)"
-    assert "capped" not in slo.describe(spec, sloapi.SLOState.MET, measurement, "abc", 50.0, origin)
+    text = slo.describe(spec, sloapi.SLOState.MET, capped, "abc", at(10), origin)
+    assert text == f"every window within its limit on revision abc (windows capped to {origin})"
+    assert "capped" not in slo.describe(spec, sloapi.SLOState.MET, measurement, "abc", at(10), origin)
 
 
 def test_the_fleets_verdict_after_fresh_data_rests_on_it_alone_once_min_window_has_passed() -> None:

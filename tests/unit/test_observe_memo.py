@@ -192,7 +192,7 @@ def test_a_revision_outgrowing_its_capped_windows_is_judged_over_the_new_windows
 
 def test_the_rate_windows_of_a_young_deployment_follow_its_age() -> None:
     # The baseline is capped to the data's age less half a min window: 120 s up to an age of
-    # 269 s, 240 s from 270 s on, while the 1h SLO's windows and the quoted age ("4m") stay.
+    # 269 s, 240 s from 270 s on, while the 1h SLO's windows stay.
     cache = memo.Memo()
     t = target("young", ages=(266.0,))
     values = {("young", "r0"): BUSY}
@@ -218,8 +218,9 @@ def test_a_revision_past_its_windows_is_reused_when_its_age_changes_unit() -> No
     assert (cache.reused, cache.judged) == (1, 1)
 
 
-def test_the_age_quoted_in_a_message_is_that_of_each_cycle() -> None:
-    # 30-day windows are capped for three days; the message quotes the age in its leading unit.
+def test_a_young_revisions_message_names_when_its_data_starts_so_it_stays_as_the_revision_ages() -> None:
+    # 30-day windows are capped for three days; crossing 2d of age leaves them on the same rung,
+    # and the message, naming the start rather than the age, is the same: reused, nothing to write.
     cache = memo.Memo()
     t = target("week", "availability30d", ages=(2 * 86400 - 6.0,))
     values = {("week", "r0"): BUSY}
@@ -227,10 +228,26 @@ def test_the_age_quoted_in_a_message_is_that_of_each_cycle() -> None:
     for cycle in range(3):
         now = START + cycle * CYCLE
         messages.append(judge(cache, [t], answers([t], now, values), now)[0].slos[0].message)
-    assert "capped to its age, 1d)" in messages[0]
-    assert "capped to its age, 1d)" in messages[1]
-    assert "capped to its age, 2d)" in messages[2]
-    assert (cache.reused, cache.judged) == (1, 2)
+    since = conditions.rfc3339(t.revisions[0].since)
+    assert (
+        messages
+        == [f"every window within its factor on revision r0 (windows capped to its age: data since {since})"] * 3
+    )
+    assert (cache.reused, cache.judged) == (2, 1)
+
+
+def test_a_young_revision_crossing_a_minute_is_reused_while_its_windows_stay_on_their_rung() -> None:
+    # At 4m55s and 5m05s the 1h SLO's windows and the rate windows are the same: only the
+    # timestamps differ, so a fleet of young deployments is not rewritten every minute.
+    cache = memo.Memo()
+    t = target("young", ages=(295.0,))
+    values = {("young", "r0"): BUSY}
+    reports = [
+        judge(cache, [t], answers([t], START + cycle * CYCLE, values), START + cycle * CYCLE)[0] for cycle in range(3)
+    ]
+    assert (cache.reused, cache.judged) == (2, 1)
+    assert len({r.slos[0].message for r in reports}) == 1
+    assert "capped" in reports[0].slos[0].message
 
 
 def test_the_transition_time_of_a_new_state_follows_the_clock_until_the_status_is_written() -> None:

@@ -444,7 +444,7 @@ def test_young_revision_is_judged_over_windows_capped_to_its_age() -> None:
     status = status_of(t, {"r2": {F.SUCCESS: 7.0, F.FAILURE: 3.0}})
     assert status.state is S.BREACHED
     assert [b.window for b in status.burn_rates] == ["4m"]
-    assert "windows capped to its age, 4m)" in status.message  # the age in its leading unit
+    assert f"windows capped to its age: data since {conditions.rfc3339(young.since)})" in status.message
 
 
 def test_young_revision_needs_no_series_older_than_its_age() -> None:

@@ -17,9 +17,9 @@ Exact, by what :func:`vigil.observe.slo.evaluate` reads:
   cycle leaves this one's report reused); compared whole (a NaN never equals itself, so a
   deployment with a NaN is simply judged again);
 * the settings: compared whole;
-* the clock, through each revision's age: the capped alerting and rate windows and the age that
-  messages quote (:func:`vigil.observe.slo.clock`): compared; and the age itself and the status
-  timestamps (``lastEvaluationTime``, ``lastTransitionTime`` of a new state), which
+* the clock, through each revision's age: the capped alerting and rate windows
+  (:func:`vigil.observe.slo.clock`; messages say when capped data starts, not the age): compared;
+  and the status timestamps (``lastEvaluationTime``, ``lastTransitionTime`` of a new state), which
   :func:`vigil.observe.slo.restamp` writes with the same functions a full judgement uses.
 
 Anything unequal, or a deployment seen for the first time, is judged in full. The unit tests

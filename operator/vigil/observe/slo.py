@@ -611,24 +611,19 @@ def _short_text(spec: sloapi.SLOSpec, pair: PairReading, how: str) -> str:
     )
 
 
-def where_judged(revision: str, capped: bool, age_seconds: float, origin: str | None = None) -> str:
+def where_judged(revision: str, capped: bool, since: datetime.datetime, origin: str | None = None) -> str:
     """Which data a verdict was judged on, as its message says it: the revision, and for windows
-    capped to the age of the data, that age in its leading unit (``4m``, ``2d``: the age changes
-    every cycle, the message only when that unit does, so an unchanged deployment's judgement
-    stays the same from one cycle to the next, see :mod:`vigil.observe.memo`)."""
+    capped to the age of the data, when that data starts (``origin``, or the revision's ``since``).
+
+    The start, not the age: an age changes every cycle, so a message quoting it would change as
+    the revision ages, and each such change is a status write (numbers moved, see
+    :func:`vigil.observe.merge.drift`) and a judgement the memo cannot reuse: at 1,000 young
+    deployments, eight writes a second for the first hour. The start says the same and is fixed.
+    """
     where = f"on revision {revision}"
     if capped:
-        where += f" (windows capped to {origin or 'its age'}, {leading_unit(age_seconds)})"
+        where += f" (windows capped to {origin or f'its age: data since {conditions.rfc3339(since)}'})"
     return where
-
-
-def leading_unit(seconds: float) -> str:
-    """``seconds`` in its largest whole unit, rounded down: 270 -> ``4m``, 183600 -> ``2d``."""
-    whole = max(1, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole >= size:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
 
 
 def describe(
@@ -636,7 +631,7 @@ def describe(
     state: sloapi.SLOState,
     measurement: Measurement,
     revision: str,
-    age_seconds: float,
+    since: datetime.datetime,
     origin: str | None = None,
 ) -> str:
     """The human reason for ``state``, naming the windows that decided it."""
@@ -644,7 +639,7 @@ def describe(
         (p.pair.long_seconds, p.pair.short_seconds) != (p.long.nominal_seconds, p.short.nominal_seconds)
         for p in measurement.pairs
     )
-    where = where_judged(revision, capped, age_seconds, origin)
+    where = where_judged(revision, capped, since, origin)
     pages = [p for p in measurement.pairs if p.is_page]
     hot = next((p for p in pages if p.short_hot), None)
     if state is sloapi.SLOState.INSUFFICIENT_TRAFFIC:
@@ -692,7 +687,7 @@ def judge(
         state=state,
         measurement=measurement,
         budget_remaining=budget_remaining(spec, measurement),
-        message=describe(spec, state, measurement, revision.name, age, revision.origin),
+        message=describe(spec, state, measurement, revision.name, revision.since, revision.origin),
     )
 
 
@@ -933,22 +928,15 @@ def evaluate(target: Target, results: promql.Results, now: datetime.datetime, se
 def clock(target: Target, now: datetime.datetime, settings: Settings) -> tuple[object, ...]:
     """Everything :func:`evaluate` derives from ``now`` besides what :func:`restamp` writes.
 
-    Per revision: its rate windows, each SLO's alerting pairs as capped for its age, and, where
-    they are capped, its age in the unit the message quotes (:func:`leading_unit`). Two
-    instants with equal clocks judge the same target on the same series alike, but for the status
-    timestamps. Keep this in step with :func:`evaluate`: the memo's tests compare both on every
-    cycle.
+    Per revision: its rate windows and each SLO's alerting pairs as capped for its age (a message
+    says when capped data starts, never the age: :func:`where_judged`). Two instants with equal
+    clocks judge the same target on the same series alike, but for the status timestamps. Keep
+    this in step with :func:`evaluate`: the memo's tests compare both on every cycle.
     """
     parts: list[object] = [rate_windows(target, revision, now, settings) for revision in target.revisions]
     for revision in target.revisions:
         age = age_of(revision, now)
-        for spec in target.slos:
-            pairs = judged_pairs(spec, age, settings)
-            capped = any(
-                (p.measured.long_seconds, p.measured.short_seconds) != (p.nominal.long_seconds, p.nominal.short_seconds)
-                for p in pairs
-            )
-            parts.append((pairs, leading_unit(age) if capped else None))
+        parts.extend(judged_pairs(spec, age, settings) for spec in target.slos)
     return tuple(parts)
 
 
