@@ -524,6 +524,8 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                 cluster.log("  " + "; ".join(stage_brief(row) for row in result["stages"]))
             if ctx.burst_only:
                 return result
+            if size:
+                # The detection step rolls the faulty deployment back to version 1: it must be last-known-good.
                 try:
                     _until(
                         "the faulty deployment's version 1 to be last-known-good",
