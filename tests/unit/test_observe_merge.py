@@ -140,6 +140,17 @@ def test_the_fleet_loop_sees_moved_numbers_and_not_a_new_evaluation_time() -> No
     assert not merge.numbers_moved(stored, again)
     moved = slo.DeploymentReport("ml", "resnet", 1, tuple(judged_status(sli=99.0).slos), met, ())
     assert merge.numbers_moved(stored, moved)
+    # Every field of an SLO status but its two stamps counts, listed or not.
+    for field in sloapi.SLOStatus.model_fields:
+        if field in {"last_evaluation_time", "last_transition_time"}:
+            continue
+        changed = stored.slos[0].model_copy(update={field: "x" if field in {"name", "revision", "message"} else None})
+        if changed == stored.slos[0]:
+            changed = stored.slos[0].model_copy(update={field: sloapi.SLOState.MET})
+        report = slo.DeploymentReport("ml", "resnet", 1, (changed,), met, ())
+        assert merge.numbers_moved(stored, report), field
+    retimed = stored.slos[0].model_copy(update={"last_transition_time": "2026-11-22T12:00:05Z"})
+    assert not merge.numbers_moved(stored, slo.DeploymentReport("ml", "resnet", 1, (retimed,), met, ()))
 
 
 def test_timestamps_alone_are_written_once_per_period_at_the_deployment_s_own_phase() -> None:

@@ -160,11 +160,15 @@ def numbers_moved(status: mdapi.ModelDeploymentStatus, report: slo.DeploymentRep
     return _numbers(status.slos) != _numbers(report.slos)
 
 
+# Every SLOStatus field but the two an evaluation stamps: a field added to the model is compared
+# without anyone remembering to list it here.
+_NUMBER_FIELDS = tuple(
+    f for f in sloapi.SLOStatus.model_fields if f not in {"last_evaluation_time", "last_transition_time"}
+)
+
+
 def _numbers(slos: typing.Iterable[sloapi.SLOStatus]) -> list[tuple[object, ...]]:
-    return [
-        (s.name, s.state, s.revision, s.held_state, s.sli, s.request_rate, s.burn_rates, s.budget_remaining, s.message)
-        for s in slos
-    ]
+    return [tuple(getattr(s, field) for field in _NUMBER_FIELDS) for s in slos]
 
 
 def stamped(status: mdapi.ModelDeploymentStatus) -> float | None:
