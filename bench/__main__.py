@@ -69,6 +69,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help=f"fleet: the N values, comma-separated (default {','.join(map(str, fleet.SIZES))}); plane: its N is the largest",
     )
     parser.add_argument(
+        "--headroom",
+        action="store_true",
+        help="efficiency, quiet: vigil's deployments opt in to spec.headroom (scale-out ahead of a breach); quiet's "
+        "scaleOut step then sizes from demand at 70%% utilisation (headroom needs a targetUtilization)",
+    )
+    parser.add_argument(
         "--burst-only",
         action="store_true",
         help="fleet: measure only the burst of creations (create -> Available and its stages) at each N",
@@ -140,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         burst_only=args.burst_only,
         sandbox=sandbox,
         runs_given=args.runs_given,
+        headroom=args.headroom,
     )
     started = _now()
     outcomes: dict[str, Any] = {}
@@ -169,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 "finished": finished,
                 "runs": next((o["runCount"] for o in group.values() if "runCount" in o), args.runs),
                 "quick": args.quick,
+                "headroom": args.headroom,
                 "benchmarks": list(group),
                 "sandbox": json.loads(info.to_json()),
             },

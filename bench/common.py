@@ -39,6 +39,9 @@ class Context:
     """The sandbox itself, for benchmarks that stop and start its parts (Prometheus)."""
     runs_given: bool = False
     """``--runs`` was given: the long benchmarks (efficiency) run that often instead of once."""
+    headroom: bool = False
+    """``--headroom``: vigil's deployments in ``bench efficiency`` and ``bench quiet`` opt in to
+    ``spec.headroom`` (scale-out ahead of a breach on the rising demand)."""
 
     @property
     def scrape_seconds(self) -> float:

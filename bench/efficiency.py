@@ -121,7 +121,7 @@ def _runbook(ns: str) -> dict[str, Any]:
     return body
 
 
-def manifest(scenario: Scenario, policy: str) -> dict[str, Any]:
+def manifest(scenario: Scenario, policy: str, headroom: bool = False) -> dict[str, Any]:
     start, peak = scenario.replicas()
     name = f"{scenario.name}-{policy}"
     if policy == "static":
@@ -130,6 +130,8 @@ def manifest(scenario: Scenario, policy: str) -> dict[str, Any]:
     if policy == "vigil":
         spec["runbookRef"] = {"name": RUNBOOK}
         spec["giveBack"] = {"stabilizationWindow": f"{scenario.stabilisation_seconds}s"}
+        if headroom:
+            spec["headroom"] = {"enabled": True}
     else:
         spec["paused"] = True
     return cluster.manifest(name, replicas=start, **spec)
@@ -190,7 +192,7 @@ def _run(ctx: Context, ns: str, chosen: list[Scenario]) -> dict[str, Any]:
             name = f"{scenario.name}-{policy}"
             settings = scenario.settings
             kube.set_behaviour(ns, name, settings)
-            kube.create(ns, cluster.MDS, manifest(scenario, policy))
+            kube.create(ns, cluster.MDS, manifest(scenario, policy, ctx.headroom))
     for name in names:
         cluster.wait_available(kube, ns, name, 240)
     controllers: dict[str, hpa.Controller] = {}
@@ -342,6 +344,7 @@ def run(ctx: Context) -> dict[str, Any]:
         "baseLatencyMs": BASE_LATENCY_MS,
         "sizingUtilisation": UTILISATION,
         "runbook": f"runbooks/{READY_MADE.name}",
+        "headroom": ctx.headroom,
         "hpaTarget": hpa.TARGET_UTILISATION,
         "targets": {"attainment": TARGET_ATTAINMENT, "gpuRatioToStatic": TARGET_GPU_RATIO},
         "runCount": count,

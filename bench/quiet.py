@@ -45,6 +45,7 @@ BASE_LATENCY_MS = 200.0
 MMPP = traffic.Mmpp(base_rate=5.0, duration=3600.0)
 SEED = 20261202
 ACTED = ("Intended", "Verifying", "Succeeded", "Failed")
+HEADROOM_UTILISATION = 70
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,14 +81,19 @@ def sized(load: traffic.Traffic, speedup: float, service_cv: float) -> tuple[beh
     }
 
 
-def _runbook(ns: str) -> dict[str, Any]:
+def _runbook(ns: str, headroom: bool = False) -> dict[str, Any]:
+    """The surge runbook; with ``headroom`` its scale-out sizes from demand at 70 % utilisation, which
+    the headroom trigger needs (it scales ahead of a breach only what it can size)."""
+    params: dict[str, Any] = {"stepReplicas": 2}
+    if headroom:
+        params["targetUtilization"] = HEADROOM_UTILISATION
     return {
         "apiVersion": cluster.API_VERSION,
         "kind": "Runbook",
         "metadata": {"name": RUNBOOK, "namespace": ns},
         "spec": {
             "triggers": [{"slo": QUEUE["name"], "causes": ["LoadSurge"]}],
-            "steps": [{"name": "scale", "action": "scaleOut", "params": {"stepReplicas": 2}, "verifyAfter": "30s"}],
+            "steps": [{"name": "scale", "action": "scaleOut", "params": params, "verifyAfter": "30s"}],
         },
     }
 
@@ -135,6 +141,8 @@ def _one(ctx: Context, ns: str, plan: Plan) -> dict[str, Any]:
         setups[name] = setup
         kube.set_behaviour(ns, name, settings)
         spec: dict[str, Any] = {"slos": SLOS, "maxReplicas": REPLICAS + 4, "runbookRef": {"name": RUNBOOK}}
+        if ctx.headroom:
+            spec["headroom"] = {"enabled": True}
         kube.create(ns, cluster.MDS, cluster.manifest(name, replicas=REPLICAS, **spec))
         cluster.log(f"quiet {name}: {setup}")
     for name in loads:
@@ -209,17 +217,19 @@ def _sent(kube: cluster.Cluster, ns: str, name: str) -> int | None:
 def run(ctx: Context) -> dict[str, Any]:
     plan = Plan.for_run(ctx.quick)
     with ctx.namespace("quiet") as ns, ctx.operator([ns], "quiet"):
-        ctx.kube.create(ns, cluster.RUNBOOKS, _runbook(ns))
+        ctx.kube.create(ns, cluster.RUNBOOKS, _runbook(ns, ctx.headroom))
         try:
             result = attempt(ctx, "quiet", lambda: _one(ctx, ns, plan))
         finally:
             for name in ("replay", "generated"):
                 ctx.kube.forget_traffic(ns, name)
         environment = ctx.environment()
-    return summarize(result, plan, environment)
+    return summarize(result, plan, environment, ctx.headroom)
 
 
-def summarize(result: dict[str, Any], plan: Plan, environment: dict[str, Any]) -> dict[str, Any]:
+def summarize(
+    result: dict[str, Any], plan: Plan, environment: dict[str, Any], headroom: bool = False
+) -> dict[str, Any]:
     deployments = result.get("deployments", {})
     totals = {
         "incidents": sum(d["incidentCount"] for d in deployments.values()),
@@ -230,6 +240,7 @@ def summarize(result: dict[str, Any], plan: Plan, environment: dict[str, Any]) -
         "benchmark": "quiet",
         "slos": SLOS,
         "plan": dataclasses.asdict(plan),
+        "headroom": headroom,
         "sizing": {
             "replicas": REPLICAS,
             "peakUtilisation": PEAK_UTILISATION,

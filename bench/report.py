@@ -369,6 +369,12 @@ def quiet_section(result: Mapping[str, Any]) -> str:
         f"traffic played offline through the simulator's queue (SLO threshold {threshold} ms). Warnings and "
         "breaches count entries into the state (vigil's verdicts sampled every evaluation interval) before the "
         "outage; actions are runbook steps that ran."
+        + (
+            " Both deployments opt in to spec.headroom (`--headroom`): scale-out ahead of a breach when the rising "
+            "demand needs more replicas than run at the runbook's 70 % targetUtilization."
+            if result.get("headroom")
+            else ""
+        )
     )
     header = [
         "traffic",
@@ -442,6 +448,12 @@ def efficiency_section(result: Mapping[str, Any]) -> str:
         f"Peak and start are sized at {result['sizingUtilisation']:.0%} utilisation. Attainment: share of "
         "evaluation intervals whose queue-time verdict is Met; violating minutes: minutes whose average queue "
         f"time exceeds {result['slo']['thresholdMs']} ms (Prometheus). "
+        + (
+            "vigil's deployments opt in to spec.headroom (`--headroom`): scale-out ahead of a breach when the "
+            "rising demand needs more replicas than run at the runbook's targetUtilization. "
+            if result.get("headroom")
+            else ""
+        )
         + (
             f"{count} runs one after the other, each in a namespace of its own: every cell lists the runs in order."
             if count > 1

@@ -205,6 +205,8 @@ class History:
         default_factory=lambda: collections.defaultdict(list)
     )
     replicas: dict[str, list[int]] = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+    slo_states: dict[str, list[str]] = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+    """Per ModelDeployment, every SLO state its status went through (each change once, in order)."""
     watch_restarts: int = 0
 
 
@@ -251,6 +253,10 @@ class Recorder:
         seen = self.history.rollbacks[name]
         if rollback and (not seen or seen[-1] != rollback):
             seen.append(rollback)
+        states = self.history.slo_states[name]
+        for slo in (obj.get("status") or {}).get("slos", []):
+            if not states or states[-1] != slo.get("state"):
+                states.append(str(slo.get("state")))
 
     def _on_deployment(self, obj: Any) -> None:
         name = obj["metadata"]["name"]

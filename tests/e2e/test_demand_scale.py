@@ -15,6 +15,12 @@ A second deployment follows a rising load with ``sizeAhead``: after its first ro
 SLO Met on fresh data), the load rises past the round's target utilisation without breaching
 the SLO; the next round starts then, before ``verifyAt`` and before any new breach.
 
+Beside it, ahead of any breach (``spec.headroom``): two deployments of 2 replicas whose load rises
+to 80 % of their capacity (the SLO stays Met) while 70 % is their runbook's target. ``ahead`` opts
+in: it scales out to 3 before any breach, in a headroom Incident, and its give-back holds the 3
+while the demand needs them (the demand floor), then returns them once the load is calm again.
+``still`` does not opt in: nothing happens.
+
 Serial lane: the sizing reads ``nv_gpu_utilization``, which only GPU pods have (as on a real
 Triton), so the pods hold one GPU each (at most 10, on any node).
 """
@@ -28,7 +34,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e import waiting
+from tests.e2e import events, fleet, waiting
 from tests.e2e.operator_fixtures import OperatorProcess
 from tests.e2e.test_heal import create_runbook, resolved
 from tests.e2e.test_modeldeployment import GROUP, VERSION, condition, create, get, manifest
@@ -91,8 +97,9 @@ def entries(incident: dict[str, Any], kind: str) -> list[dict[str, Any]]:
     return [e for e in incident["status"]["timeline"] if e["type"] == kind]
 
 
-def only(kube: client.ApiClient, ns: str) -> dict[str, Any] | None:
-    found = incidents(kube, ns)
+def only(kube: client.ApiClient, ns: str, md: str | None = None) -> dict[str, Any] | None:
+    """The one incident in ``ns`` (of ModelDeployment ``md``, if given), else None."""
+    found = [i for i in incidents(kube, ns) if md is None or i["spec"]["modelDeployment"] == md]
     return found[0] if len(found) == 1 else None
 
 
@@ -217,28 +224,71 @@ BUSY_BUT_MET = 0.775
 """Of the running replicas' capacity: above the 70 % target, below what breaches FOLLOW_QUEUE."""
 
 
+AHEAD_RUNBOOK: dict[str, Any] = {
+    "triggers": [{"slo": "queue", "causes": ["LoadSurge"]}],
+    "steps": [{"name": "scale-out", "action": "scaleOut", "params": PARAMS, "verifyAfter": "20s"}],
+}
+RISE = 2 * CAPACITY * 0.8
+"""ahead's and still's load: 80 % of 2 replicas (each an M/M/5 at 250 ms: ~140 ms mean queue time),
+114 % of what they carry at the 70 % target: 3 wanted."""
+AHEAD_QUEUE = {**QUEUE, "thresholdMs": 1000}
+"""Far above RISE's queue time (whose 20 s averages swing to 300 ms and more at 80 % busy): a healthy
+deployment under a rising load, whose demand alone says it needs another replica."""
+HEADROOM = ("ahead", "still")
+
+
 def test_a_sized_ahead_round_is_followed_by_the_next_when_the_rising_demand_outgrows_it_before_a_breach(
     kube: client.ApiClient, namespace: str, operator: OperatorProcess, sim: simclient.ControlClient
 ) -> None:
     create_runbook(kube, namespace, "follow", FOLLOW_RUNBOOK)
-    sim.set_fault({"namespace": namespace, "name": "follow", "capacity": CAPACITY, "baseLatencyMs": LATENCY_MS})
+    create_runbook(kube, namespace, "ahead", AHEAD_RUNBOOK)
+    for name in ("follow", *HEADROOM):
+        sim.set_fault({"namespace": namespace, "name": name, "capacity": CAPACITY, "baseLatencyMs": LATENCY_MS})
     create(
         kube,
         namespace,
         manifest("follow", replicas=1, maxReplicas=10, slos=[FOLLOW_QUEUE], runbookRef={"name": "follow"}),
     )
-    waiting.until(
-        lambda: (condition(get(kube, namespace, "follow"), "Available") or {}).get("status") == "True",
-        120,
-        "Available",
-    )
-    sim.set_load({"namespace": namespace, "name": "follow", "rate": CALM})
+    for name in HEADROOM:
+        body = manifest(
+            name,
+            replicas=2,
+            maxReplicas=4,
+            slos=[AHEAD_QUEUE],
+            runbookRef={"name": "ahead"},
+            giveBack={"stabilizationWindow": "30s", "interval": "20s"},
+            headroom={"enabled": name == "ahead"},
+        )
+        create(kube, namespace, body)
+    with fleet.Recorder(kube, namespace) as recorder:
+        _follow_and_ahead(kube, namespace, sim, recorder)
+
+
+def _follow_and_ahead(
+    kube: client.ApiClient, namespace: str, sim: simclient.ControlClient, recorder: fleet.Recorder
+) -> None:
+    for name in ("follow", *HEADROOM):
+        waiting.until(
+            lambda name=name: (condition(get(kube, namespace, name), "Available") or {}).get("status") == "True",  # type: ignore[misc]
+            120,
+            f"{name} Available",
+        )
+        sim.set_load({"namespace": namespace, "name": name, "rate": CALM})
     waiting.until(lambda: served(sim, namespace, "follow") >= 60 * CALM, 150, "a minute of calm traffic")
+    waiting.until(
+        lambda: all(
+            [s["state"] for s in get(kube, namespace, name)["status"].get("slos", [])] == ["Met"] for name in HEADROOM
+        ),
+        60,
+        "ahead and still Met",
+    )
     sim.set_load({"namespace": namespace, "name": "follow", "rate": SURGE})
+    for name in HEADROOM:
+        sim.set_load({"namespace": namespace, "name": name, "rate": RISE})
 
     def held() -> dict[str, Any] | None:
         """The incident once a round took effect and the SLO is Met on data from after it."""
-        incident = only(kube, namespace)
+        incident = only(kube, namespace, "follow")
         steps = ((incident or {}).get("status") or {}).get("plan", {}).get("steps", [])
         if not steps or steps[0]["state"] != "Verifying" or not steps[0].get("judgedFrom"):
             return None
@@ -249,6 +299,7 @@ def test_a_sized_ahead_round_is_followed_by_the_next_when_the_rising_demand_outg
         incident = waiting.until(held, 240, "a round to hold the SLO")
     except waiting.Timeout as timeout:
         raise AssertionError(f"{timeout}; incidents: {explained(kube, namespace)()}") from timeout
+    _scaled_ahead(kube, namespace, sim, recorder)
     before = intents(incident)
     running = sized_rounds(before, start=1, ceiling=10)[-1]
     assert running < 10, before
@@ -257,7 +308,7 @@ def test_a_sized_ahead_round_is_followed_by_the_next_when_the_rising_demand_outg
     sim.set_load({"namespace": namespace, "name": "follow", "rate": running * CAPACITY * BUSY_BUT_MET})
 
     def followed() -> dict[str, Any] | None:
-        found = only(kube, namespace)
+        found = only(kube, namespace, "follow")
         return found if found is not None and len(intents(found)) > len(before) else None
 
     try:
@@ -279,3 +330,64 @@ def test_a_sized_ahead_round_is_followed_by_the_next_when_the_rising_demand_outg
     assert verified[-1]["time"] < verify_at.group(1), (verified[-1], effective)
     assert sized_rounds(intents(incident), start=1, ceiling=10)[-1] > running, intents(incident)
     assert get(kube, namespace, "follow")["spec"]["replicas"] == 1, "the user's spec is never written"
+    _ahead_given_back(kube, namespace, recorder)
+
+
+def _headroom_incidents(kube: client.ApiClient, ns: str, name: str) -> list[dict[str, Any]]:
+    return fleet.incidents_by_md(kube, ns).get(name, [])
+
+
+def _scaled_ahead(kube: client.ApiClient, ns: str, sim: simclient.ControlClient, recorder: fleet.Recorder) -> None:
+    """ahead scaled out to 3 before any breach; its give-back holds them while the demand needs them."""
+    seen: dict[str, Any] = {}
+
+    def held() -> dict[str, Any] | None:
+        md = get(kube, ns, "ahead")
+        seen.update(headroom=condition(md, "Headroom"), slos=md["status"].get("slos"))
+        found = _headroom_incidents(kube, ns, "ahead")
+        timeline = found[0]["status"].get("timeline", []) if len(found) == 1 else []
+        holding = any(e["type"] == "GiveBackHolding" and "measured demand needs 3" in e["message"] for e in timeline)
+        return found[0] if holding and md["status"].get("readyReplicas") == 3 else None
+
+    try:
+        incident = waiting.until(held, 180, "ahead scaled out before a breach and held by the demand")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}: {seen}; incidents: {explained(kube, ns)()}") from timeout
+    assert incident["spec"]["trigger"] == "Headroom", incident["spec"]
+    rounds = intents(incident)
+    assert len(rounds) == 1, rounds  # recorded before it acted, carried out once
+    assert sized_rounds(rounds, start=2, ceiling=4) == [3], rounds
+    assert incident["status"]["phase"] == "Resolved", incident["status"]
+    scale_out = events.posted(kube, ns, "ahead", "HeadroomScaleOut")
+    assert all("scaling out ahead of a breach of SLO queue" in e.message for e in scale_out), scale_out
+    assert "Breached" not in recorder.history.slo_states["ahead"], recorder.history.slo_states["ahead"]
+    sim.set_load({"namespace": ns, "name": "ahead", "rate": CALM})
+    # still: the same load without the opt-in: no incident, no scale-out, and no breach either.
+    assert _headroom_incidents(kube, ns, "still") == []
+    still = get(kube, ns, "still")
+    assert "scale" not in still["status"], still["status"]
+    assert condition(still, "Headroom") is None
+    assert "Breached" not in recorder.history.slo_states["still"], recorder.history.slo_states["still"]
+
+
+def _ahead_given_back(kube: client.ApiClient, ns: str, recorder: fleet.Recorder) -> None:
+    def returned() -> dict[str, Any] | None:
+        found = _headroom_incidents(kube, ns, "ahead")
+        record = (found[0]["status"].get("giveBack") or {}) if len(found) == 1 else {}
+        return record if record.get("phase") in ("Returned", "Stopped") else None
+
+    try:
+        record = waiting.until(returned, 180, "ahead's replicas given back")
+    except waiting.Timeout as timeout:
+        raise AssertionError(f"{timeout}; incidents: {explained(kube, ns)()}") from timeout
+    assert record["phase"] == "Returned", record
+    md = get(kube, ns, "ahead")
+    assert "scale" not in md["status"], md["status"]
+    assert md["spec"]["replicas"] == 2, "the user's spec is never written"
+    revision = md["status"]["currentRevision"]
+    assert recorder.history.replicas[f"ahead-{revision}"] == [2, 3, 2], recorder.history.replicas
+    assert "Breached" not in recorder.history.slo_states["ahead"], recorder.history.slo_states["ahead"]
+    assert [i["spec"]["trigger"] for i in _headroom_incidents(kube, ns, "ahead")] == ["Headroom"]
+    still = get(kube, ns, "still")
+    assert recorder.history.replicas[f"still-{still['status']['currentRevision']}"] == [2]
+    assert _headroom_incidents(kube, ns, "still") == []

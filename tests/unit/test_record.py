@@ -151,7 +151,13 @@ def test_new_incident_is_owned_by_its_deployment_and_labelled() -> None:
 
 
 def test_new_incident_spec_names_the_breach() -> None:
-    assert manifest()["spec"] == {"modelDeployment": "resnet", "slo": "p99", "revision": "rev-b", "generation": 4}
+    assert manifest()["spec"] == {
+        "modelDeployment": "resnet",
+        "slo": "p99",
+        "revision": "rev-b",
+        "generation": 4,
+        "trigger": "Breach",
+    }
 
 
 def test_new_incident_revision_falls_back_to_the_serving_revision() -> None:

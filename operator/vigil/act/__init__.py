@@ -7,6 +7,9 @@ Layout, from pure to I/O:
   status overrides among them are written into (and recognised in) a ModelDeployment's status;
 * :mod:`~vigil.act.guards`: cooldown and rate limits, computed from the Incidents' records;
 * :mod:`~vigil.act.machine`: ``start_plan`` and ``advance``, the pure state machine;
+* :mod:`~vigil.act.sizing`: the replicas a measured demand needs at a target utilisation;
+* :mod:`~vigil.act.giveback`: returning what an incident added, once its SLOs held;
+* :mod:`~vigil.act.headroom`: the opt-in scale-out ahead of a breach (a headroom Incident);
 * :mod:`~vigil.act.notify` and :mod:`~vigil.act.restart`: thin executors for a webhook POST and
   a pod deletion, which never raise to the worker and report a :class:`~vigil.act.intents.Result`.
 

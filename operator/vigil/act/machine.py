@@ -68,8 +68,12 @@ Safety, in the order it is checked
      traffic override, which the new spec replaces; otherwise the plan continues (recorded once).
   2. No new action while metrics are unavailable or the SLO is NoData ("holding: metrics
      unavailable", recorded once), and none unless the SLO is Breached: a plan acts on a breach,
-     not on a Warning and not on a recovery. The one exception is the next round of a verifying
-     ``sizeAhead`` scale-out inside the same plan, on fresh data and a measured rise (above).
+     not on a Warning and not on a recovery. The exceptions: the next round of a verifying
+     ``sizeAhead`` scale-out inside the same plan, on fresh data and a measured rise (above); and
+     a headroom plan (``spec.trigger: Headroom``, :mod:`vigil.act.headroom`), whose scale-out acts
+     while the SLO is Met or Warning, only while the rising demand still needs more replicas than
+     run (else the step is Skipped); it never escalates, and the worker ends it on a breach
+     (:func:`end_ahead`).
   3. ``when`` preconditions, then the action's own: rollback needs a last-known-good revision
      other than the breached one; shiftTraffic to fallback needs ``spec.traffic.fallback``
      (else Skipped); scaleOut needs free ``nvidia.com/gpu`` for its new replicas and no
@@ -376,6 +380,22 @@ def advance(state: PlanState, ctx: Context) -> Decision:
     return Decision(status=status, intents=tuple(draft.intents), events=tuple(draft.events))
 
 
+def end_ahead(state: PlanState, now: datetime.datetime, reason: str) -> incapi.IncidentStatus:
+    """A headroom plan (trigger ``Headroom``) ended before it finished, for ``reason`` (a breach):
+    its unfinished steps Cancelled and recorded. An intent recorded but not yet carried out is never
+    carried out; one carried out stays held by the incident, for its give-back."""
+    status = state.model_copy(deep=True)
+    plan = status.plan
+    stamp = cond.rfc3339(now)
+    if plan is not None:
+        for progress in plan.steps:
+            if progress.state not in guards.TERMINAL:
+                records.end_step(progress, _S.CANCELLED, reason, stamp)
+        plan.current = len(plan.steps)
+    status.timeline = records.bounded([*status.timeline, records.entry(CANCELLED, reason, now)], incapi.TIMELINE_LIMIT)
+    return status
+
+
 def judged_from(state: PlanState) -> tuple[str, str] | None:
     """The plan's latest ``judgedFrom`` and its step: verification reads data from then on only."""
     plan = state.plan
@@ -401,6 +421,8 @@ def _run(d: _Draft) -> None:
         if plan.current >= len(plan.steps):
             if _escalated(d) or d.status.phase is incapi.Phase.ESCALATED:
                 return  # escalated already, or stopped: handed over either way
+            if _ahead(d):
+                return  # before any breach there is nothing to escalate: the worker closes the incident
             _escalate(d, "no step of the plan restored the SLO")
             continue
         index = plan.current
@@ -420,6 +442,7 @@ def _after_plan(d: _Draft) -> None:
     winner = guards.succeeded(d.plan)
     if (
         d.status.phase is incapi.Phase.MITIGATING
+        and not _ahead(d)
         and winner is not None
         and not _escalated(d)
         and not _no_metrics(d.ctx)
@@ -436,6 +459,8 @@ def _start(d: _Draft, index: int) -> bool:
     if acting and _held(d):
         return False
     unmet = _when_unmet(d, step)
+    if unmet is None and acting and _ahead(d):
+        unmet = _not_needed_ahead(d, step)
     if unmet is not None:
         _skip(d, index, unmet)
         return True
@@ -608,8 +633,8 @@ def _outgrown(d: _Draft, index: int, step: rbapi.Step) -> str | None:
     following = step.params.size_ahead is not None and state in (sloapi.SLOState.MET, sloapi.SLOState.WARNING)
     if not (breached or following):
         return None
-    current = _wanted_replicas(ctx.md)
-    if current >= _ceiling(ctx.md, step):
+    current = wanted_replicas(ctx.md)
+    if current >= ceiling(ctx.md, step):
         return None  # at the ceiling, verifyAt decides what comes next
     if breached:
         # The demand now, not ahead: a rise still expected must not turn a draining backlog into a round.
@@ -868,10 +893,31 @@ def _held(d: _Draft) -> bool:
     if _no_metrics(d.ctx):
         d.record(HOLD, HOLD_NO_METRICS, reason="Holding", warning=True, once=True)
         return True
+    if _ahead(d) and d.ctx.slo_state in (sloapi.SLOState.MET, sloapi.SLOState.WARNING):
+        return False  # a headroom plan acts before the breach, on the demand (_not_needed_ahead)
     if d.ctx.slo_state is not sloapi.SLOState.BREACHED:
         d.record(HOLD, f"holding: SLO {d.ctx.slo_state}, acting only while Breached", once=True)
         return True
     return False
+
+
+def _ahead(d: _Draft) -> bool:
+    """A headroom plan (:mod:`vigil.act.headroom`): it acts before any breach, never escalates."""
+    return d.ctx.incident_spec.trigger is incapi.Trigger.HEADROOM
+
+
+def _not_needed_ahead(d: _Draft, step: rbapi.Step) -> str | None:
+    """Why a headroom plan's step does not act (None: it does): only a scaleOut sized from demand
+    acts before a breach, and only while the demand, rising, still needs more replicas than run
+    (:func:`vigil.act.sizing.outgrows`), as when the incident was opened: after a restart, or an
+    approval that came late, a load that fell back is no reason any more."""
+    target = step.params.target_utilization
+    if step.action is not rbapi.Action.SCALE_OUT or target is None:
+        return f"no breach: only a scaleOut sized from demand acts ahead of one ({step.action})"
+    if d.ctx.slo_state is sloapi.SLOState.BREACHED:
+        return None
+    sized = sizing.outgrows(d.ctx.demand, target, wanted_replicas(d.ctx.md))
+    return f"no longer needed ahead of a breach: {sized}" if isinstance(sized, str) else None
 
 
 def _dry(d: _Draft) -> bool:
@@ -931,7 +977,7 @@ def _cooldown_waiver(d: _Draft, proposal: _Proposal) -> str | None:
         return None
     return (
         f"cooldown {d.spec.guards.cooldown} (until {cond.rfc3339(until)}) waived: the SLO breached again after "
-        f"the last plan ended ({cond.rfc3339(ended)}) and {sized} ({_wanted_replicas(ctx.md)} running)"
+        f"the last plan ended ({cond.rfc3339(ended)}) and {sized} ({wanted_replicas(ctx.md)} running)"
     )
 
 
@@ -987,7 +1033,7 @@ def _propose_rollback(d: _Draft, index: int) -> _Proposal | _Skip | _Blocked:
     if md.status.current_revision == good.name:
         return _Skip(f"already serving last-known-good revision {good.name}")
     if not _warm(d, good.name):
-        shortfall = _gpu_shortfall(d.ctx, _wanted_replicas(md) * good.shape.triton.gpus)
+        shortfall = _gpu_shortfall(d.ctx, wanted_replicas(md) * good.shape.triton.gpus)
         if shortfall is not None:
             return _Blocked(f"{shortfall} to start cold revision {good.name}")
     return _Proposal(intent=acts.Rollback(to_revision=good.name, from_revision=breached, key=_key(d, index, 1)))
@@ -996,27 +1042,27 @@ def _propose_rollback(d: _Draft, index: int) -> _Proposal | _Skip | _Blocked:
 def _propose_scale(d: _Draft, index: int, step: rbapi.Step, round_: int) -> _Proposal | _Skip | _Blocked:
     md = d.ctx.md
     capacity = d.ctx.capacity
-    current = _wanted_replicas(md)
-    ceiling = _ceiling(md, step)
+    current = wanted_replicas(md)
+    top = ceiling(md, step)
     extra: dict[str, str] = {}
     rising: sizing.Sized | None = None
     if step.params.target_utilization is not None:
         sized = _sized(d.ctx.demand, step)
         least = current + (step.params.step_replicas or 1)
         if isinstance(sized, sizing.Sized):
-            target = min(max(least, sized.replicas), ceiling)
+            target = min(max(least, sized.replicas), top)
             extra[SIZED_FOR] = str(sized)
             # Evidence for the cooldown waiver is the demand now, not a rise still expected.
             now = sized if sized.projected is None else sizing.size(d.ctx.demand, step.params.target_utilization)
             rising = now if isinstance(now, sizing.Sized) and now.replicas > current else None
         else:
-            target = min(least, ceiling)
+            target = min(least, top)
             extra[SIZED_FOR] = f"{sized}: by stepReplicas"
     else:
-        increment = step.params.step_replicas or max(ceiling - current, 1)
-        target = min(current + increment, ceiling)
+        increment = step.params.step_replicas or max(top - current, 1)
+        target = min(current + increment, top)
     if target <= current:
-        return _Blocked(f"already at maxReplicas {ceiling} ({current} replicas)")
+        return _Blocked(f"already at maxReplicas {top} ({current} replicas)")
     if capacity.unschedulable_pods > 0:
         return _Blocked(
             f"blocked by GPU capacity: {capacity.unschedulable_pods} pod(s) of this deployment unschedulable"
@@ -1103,12 +1149,14 @@ def _warm(d: _Draft, revision: str) -> bool:
     return age < sloapi.duration_seconds(d.ctx.md.spec.bake_time)
 
 
-def _ceiling(md: mdapi.ModelDeployment, step: rbapi.Step) -> int:
-    ceiling = md.spec.max_replicas_or_default()
-    return ceiling if step.params.max_replicas is None else min(ceiling, step.params.max_replicas)
+def ceiling(md: mdapi.ModelDeployment, step: rbapi.Step) -> int:
+    """The most replicas ``step`` may scale ``md`` to: spec.maxReplicas, or the step's own lower maxReplicas."""
+    top = md.spec.max_replicas_or_default()
+    return top if step.params.max_replicas is None else min(top, step.params.max_replicas)
 
 
-def _wanted_replicas(md: mdapi.ModelDeployment) -> int:
+def wanted_replicas(md: mdapi.ModelDeployment) -> int:
+    """The replicas ``md`` runs by its current generation: a scale override's, else spec.replicas."""
     generation = int(md.metadata.get("generation") or 0)
     scale = md.status.scale
     return scale.replicas if scale is not None and scale.generation == generation else md.spec.replicas

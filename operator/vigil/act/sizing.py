@@ -137,3 +137,30 @@ def size(demand: Demand | None, target_utilization: int, ahead_seconds: int | No
         trend=trend if projected is not None else None,
         ahead_seconds=ahead_seconds if projected is not None else None,
     )
+
+
+TOLERANCE = 0.1
+"""The HPA's default tolerance: a demand within 10 % above what the replicas carry at the target
+utilisation asks for no more replicas (a scale-in to exactly the demand's need is not undone by noise)."""
+
+
+def outgrows(demand: Demand | None, target_utilization: int, running: int) -> Sized | str:
+    """The demand now (:func:`size` at ``ahead_seconds=0``) when it is rising and needs more than
+    ``running`` replicas at ``target_utilization`` percent, by more than :data:`TOLERANCE`; else why not.
+
+    The test a scale-out *before* a breach must pass: measured, rising, and beyond the target by
+    more than noise. The give-back scales in no lower than this same need (at most the target), so
+    its steps leave the tolerance between them and this test.
+    """
+    if running < 1:
+        raise ValueError("running counts replicas")
+    sized = size(demand, target_utilization, ahead_seconds=0)
+    if isinstance(sized, str):
+        return sized
+    if sized.trend is None:
+        return f"demand {sized.arrivals:.1f} req/s is not rising"
+    now = sized.projected if sized.projected is not None else sized.arrivals
+    load = now / (running * sized.capacity * target_utilization / 100.0)
+    if sized.replicas <= running or load <= 1.0 + TOLERANCE:
+        return f"{sized} ({running} running: {load:.0%} of their target load, within {TOLERANCE:.0%} tolerance)"
+    return sized

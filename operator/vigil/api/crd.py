@@ -212,6 +212,7 @@ def all_crds() -> dict[str, Schema]:
                 _column("SLO", ".spec.slo"),
                 _column("Phase", ".status.phase"),
                 _column("Cause", ".status.diagnosis.cause"),
+                _column("Trigger", ".spec.trigger", priority=1, description="Breach, or Headroom: ahead of one"),
                 _column("Opened", ".status.openedAt", "date"),
                 age,
             ],

@@ -180,6 +180,14 @@ class Plan(KubeModel):
     )
 
 
+class Trigger(enum.StrEnum):
+    """Why an Incident was opened."""
+
+    BREACH = "Breach"
+    HEADROOM = "Headroom"
+    """Before any breach: the rising demand needed more replicas than ran (spec.headroom)."""
+
+
 class IncidentSpec(KubeModel):
     """The breach (written by vigil when it opens the Incident)."""
 
@@ -195,6 +203,11 @@ class IncidentSpec(KubeModel):
         default=None, max_length=63, description="The revision the breach was judged on."
     )
     generation: int = pydantic.Field(ge=0, description="ModelDeployment generation at detection.")
+    trigger: Trigger = pydantic.Field(
+        default=Trigger.BREACH,
+        description="Breach (an SLO breached; slo names it) or Headroom (opened before any breach because the "
+        "rising demand needed more replicas than ran, spec.headroom; slo names the SLO it protects).",
+    )
 
 
 class IncidentStatus(KubeModel):

@@ -403,6 +403,27 @@ class GiveBack(KubeModel):
     )
 
 
+class Headroom(KubeModel):
+    """Scaling out before an SLO breaches, on the measured demand (opt-in; see vigil.act.headroom).
+
+    It lives on the ModelDeployment beside ``giveBack``: both are the deployment's capacity policy,
+    as an HPA's scale-up and scale-down behaviour are the workload's. The runbook still says how
+    (its LoadSurge ``scaleOut`` step with ``targetUtilization``) and bounds it (maxReplicas, guards,
+    mode); the give-back returns what it added.
+    """
+
+    enabled: bool = pydantic.Field(
+        default=False,
+        description="Scale out ahead of a breach: while no incident is open, every SLO is Met or Warning with "
+        "metrics available, and the measured demand, rising, needs more replicas than run at the targetUtilization "
+        "of the runbook's scaleOut step for LoadSurge (beyond the HPA's 10% tolerance), vigil opens an Incident "
+        "with trigger Headroom whose plan is that step alone: recorded before it acts, bounded by the step's "
+        "maxReplicas, free nvidia.com/gpu and the runbook's guards (at most one such Incident per cooldown), and "
+        "given back by spec.giveBack once the demand no longer needs it. A breach ends it and opens its own "
+        "Incident. Default false: vigil acts only on breaches.",
+    )
+
+
 class PodShape(KubeModel):
     """Everything that shapes a Triton pod: its hash is the revision."""
 
@@ -472,6 +493,10 @@ class ModelDeploymentSpec(PodShape):
     give_back: GiveBack = pydantic.Field(
         default_factory=GiveBack,
         description="Returning what an incident added, step by step and verified, once the SLOs held again.",
+    )
+    headroom: Headroom = pydantic.Field(
+        default_factory=Headroom,
+        description="Scaling out before an SLO breaches when the rising demand needs it (opt-in, off by default).",
     )
 
     def max_replicas_or_default(self) -> int:

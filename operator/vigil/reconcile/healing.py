@@ -28,7 +28,7 @@ import pydantic
 from kubernetes.client import exceptions
 
 from vigil import labels
-from vigil.act import giveback, guards, machine, notify, restart, sizing
+from vigil.act import giveback, guards, headroom, machine, notify, restart, sizing
 from vigil.act import intents as acts
 from vigil.act import runbooks as playbooks
 from vigil.api import conditions as cond
@@ -153,45 +153,83 @@ async def open_incident(
     diagnosis = cause.diagnose(symptoms(ctx, status, breach))
     md = ctx.md.model_copy(update={"status": status})
     manifest = record.new_incident(md, str(ctx.raw["metadata"]["uid"]), breach, diagnosis, ctx.now)
-    orphan = await _unrecorded(client, ctx, breach.name)
-    if orphan is not None:
-        manifest["metadata"]["name"] = orphan  # the breach's start was recomputed after a crash: same incident
-    name = manifest["metadata"]["name"]
-    existing = await load_incident(client, ctx.namespace, name)
-    if existing is not None and existing.status.opened_at is not None:
-        incident = existing  # adopted after a restart
-    else:
-        if existing is None:
-            body = {k: v for k, v in manifest.items() if k != "status"}
-            try:
-                await client.create_custom(incapi.PLURAL, ctx.namespace, body)
-            except exceptions.ApiException as error:
-                if error.status != 409:
-                    raise
-        # Created, but its first status write may have been lost: the record starts here either way.
-        incident = incapi.Incident.model_validate(manifest)
-        await write_incident_status(client, incident)
+    incident = await _create_or_adopt(client, ctx, manifest, breach.name, incapi.Trigger.BREACH)
     event = core.Event(
         "Warning",
         "IncidentOpened",
-        f"incident {name}: SLO {breach.name} breached on revision {breach.revision}; "
+        f"incident {incident.metadata['name']}: SLO {breach.name} breached on revision {breach.revision}; "
         f"diagnosis {diagnosis.cause}: {diagnosis.summary}",
     )
     return incident, event
 
 
-async def _unrecorded(client: kube.Kube, ctx: Context, slo_name: str) -> str | None:
-    """An unresolved Incident of this deployment and SLO that ``status.activeIncident`` does not name.
+async def open_headroom(
+    client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus, scale: headroom.Scale, runbook: str
+) -> tuple[incapi.Incident, core.Event]:
+    """Create (or adopt, after a restart) a headroom Incident whose plan scales out ahead of a breach."""
+    md = ctx.md.model_copy(update={"status": status})
+    plan = machine.start_plan(
+        runbook,
+        scale.spec,
+        machine.mode_override(ctx.md.spec),
+        rbapi.Cause.LOAD_SURGE,
+        ctx.now,
+        revision=status.desired_revision,
+    )
+    manifest = record.new_headroom_incident(
+        md, str(ctx.raw["metadata"]["uid"]), scale.slo, scale.summary(), scale.sized, plan, ctx.now
+    )
+    incident = await _create_or_adopt(client, ctx, manifest, scale.slo, incapi.Trigger.HEADROOM)
+    event = core.Event(
+        "Normal",
+        "HeadroomScaleOut",
+        f"incident {incident.metadata['name']}: scaling out ahead of a breach of SLO {scale.slo}: {scale.summary()}",
+    )
+    return incident, event
+
+
+async def _create_or_adopt(
+    client: kube.Kube, ctx: Context, manifest: dict[str, Any], slo_name: str, trigger: incapi.Trigger
+) -> incapi.Incident:
+    orphan = await _unrecorded(client, ctx, slo_name, trigger)
+    if orphan is not None:
+        manifest["metadata"]["name"] = orphan  # its name was recomputed after a crash: same incident
+    name = manifest["metadata"]["name"]
+    existing = await load_incident(client, ctx.namespace, name)
+    if existing is not None and existing.status.opened_at is not None:
+        return existing  # adopted after a restart
+    if existing is None:
+        body = {k: v for k, v in manifest.items() if k != "status"}
+        try:
+            await client.create_custom(incapi.PLURAL, ctx.namespace, body)
+        except exceptions.ApiException as error:
+            if error.status != 409:
+                raise
+    # Created, but its first status write may have been lost: the record starts here either way.
+    incident = incapi.Incident.model_validate(manifest)
+    await write_incident_status(client, incident)
+    return incident
+
+
+async def _unrecorded(
+    client: kube.Kube, ctx: Context, slo_name: str, trigger: incapi.Trigger = incapi.Trigger.BREACH
+) -> str | None:
+    """An unresolved Incident of this deployment, SLO and trigger that ``status.activeIncident`` does not name.
 
     Only a crash leaves one: the Incident was created, then the operator died before the
     deployment's status (the breach's start, which names the Incident) was written. The next
     operator computes another start, hence another name; without this it would open a second
-    Incident and run the plan again, leaving the first open forever.
+    Incident and run the plan again, leaving the first open forever. A headroom Incident is never
+    taken for a breach's (nor the other way round): their plans differ.
     """
     open_ones: list[tuple[str, str]] = []
     for raw in await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}"):
         found = parse_incident(raw)  # an unreadable one may be this very incident: hold, open nothing
-        if found.spec.slo == slo_name and found.status.phase is not incapi.Phase.RESOLVED:
+        if (
+            found.spec.slo == slo_name
+            and found.spec.trigger is trigger
+            and found.status.phase is not incapi.Phase.RESOLVED
+        ):
             open_ones.append((found.status.opened_at or "", str(found.metadata["name"])))
     return max(open_ones)[1] if open_ones else None
 
@@ -297,16 +335,18 @@ async def tend(
 
 
 def _nothing_to_tend(ctx: Context, status: mdapi.ModelDeploymentStatus) -> bool:
-    """No incident, breach, give-back or runbookRef, and none of this module's conditions to keep
-    honest: a pass of :func:`tend` would read nothing (the built-in default runbook) and change nothing."""
+    """No incident, breach, give-back, runbookRef or headroom opt-in, and none of this module's
+    conditions to keep honest: a pass of :func:`tend` would read nothing (the built-in default runbook) and change nothing."""
     return (
         status.active_incident is None
         and not status.giving_back
         and not giveback.holders(status)
         and breached(status) is None
         and ctx.md.spec.runbook_ref is None
+        and not ctx.md.spec.headroom.enabled
         and cond.find(status.conditions, RUNBOOK_RESOLVED) is None
         and cond.find(status.conditions, INCIDENT_READABLE) is None
+        and cond.find(status.conditions, headroom.CONDITION) is None
     )
 
 
@@ -316,11 +356,22 @@ async def _tend(
     active = await load_incident(client, ctx.namespace, status.active_incident) if status.active_incident else None
     if active is not None and active.status.phase is incapi.Phase.RESOLVED:
         active = None
+    if active is not None and headroom.is_headroom(active.spec) and ctx.metrics_available:
+        breach = breached(status)
+        if breach is not None:  # too late to be ahead: the breach gets its own incident and runbook, now
+            reason = f"SLO {breach.name} breached: the breach opens its own incident"
+            ended = machine.end_ahead(active.status, ctx.now, f"plan cancelled: {reason}")
+            active.status = record.close(ended, ctx.now, reason)
+            await write_incident_status(client, active)
+            events.append(core.Event("Normal", "HeadroomEnded", f"incident {active.metadata['name']}: {reason}"))
+            active = None
     if active is None:
         status.active_incident = None
         breach = breached(status)
         if breach is None or not ctx.metrics_available:
             events += _runbook_condition(ctx, status, await resolve_runbook(client, ctx, None))
+            if breach is None:
+                events += await _headroom(client, ctx, status)
             return status, events
         incident, event = await open_incident(client, ctx, status, breach)
         status.active_incident = str(incident.metadata["name"])
@@ -341,6 +392,15 @@ async def _tend(
     if not ctx.metrics_available:
         return status, events  # hold: an outage neither opens nor closes an incident
     plan_done = active.status.plan is None or guards.finished(active.status.plan)
+    if headroom.is_headroom(active.spec) and plan_done:
+        found = slo_status(status, active.spec.slo)
+        state = found.state if found is not None else None
+        message = f"plan over, SLO {active.spec.slo} {state}: ahead of any breach"
+        active.status = record.close(active.status, ctx.now, message)
+        await write_incident_status(client, active)
+        events.append(core.Event("Normal", "IncidentResolved", f"incident {active.metadata['name']}: {message}"))
+        status.active_incident = None
+        return status, events
     if slo_state(status, active.spec.slo) is sloapi.SLOState.MET and plan_done:
         found = next(s for s in status.slos if s.name == active.spec.slo)
         active.status = record.resolve(active.status, ctx.now, found.sli)
@@ -350,6 +410,45 @@ async def _tend(
         )
         status.active_incident = None
     return status, events
+
+
+async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus) -> list[core.Event]:
+    """Scale out ahead of a breach when the deployment opts in and the rising demand needs it
+    (:mod:`vigil.act.headroom`); keeps the ``Headroom`` condition. Runs only with no incident open
+    and no SLO Breached."""
+    if not ctx.md.spec.headroom.enabled:
+        if cond.find(status.conditions, headroom.CONDITION) is None:
+            return []
+        return _condition(ctx, status, headroom.CONDITION, False, headroom.DISABLED, "spec.headroom.enabled is false")
+    md = ctx.md.model_copy(update={"status": status})
+    slo = headroom.slo_for(md)
+    resolution = await resolve_runbook(client, ctx, playbooks.Breach(slo or "", rbapi.Cause.LOAD_SURGE))
+    runbook: tuple[str, rbapi.RunbookSpec] | str = (
+        (resolution.runbook, resolution.spec) if resolution.usable and resolution.mode is None else resolution.message
+    )
+    unschedulable = sum(1 for p in ctx.observed.pods if cause.unschedulable(p))
+    decision = headroom.decide(
+        md,
+        runbook,
+        demand(ctx, status.current_revision),
+        await _incidents(client, ctx),
+        metrics_available=ctx.metrics_available,
+        unschedulable_pods=unschedulable,
+        now=ctx.now,
+    )
+    if decision is None:
+        return []
+    if decision.scale is not None:
+        decision = headroom.capacity_hold(decision, await client.free_gpus(), ctx.md.spec.triton.gpus)
+    events = _condition(ctx, status, headroom.CONDITION, decision.ok, decision.reason, decision.message)
+    if decision.scale is None:
+        return events
+    incident, event = await open_headroom(client, ctx, status, decision.scale, resolution.runbook)
+    status.active_incident = str(incident.metadata["name"])
+    events.append(event)
+    keep = frozenset([*giveback.holders(status), *status.giving_back])
+    await prune_history(client, ctx.namespace, ctx.name, keep)
+    return events
 
 
 def rediagnose(
@@ -455,10 +554,15 @@ async def _give_back_one(
     return status, events
 
 
-async def _others(client: kube.Kube, ctx: Context, incident: incapi.Incident) -> list[incapi.IncidentStatus]:
-    """The statuses of the deployment's other Incidents (for the guards); any unreadable one holds."""
+async def _incidents(client: kube.Kube, ctx: Context) -> list[incapi.Incident]:
+    """Every Incident of the deployment; any unreadable one holds (:class:`UnreadableIncident`)."""
     history = await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}")
-    return [parse_incident(i).status for i in history if i["metadata"]["name"] != incident.metadata["name"]]
+    return [parse_incident(i) for i in history]
+
+
+async def _others(client: kube.Kube, ctx: Context, incident: incapi.Incident) -> list[incapi.Incident]:
+    """The deployment's other Incidents (for the guards); any unreadable one holds."""
+    return [i for i in await _incidents(client, ctx) if i.metadata["name"] != incident.metadata["name"]]
 
 
 async def _plan_context(
@@ -466,10 +570,18 @@ async def _plan_context(
     ctx: Context,
     status: mdapi.ModelDeploymentStatus,
     incident: incapi.Incident,
-    others: list[incapi.IncidentStatus],
+    others: list[incapi.Incident],
     done: dict[str, acts.Result],
 ) -> machine.Context:
+    """The machine's view; a breach's plan is not held by the cooldown of a headroom plan (it only
+    added replicas ahead of the breach: nothing to let settle), a headroom plan by every plan's."""
     md = ctx.md.model_copy(update={"status": status})
+    statuses = [i.status for i in others]
+    settling = (
+        statuses
+        if headroom.is_headroom(incident.spec)
+        else [i.status for i in others if not headroom.is_headroom(i.spec)]
+    )
     cause_ = incident.status.diagnosis.cause if incident.status.diagnosis else rbapi.Cause.UNKNOWN
     unschedulable = sum(1 for p in ctx.observed.pods if cause.unschedulable(p))
     free = await client.free_gpus()
@@ -489,9 +601,9 @@ async def _plan_context(
             machine.Pod(name=p.name, revision=p.revision, ready=p.ready, failing=cause.failing(p, ctx.now))
             for p in ctx.observed.pods
         ),
-        actions_last_hour=guards.actions_within([*others, incident.status], ctx.now),
-        last_plan_ended_at=guards.last_plan_end(others),
-        last_plan_met_since=guards.last_plan_met_since(others),
+        actions_last_hour=guards.actions_within([*statuses, incident.status], ctx.now),
+        last_plan_ended_at=guards.last_plan_end(settling),
+        last_plan_met_since=guards.last_plan_met_since(settling),
         done=done,
         judged=machine.Judged.of(slo_status(status, incident.spec.slo)),
         demand=demand(ctx, incident.spec.revision or status.current_revision),
@@ -561,8 +673,11 @@ async def run_plan(
         if resolution is None:
             resolution = await resolve_runbook(client, ctx, breach)
         mode = resolution.mode or machine.mode_override(ctx.md.spec)
+        spec = resolution.spec
+        if headroom.is_headroom(incident.spec):  # born with its plan; this rebuilds one lost with its first write
+            spec = headroom.plan_spec(spec) or spec
         incident.status.plan = machine.start_plan(
-            resolution.runbook, resolution.spec, mode, breach.cause, ctx.now, revision=status.desired_revision
+            resolution.runbook, spec, mode, breach.cause, ctx.now, revision=status.desired_revision
         )
         if not resolution.usable:
             incident.status = record.append(incident.status, RUNBOOK_UNRESOLVED, resolution.message, ctx.now)

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from typing import Any, TypeAlias
 
 from vigil import api, labels
+from vigil.act import sizing
 from vigil.api import conditions as cond
 from vigil.api import incident as incapi
 from vigil.api import modeldeployment as mdapi
@@ -191,6 +192,58 @@ def new_incident(
             timeline=[
                 entry(DETECTED, detected_message(spec, slo_status), opened),
                 entry(DIAGNOSED, f"{diagnosis.cause}: {diagnosis.summary}", now),
+            ],
+        ),
+    )
+    return incident.wire()
+
+
+HEADROOM = "headroom"
+"""The middle of a headroom Incident's name (``<md>-headroom-<stamp>``): opened before any breach."""
+
+
+def new_headroom_incident(
+    md: mdapi.ModelDeployment,
+    uid: str,
+    slo: str,
+    summary: str,
+    sized: sizing.Sized,
+    plan: incapi.Plan,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The full manifest of a headroom Incident of ``md`` (``spec.trigger: Headroom``), born with its
+    ``plan``: no SLO is breached, the rising demand (``sized``) needs more replicas than run.
+
+    Named after the moment it was opened; a restarted operator that did not record the name adopts
+    the open one instead of opening a second (see the worker's ``_unrecorded``).
+    """
+    name = str(md.metadata.get("name"))
+    namespace = str(md.metadata.get("namespace"))
+    diagnosis = incapi.Diagnosis(
+        cause=rbapi.Cause.LOAD_SURGE,
+        summary=summary,
+        evidence=[
+            incapi.Evidence(kind="demand", message=str(sized), value=sized.projected or sized.arrivals),
+            incapi.Evidence(kind="trend", message="req/s per second the offered rate rose", value=sized.trend),
+        ],
+    )
+    incident = incapi.Incident(
+        metadata=_metadata(incident_name(name, HEADROOM, now), namespace, name, uid),
+        spec=incapi.IncidentSpec(
+            model_deployment=name,
+            slo=slo,
+            revision=md.status.current_revision,
+            generation=int(md.metadata.get("generation") or 0),
+            trigger=incapi.Trigger.HEADROOM,
+        ),
+        status=incapi.IncidentStatus(
+            phase=incapi.Phase.OPEN,
+            opened_at=cond.rfc3339(now),
+            diagnosis=diagnosis,
+            plan=plan,
+            timeline=[
+                entry(DETECTED, f"ahead of a breach of SLO {slo}: {summary}", now),
+                entry(DIAGNOSED, f"{diagnosis.cause}: {summary}", now),
             ],
         ),
     )
