@@ -62,8 +62,10 @@ from kubernetes.client import exceptions
 from bench import cluster, stages, stats, waiting
 from bench.common import AVAILABILITY, Context, relative, rounded
 from bench.operator import OperatorProcess, OperatorSettings
+from vigil.api import slo as sloapi
 from vigil.dev import chart, kwok
 from vigil.dev import sandbox as sandbox_mod
+from vigil.observe import windows
 from vigil.reconcile import settings as config
 from vigil.sim import client as simclient
 
@@ -475,10 +477,24 @@ def _settle(operator: OperatorProcess) -> dict[str, Any]:
     return {"settleSeconds": round(time.monotonic() - started, 1), "settleCores": [round(c, 3) for c in cores]}
 
 
-def refresh_settle(last_available: float, now: float) -> float:
+def refresh_settle(last_available: float, now: float, young_seconds: float = 0.0) -> float:
     """Seconds to wait from ``now`` so that one ``--status-refresh`` interval has passed since the
-    burst's last deployment became Available (at least ``SETTLE_SECONDS``)."""
-    return max(SETTLE_SECONDS, last_available + STATUS_REFRESH_SECONDS - now)
+    burst's revisions stopped being young (``young_seconds`` after the last deployment became
+    Available; at least ``SETTLE_SECONDS``).
+
+    A revision younger than its SLO's longest window is judged over windows capped to its age,
+    which grow up a ladder as it ages, and each step is a status write (the windows the status
+    lists moved). A burst's revisions take those steps together, so a window measured while they
+    do measures the young fleet's once-per-rung writes, not the steady state.
+    """
+    return max(SETTLE_SECONDS, last_available + young_seconds + STATUS_REFRESH_SECONDS - now)
+
+
+def young_seconds(settings: OperatorSettings) -> float:
+    """How long a bench deployment's revision is judged over capped windows: its SLO's longest window."""
+    spec = sloapi.SLOSpec.model_validate(AVAILABILITY)
+    min_window = round(sloapi.duration_seconds(settings.min_window))
+    return float(max(pair.long_seconds for pair in windows.pairs_for(spec, min_window=min_window)))
 
 
 def _until(what: str, timeout: float, probe: Callable[[], bool], interval: float = 2.0) -> None:
@@ -536,8 +552,10 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
                     result["detectionError"] = str(error)
             cluster.log(f"  N={size}: Available; settling (the operator's backlog worked off) before measuring")
             # The burst wrote every status within a few minutes, so their first refreshes come as
-            # one wave a status-refresh interval later: the steady state starts after it.
-            refresh_wait = refresh_settle(last_available, time.time())
+            # one wave a status-refresh interval later, and their windows grow up their ladders
+            # together until the revisions are older than the SLO's longest window: the steady
+            # state starts after both.
+            refresh_wait = refresh_settle(last_available, time.time(), young_seconds(ctx.settings))
             result["refreshWaitSeconds"] = round(refresh_wait, 1)
             if waiting.STOP.wait(refresh_wait):
                 raise waiting.Interrupted("the benchmark was interrupted")

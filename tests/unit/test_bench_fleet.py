@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from bench import __main__ as bench_main
 from bench import fleet, plots, report, stages, stats
+from bench.operator import OperatorSettings
 
 from vigil.dev import sandbox as sandbox_mod
 from vigil.sim import client as simclient
@@ -233,6 +234,14 @@ def test_the_steady_state_waits_one_status_refresh_interval_after_the_last_deplo
     assert refresh == 120.0  # the operator's default, as the benchmark runs it
     assert fleet.refresh_settle(last_available=1000.0, now=1010.0) == refresh - 10.0
     assert fleet.refresh_settle(last_available=1000.0, now=1000.0 + refresh) == fleet.SETTLE_SECONDS
+
+
+def test_the_steady_state_waits_until_the_burst_s_revisions_are_older_than_their_longest_window() -> None:
+    # The bench's 1h availability SLO at a 20 s min window: its longest window is 3d / 720 = 6 min.
+    young = fleet.young_seconds(OperatorSettings(min_window="20s"))
+    assert young == 360.0
+    wait = fleet.refresh_settle(last_available=1000.0, now=1010.0, young_seconds=young)
+    assert wait == 360.0 + fleet.STATUS_REFRESH_SECONDS - 10.0
 
 
 def test_a_pod_reaches_bound_running_and_ready_in_turn() -> None:
