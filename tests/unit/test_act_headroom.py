@@ -263,11 +263,11 @@ def test_it_holds_while_a_give_back_returns_a_step_but_not_while_one_stabilizes(
     assert decision.scale is not None
 
 
-def test_at_most_one_headroom_incident_per_cooldown_even_one_that_did_not_act() -> None:
+def test_a_headroom_incident_that_took_no_action_holds_the_next_for_a_cooldown() -> None:
     recent = incident("resnet-headroom-1", trigger=incapi.Trigger.HEADROOM, opened=-599)
     assert holding(decide(deployment(), incidents=(recent,))) == (
-        "holding: headroom incident resnet-headroom-1 opened 2026-11-22T11:50:01Z: at most one per cooldown 10m, "
-        "until 2026-11-22T12:00:01Z"
+        "holding: headroom incident resnet-headroom-1 opened 2026-11-22T11:50:01Z without acting: at most one such "
+        "per cooldown 10m, until 2026-11-22T12:00:01Z"
     )
     older = incident("resnet-headroom-0", trigger=incapi.Trigger.HEADROOM, opened=-600)
     decision = decide(deployment(), incidents=(older,))
@@ -275,15 +275,51 @@ def test_at_most_one_headroom_incident_per_cooldown_even_one_that_did_not_act() 
     assert decision.scale is not None
 
 
-def test_the_runbook_guards_hold_it_after_a_plan_that_acted_and_at_the_action_limit() -> None:
-    ended = incident("resnet-queue-1", plan=acted_plan(-300))
-    assert holding(decide(deployment(), incidents=(ended,))) == (
-        "holding: cooldown 10m after the last plan, until 2026-11-22T12:05:00Z"
+def test_the_cooldown_after_a_plan_that_acted_holds_it_unless_the_demand_was_measured_after_that_plan() -> None:
+    just = incident("resnet-headroom-1", trigger=incapi.Trigger.HEADROOM, opened=-200, plan=acted_plan(-20))
+    # The demand's 30 s window reaches back before that plan ended: the load it answered.
+    assert holding(decide(deployment(scale=2), incidents=(just,))) == (
+        "holding: cooldown 10m after the last plan, until 2026-11-22T12:09:40Z"
     )
+    # A window all after it: the load kept rising past what it provisioned (a ramp), one plan follows another.
+    ramp = incident("resnet-headroom-1", trigger=incapi.Trigger.HEADROOM, opened=-400, plan=acted_plan(-31))
+    decision = decide(deployment(scale=2), incidents=(ramp,))
+    assert decision is not None
+    assert decision.scale is not None
+    breach = incident("resnet-queue-1", plan=acted_plan(-300))
+    decision = decide(deployment(scale=2), incidents=(breach,))
+    assert decision is not None
+    assert decision.scale is not None
+
+
+def test_the_action_limit_is_never_waived() -> None:
     busy = incident("resnet-queue-2", intents_at=(-3000, -2000, -1500, -1000, -700, -650))
     assert holding(decide(deployment(), incidents=(busy,))) == (
         "holding: maxActionsPerHour (6) reached for this deployment"
     )
+
+
+def test_no_scale_out_ahead_within_a_cooldown_after_a_give_back_step() -> None:
+    def gave_back(seconds: float) -> incapi.Incident:
+        found = incident("old", give_back=incapi.GiveBackPhase.STABILIZING)
+        assert found.status.give_back is not None
+        found.status.give_back.steps = [
+            incapi.GiveBackStep(
+                number=1,
+                target={"replicas": "2"},
+                state=incapi.StepState.SUCCEEDED,
+                finished_at=cond.rfc3339(actkit.at(seconds)),
+            )
+        ]
+        return found
+
+    assert holding(decide(deployment(), incidents=(gave_back(-120),))) == (
+        "holding: incident old gave back a step at 2026-11-22T11:58:00Z: no scale-out ahead of a breach within "
+        "the cooldown 10m after it, until 2026-11-22T12:08:00Z"
+    )
+    decision = decide(deployment(), incidents=(gave_back(-601),))
+    assert decision is not None
+    assert decision.scale is not None
 
 
 def test_an_unusable_runbook_reference_is_said_and_nothing_scales() -> None:

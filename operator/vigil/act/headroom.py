@@ -7,12 +7,15 @@ fleet loop already measures every cycle (served rate plus the queue's growth, pe
 :mod:`vigil.act.sizing`), without giving up any of the rules an incident's actions follow:
 
 * **When**: no incident is open, the deployment is not paused, metrics are available, every SLO
-  is Met or Warning (none Breached, none without a verdict), no give-back is returning a step,
-  the runbook's guards allow an action (cooldown after the last plan that acted,
-  ``maxActionsPerHour``), no headroom Incident opened within the cooldown, the replicas are
-  below the step's ceiling with no unschedulable pod, and the demand now (at the end of its
-  window) is rising and needs more replicas than run at the step's ``targetUtilization``, by more
-  than the HPA's 10 % tolerance (:func:`vigil.act.sizing.outgrows`).
+  is Met or Warning (none Breached, none without a verdict), no give-back is returning a step nor
+  returned one within the runbook's ``cooldown`` (scaling out right after scaling in is flapping),
+  no headroom Incident that took no action opened within the cooldown, the replicas are below the
+  step's ceiling with no unschedulable pod, the demand now (at the end of its window) is rising
+  and needs more replicas than run at the step's ``targetUtilization``, by more than the HPA's
+  10 % tolerance (:func:`vigil.act.sizing.outgrows`), and the runbook's guards allow an action:
+  ``maxActionsPerHour``, and the cooldown after the last plan that acted unless that demand was
+  measured on data from after it (a load still rising past what that plan provisioned, as the
+  step machine waives it for a breach's scale-out; on a ramp one headroom plan follows another).
 * **How**: the runbook's first ``scaleOut`` step with ``targetUtilization`` that runs for
   ``LoadSurge`` (the step a surge's breach would run), alone and moving on when it fails (no
   escalation, no traffic shift before a breach): :func:`plan_spec`. It runs in an Incident with
@@ -153,6 +156,9 @@ def decide(
     sized = sizing.outgrows(demand, target, running)
     if slo is None or isinstance(sized, str):
         return Decision(True, ARMED, armed)
+    blocked = _guarded(spec, incidents, sizing.size(demand, target), running, now)
+    if blocked is not None:
+        return Decision(False, HOLDING, f"holding: {blocked}")
     only = plan_spec(spec)
     assert only is not None  # step_of found the step it keeps
     scale = Scale(slo=slo, spec=only, sized=sized, running=running)
@@ -168,7 +174,7 @@ def _held(
     unschedulable_pods: int,
     now: datetime.datetime,
 ) -> str | None:
-    """Why no headroom scale-out may start now (constant while it lasts), or None."""
+    """Why no headroom scale-out may start now, whatever the demand (constant while it lasts), or None."""
     status = md.status
     if md.spec.paused:
         return "the deployment is paused (spec.paused)"
@@ -189,19 +195,18 @@ def _held(
     if returning:
         return f"incident {returning[0]} is giving back a step"
     cooldown = datetime.timedelta(seconds=sloapi.duration_seconds(spec.guards.cooldown))
-    last = _last_headroom(incidents)
-    if last is not None and now < last[0] + cooldown:
+    returned = _last_give_back_step(incidents)
+    if returned is not None and now < returned[0] + cooldown:
         return (
-            f"headroom incident {last[1]} opened {cond.rfc3339(last[0])}: at most one per cooldown "
-            f"{spec.guards.cooldown}, until {cond.rfc3339(last[0] + cooldown)}"
+            f"incident {returned[1]} gave back a step at {cond.rfc3339(returned[0])}: no scale-out ahead of a breach "
+            f"within the cooldown {spec.guards.cooldown} after it, until {cond.rfc3339(returned[0] + cooldown)}"
         )
-    statuses = [i.status for i in incidents]
-    fresh = incapi.Plan(runbook="headroom", mode=spec.mode)  # a plan that has not acted: the guards' view
-    blocked = guards.blocked(
-        spec.guards, fresh, guards.actions_within(statuses, now), guards.last_plan_end(statuses), now
-    )
-    if blocked is not None:
-        return blocked.removeprefix("holding: ")
+    idle = _last_idle_headroom(incidents)
+    if idle is not None and now < idle[0] + cooldown:
+        return (
+            f"headroom incident {idle[1]} opened {cond.rfc3339(idle[0])} without acting: at most one such per "
+            f"cooldown {spec.guards.cooldown}, until {cond.rfc3339(idle[0] + cooldown)}"
+        )
     top = machine.ceiling(md, step)
     if machine.wanted_replicas(md) >= top:
         return f"at the step's ceiling of {top} replicas"
@@ -210,11 +215,57 @@ def _held(
     return None
 
 
-def _last_headroom(incidents: Sequence[incapi.Incident]) -> tuple[datetime.datetime, str] | None:
+def _guarded(
+    spec: rbapi.RunbookSpec,
+    incidents: Sequence[incapi.Incident],
+    average: sizing.Sized | str,
+    running: int,
+    now: datetime.datetime,
+) -> str | None:
+    """Why the runbook's guards hold a scale-out now, or None; ``average``: the demand over its window.
+
+    The cooldown after the last plan that acted is waived, as the step machine waives it for a
+    breach's scale-out (``machine._cooldown_waiver``: the same test, so the plan opened here is not
+    held), when the demand over its window needs more replicas than run and was measured on
+    data none of which belongs to that plan (its window starts after the plan ended, or after the
+    data its last step was verified Met on): a load that kept rising past what the plan provisioned.
+    Adding replicas undoes nothing; what could flap, a scale-out right after a give-back step, is
+    held by :func:`_held`. ``maxActionsPerHour`` is never waived.
+    """
+    statuses = [i.status for i in incidents]
+    ended = guards.last_plan_end(statuses)
+    clean_since = min(guards.last_plan_met_since(statuses) or ended, ended) if ended is not None else None
+    waive = (
+        clean_since is not None
+        and isinstance(average, sizing.Sized)
+        and average.replicas > running  # the evidence the step machine's waiver reads too
+        and average.window_seconds is not None
+        and now - datetime.timedelta(seconds=average.window_seconds) >= clean_since
+    )
+    fresh = incapi.Plan(runbook="headroom", mode=spec.mode)  # a plan that has not acted: the guards' view
+    blocked = guards.blocked(spec.guards, fresh, guards.actions_within(statuses, now), ended, now, waive)
+    return blocked.removeprefix("holding: ") if blocked is not None else None
+
+
+def _last_give_back_step(incidents: Sequence[incapi.Incident]) -> tuple[datetime.datetime, str] | None:
+    """When the latest give-back step (not a restore) of the deployment ended well, and its incident."""
+    done = [
+        (cond.parse_time(step.finished_at), str(i.metadata.get("name")))
+        for i in incidents
+        if i.status.give_back is not None
+        for step in i.status.give_back.steps
+        if step.finished_at and not step.restore and step.state is incapi.StepState.SUCCEEDED
+    ]
+    return max(done) if done else None
+
+
+def _last_idle_headroom(incidents: Sequence[incapi.Incident]) -> tuple[datetime.datetime, str] | None:
+    """When the latest headroom Incident whose plan took no action (a dry run, a step skipped or
+    blocked) was opened, and its name: without an action no cooldown follows it, so this one does."""
     opened = [
         (cond.parse_time(i.status.opened_at), str(i.metadata.get("name")))
         for i in incidents
-        if is_headroom(i.spec) and i.status.opened_at
+        if is_headroom(i.spec) and i.status.opened_at and (i.status.plan is None or not guards.acted(i.status.plan))
     ]
     return max(opened) if opened else None
 
