@@ -555,7 +555,7 @@ def step(ctx: Context, size: int, window: float) -> dict[str, Any]:
             # one wave a status-refresh interval later, and their windows grow up their ladders
             # together until the revisions are older than the SLO's longest window: the steady
             # state starts after both.
-            refresh_wait = refresh_settle(last_available, time.time(), young_seconds(ctx.settings))
+            refresh_wait = refresh_settle(last_available, time.time(), young_seconds(ctx.settings) if size else 0.0)
             result["refreshWaitSeconds"] = round(refresh_wait, 1)
             if waiting.STOP.wait(refresh_wait):
                 raise waiting.Interrupted("the benchmark was interrupted")
