@@ -57,7 +57,7 @@ def runbook(**step: Any) -> rbapi.RunbookSpec:
 def deployment(
     *,
     enabled: bool = True,
-    states: tuple[sloapi.SLOState, ...] = (MET,),
+    states: tuple[sloapi.SLOState, ...] = (MET, MET),
     active: str | None = None,
     scale: int | None = None,
     **spec: Any,
@@ -241,6 +241,10 @@ def holding(decision: headroom.Decision | None) -> str:
         (deployment(states=(sloapi.SLOState.NO_DATA, MET)), "holding: SLO errors NoData"),
         (deployment(states=(MET, sloapi.SLOState.INSUFFICIENT_TRAFFIC)), "holding: SLO queue InsufficientTraffic"),
         (deployment(scale=6), "holding: at the step's ceiling of 6 replicas"),
+        # An SLO of the spec without a verdict (one just added) holds like one not judged Met.
+        (deployment(states=(MET,)), "holding: SLO queue has no verdict yet"),
+        # Scaled to zero: nothing serves, nothing to size (it used to raise in every reconcile).
+        (deployment(replicas=0), "holding: scaled to zero (spec.replicas 0): nothing to size"),
     ],
 )
 def test_it_holds_on_a_paused_deployment_an_open_incident_an_slo_not_met_or_warning_or_at_the_ceiling(

@@ -182,9 +182,17 @@ def _held(
         return f"incident {status.active_incident} is open"
     if not metrics_available:
         return "metrics unavailable"
-    if not status.slos:
+    if machine.wanted_replicas(md) < 1:
+        return "scaled to zero (spec.replicas 0): nothing to size"
+    verdicts = {s.name: s.state for s in status.slos}
+    # Every SLO of the spec, not only those with a verdict: one just added has none yet.
+    unjudged = [
+        f"SLO {slo.name} {verdicts[slo.name]}" if slo.name in verdicts else f"SLO {slo.name} has no verdict yet"
+        for slo in md.spec.slos
+        if verdicts.get(slo.name) not in _JUDGED
+    ]
+    if not md.spec.slos or not status.slos:
         return "no SLO verdict yet"
-    unjudged = [f"SLO {s.name} {s.state}" for s in status.slos if s.state not in _JUDGED]
     if unjudged:
         return ", ".join(unjudged)
     returning = [

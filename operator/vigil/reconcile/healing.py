@@ -420,6 +420,18 @@ async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeployme
         if cond.find(status.conditions, headroom.CONDITION) is None:
             return []
         return _condition(ctx, status, headroom.CONDITION, False, headroom.DISABLED, "spec.headroom.enabled is false")
+    incidents = await _incidents(client, ctx)
+    # A headroom Incident this status does not name: opened by a pass whose status write (or what
+    # came between) failed, or by an operator killed right after. Adopted whatever the demand
+    # says now, so it runs (or closes as no longer needed) instead of staying open and, as an
+    # Incident opened without acting, holding the next scale-out ahead for a cooldown.
+    orphan = next(
+        (i for i in incidents if headroom.is_headroom(i.spec) and i.status.phase is not incapi.Phase.RESOLVED),
+        None,
+    )
+    if orphan is not None:
+        status.active_incident = str(orphan.metadata["name"])
+        return []
     md = ctx.md.model_copy(update={"status": status})
     slo = headroom.slo_for(md)
     resolution = await resolve_runbook(client, ctx, playbooks.Breach(slo or "", rbapi.Cause.LOAD_SURGE))
@@ -431,7 +443,7 @@ async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeployme
         md,
         runbook,
         demand(ctx, status.current_revision),
-        await _incidents(client, ctx),
+        incidents,
         metrics_available=ctx.metrics_available,
         unschedulable_pods=unschedulable,
         now=ctx.now,
