@@ -184,6 +184,8 @@ def _held(
         return "metrics unavailable"
     if machine.wanted_replicas(md) < 1:
         return "scaled to zero (spec.replicas 0): nothing to size"
+    if not md.spec.slos or not status.slos:
+        return "no SLO verdict yet"
     verdicts = {s.name: s.state for s in status.slos}
     # Every SLO of the spec, not only those with a verdict: one just added has none yet.
     unjudged = [
@@ -191,8 +193,6 @@ def _held(
         for slo in md.spec.slos
         if verdicts.get(slo.name) not in _JUDGED
     ]
-    if not md.spec.slos or not status.slos:
-        return "no SLO verdict yet"
     if unjudged:
         return ", ".join(unjudged)
     returning = [

@@ -916,9 +916,10 @@ def _not_needed_ahead(d: _Draft, step: rbapi.Step) -> str | None:
         return f"no breach: only a scaleOut sized from demand acts ahead of one ({step.action})"
     if d.ctx.slo_state is sloapi.SLOState.BREACHED:
         return None
-    if wanted_replicas(d.ctx.md) < 1:
+    running = wanted_replicas(d.ctx.md)
+    if running < 1:
         return "no longer needed ahead of a breach: scaled to zero (spec.replicas 0)"
-    sized = sizing.outgrows(d.ctx.demand, target, wanted_replicas(d.ctx.md))
+    sized = sizing.outgrows(d.ctx.demand, target, running)
     return f"no longer needed ahead of a breach: {sized}" if isinstance(sized, str) else None
 
 

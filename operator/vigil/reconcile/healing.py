@@ -22,6 +22,7 @@ import datetime
 import functools
 import logging
 import typing
+from collections.abc import Iterable
 from typing import Any
 
 import pydantic
@@ -222,15 +223,20 @@ async def _unrecorded(
     Incident and run the plan again, leaving the first open forever. A headroom Incident is never
     taken for a breach's (nor the other way round): their plans differ.
     """
-    open_ones: list[tuple[str, str]] = []
-    for raw in await client.list_custom(incapi.PLURAL, ctx.namespace, f"{labels.MODEL_DEPLOYMENT}={ctx.name}"):
-        found = parse_incident(raw)  # an unreadable one may be this very incident: hold, open nothing
-        if (
-            found.spec.slo == slo_name
-            and found.spec.trigger is trigger
-            and found.status.phase is not incapi.Phase.RESOLVED
-        ):
-            open_ones.append((found.status.opened_at or "", str(found.metadata["name"])))
+    return _latest_unresolved(await _incidents(client, ctx), trigger, slo_name)
+
+
+def _latest_unresolved(
+    incidents: Iterable[incapi.Incident], trigger: incapi.Trigger, slo_name: str | None = None
+) -> str | None:
+    """The latest opened unresolved Incident of ``incidents`` with ``trigger`` (and SLO, if given)."""
+    open_ones = [
+        (found.status.opened_at or "", str(found.metadata["name"]))
+        for found in incidents
+        if found.spec.trigger is trigger
+        and (slo_name is None or found.spec.slo == slo_name)
+        and found.status.phase is not incapi.Phase.RESOLVED
+    ]
     return max(open_ones)[1] if open_ones else None
 
 
@@ -425,12 +431,9 @@ async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeployme
     # came between) failed, or by an operator killed right after. Adopted whatever the demand
     # says now, so it runs (or closes as no longer needed) instead of staying open and, as an
     # Incident opened without acting, holding the next scale-out ahead for a cooldown.
-    orphan = next(
-        (i for i in incidents if headroom.is_headroom(i.spec) and i.status.phase is not incapi.Phase.RESOLVED),
-        None,
-    )
+    orphan = _latest_unresolved(incidents, incapi.Trigger.HEADROOM)
     if orphan is not None:
-        status.active_incident = str(orphan.metadata["name"])
+        status.active_incident = orphan
         return []
     md = ctx.md.model_copy(update={"status": status})
     slo = headroom.slo_for(md)
