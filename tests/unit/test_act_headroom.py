@@ -253,6 +253,67 @@ def test_it_holds_on_a_paused_deployment_an_open_incident_an_slo_not_met_or_warn
     assert holding(decide(md)) == message
 
 
+HPA_ENTRY = {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale",
+             "fieldsV1": {"f:spec": {"f:replicas": {}}}}  # fmt: skip
+
+
+def scaling(decision: headroom.Decision | None) -> bool:
+    return decision is not None and decision.reason == headroom.SCALING_OUT
+
+
+def owned(*entries: dict[str, Any]) -> mdapi.ModelDeployment:
+    md = deployment()
+    md.metadata["managedFields"] = list(entries)
+    return md
+
+
+def rolling(desired: str, rollback: str | None = None) -> mdapi.ModelDeployment:
+    md = deployment()
+    md.status.desired_revision = desired
+    if rollback is not None:
+        md.status.rollback = mdapi.RollbackOverride(
+            revision=rollback, from_revision=desired, incident="old", generation=1, since=cond.rfc3339(NOW)
+        )
+    return md
+
+
+def test_it_holds_while_an_autoscaler_owns_the_replicas_through_the_scale_subresource() -> None:
+    """One owner of the replica count at a time: an HPA (or ``kubectl scale``) that set spec.replicas
+    through /scale keeps it; the spec's own writers (Argo CD's apply) do not hold anything."""
+    assert holding(decide(owned(HPA_ENTRY))) == (
+        "holding: spec.replicas is set by kube-controller-manager through the scale subresource: "
+        "the replica count has one owner at a time"
+    )
+    applied = {"manager": "argocd-controller", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+    status_only = {**HPA_ENTRY, "fieldsV1": {"f:status": {"f:replicas": {}}}}
+    for md in (owned(applied), owned(status_only), owned()):
+        assert scaling(decide(md)), md.metadata
+
+
+def test_it_holds_while_a_rollout_or_a_rollback_has_not_switched_traffic_yet() -> None:
+    assert holding(decide(rolling("new0000000"))) == "holding: a rollout to revision new0000000 is in progress"
+    # A rollback in force serves its revision: once it serves, the deployment is sized as usual.
+    assert holding(decide(rolling("new0000000", rollback="old0000000"))) == (
+        "holding: a rollout to revision old0000000 is in progress"
+    )
+    for md in (rolling(actkit.GOOD), rolling("new0000000", rollback=actkit.GOOD)):
+        assert scaling(decide(md)), md.metadata
+
+
+def test_a_pass_that_does_not_decide_holds_the_condition_on_what_stands() -> None:
+    """While an incident is open or an SLO breached the worker reads no runbook and no Incident:
+    the condition still says why nothing scales ahead, and nothing for a deployment not opted in."""
+    assert headroom.holding(deployment(active="resnet-queue-1"), metrics_available=True) == headroom.Decision(
+        False, headroom.HOLDING, "holding: incident resnet-queue-1 is open"
+    )
+    breached = deployment(states=(MET, sloapi.SLOState.BREACHED))
+    assert headroom.holding(breached, metrics_available=False) == headroom.Decision(
+        False, headroom.HOLDING, "holding: metrics unavailable"
+    )
+    assert headroom.holding(deployment(enabled=False, active="resnet-queue-1"), metrics_available=True) is None
+    assert headroom.holding(deployment(), metrics_available=True) is None
+
+
 def test_it_holds_without_metrics_and_with_unschedulable_pods() -> None:
     assert holding(decide(deployment(), metrics=False)) == "holding: metrics unavailable"
     assert holding(decide(deployment(), unschedulable=1)) == "holding: pods of this deployment are unschedulable"

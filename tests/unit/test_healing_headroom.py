@@ -135,6 +135,7 @@ async def test_a_breach_ends_the_headroom_incident_and_its_own_incident_acts_unh
     assert seen["intents"] == 2
     assert "SLO queue breached: the breach opens its own incident" in seen["timelines"]["Headroom"]
     assert not any("cooldown" in m for m in seen["timelines"]["Breach"])
+    assert seen["headroom"] == "Holding"  # while the breach's incident runs (not Armed, not ScalingOut)
 
 
 async def test_a_fault_at_any_call_changes_nothing_but_timing(monkeypatch: pytest.MonkeyPatch) -> None:

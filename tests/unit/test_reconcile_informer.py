@@ -114,6 +114,19 @@ def test_pods_are_kept_slim_and_managed_fields_are_dropped() -> None:
     assert kept["spec"]["containers"] == [{"name": "t", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]
 
 
+SCALE_ENTRY = {"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale",
+               "fieldsV1": {"f:spec": {"f:replicas": {}}}}  # fmt: skip
+
+
+def test_only_the_scale_subresource_entries_of_managed_fields_are_kept() -> None:
+    """Who set the replicas through /scale (an HPA) is what headroom reads; the rest is bulk."""
+    whole = {"metadata": {"name": "m", "managedFields": [{"manager": "argocd", "operation": "Apply"}, SCALE_ENTRY]}}
+    assert informer.strip(whole)["metadata"] == {"name": "m", "managedFields": [SCALE_ENTRY]}
+    assert informer.strip({"metadata": {"name": "m", "managedFields": [{"manager": "argocd"}]}}) == {
+        "metadata": {"name": "m"}
+    }
+
+
 DESIRED = {
     "metadata": {"name": "d", "labels": {"a": "1"}},
     "spec": {

@@ -6,7 +6,8 @@ first. A ModelDeployment with ``spec.headroom.enabled`` gets the same foresight 
 fleet loop already measures every cycle (served rate plus the queue's growth, per busy replica:
 :mod:`vigil.act.sizing`), without giving up any of the rules an incident's actions follow:
 
-* **When**: no incident is open, the deployment is not paused, metrics are available, every SLO
+* **When**: no incident is open, the deployment is not paused, metrics are available, no autoscaler
+  owns spec.replicas through the scale subresource, no rollout is switching revisions, every SLO
   is Met or Warning (none Breached, none without a verdict), no give-back is returning a step nor
   returned one within the runbook's ``cooldown`` (scaling out right after scaling in is flapping),
   no headroom Incident that took no action opened within the cooldown, the replicas are below the
@@ -165,6 +166,50 @@ def decide(
     return Decision(True, SCALING_OUT, f"scaling out ahead of a breach: {scale.summary()}", scale)
 
 
+def standing(md: mdapi.ModelDeployment, metrics_available: bool) -> str | None:
+    """Why no headroom scale-out may start now, from the deployment alone (no runbook, no Incidents:
+    what a pass knows while an incident is open or an SLO breached), or None. Constant while it lasts."""
+    status = md.status
+    if md.spec.paused:
+        return "the deployment is paused (spec.paused)"
+    if status.active_incident is not None:
+        return f"incident {status.active_incident} is open"
+    if not metrics_available:
+        return "metrics unavailable"
+    owner = mdapi.scale_owner(md.metadata)
+    if owner is not None:
+        # An HPA sizes on its own target: two owners of one count oscillate, period about a cooldown.
+        return (
+            f"spec.replicas is set by {owner} through the scale subresource: the replica count has one owner at a time"
+        )
+    if machine.wanted_replicas(md) < 1:
+        return "scaled to zero (spec.replicas 0): nothing to size"
+    target = status.rollback.revision if status.rollback is not None else status.desired_revision
+    if target is not None and target != status.current_revision:
+        # Replicas go to the revision rolled out, which takes no traffic yet: the serving one's
+        # demand would size it, and delay its switch (which waits for all of them).
+        return f"a rollout to revision {target} is in progress"
+    if not md.spec.slos or not status.slos:
+        return "no SLO verdict yet"
+    verdicts = {s.name: s.state for s in status.slos}
+    # Every SLO of the spec, not only those with a verdict: one just added has none yet.
+    unjudged = [
+        f"SLO {slo.name} {verdicts[slo.name]}" if slo.name in verdicts else f"SLO {slo.name} has no verdict yet"
+        for slo in md.spec.slos
+        if verdicts.get(slo.name) not in _JUDGED
+    ]
+    return ", ".join(unjudged) if unjudged else None
+
+
+def holding(md: mdapi.ModelDeployment, metrics_available: bool) -> Decision | None:
+    """The ``Headroom`` condition of a pass that does not decide (an incident is open, an SLO
+    breached): Holding on :func:`standing`'s reason; None: not opted in, or nothing stands."""
+    if not md.spec.headroom.enabled:
+        return None
+    reason = standing(md, metrics_available)
+    return Decision(False, HOLDING, f"holding: {reason}") if reason is not None else None
+
+
 def _held(
     md: mdapi.ModelDeployment,
     spec: rbapi.RunbookSpec,
@@ -175,26 +220,9 @@ def _held(
     now: datetime.datetime,
 ) -> str | None:
     """Why no headroom scale-out may start now, whatever the demand (constant while it lasts), or None."""
-    status = md.status
-    if md.spec.paused:
-        return "the deployment is paused (spec.paused)"
-    if status.active_incident is not None:
-        return f"incident {status.active_incident} is open"
-    if not metrics_available:
-        return "metrics unavailable"
-    if machine.wanted_replicas(md) < 1:
-        return "scaled to zero (spec.replicas 0): nothing to size"
-    if not md.spec.slos or not status.slos:
-        return "no SLO verdict yet"
-    verdicts = {s.name: s.state for s in status.slos}
-    # Every SLO of the spec, not only those with a verdict: one just added has none yet.
-    unjudged = [
-        f"SLO {slo.name} {verdicts[slo.name]}" if slo.name in verdicts else f"SLO {slo.name} has no verdict yet"
-        for slo in md.spec.slos
-        if verdicts.get(slo.name) not in _JUDGED
-    ]
-    if unjudged:
-        return ", ".join(unjudged)
+    reason = standing(md, metrics_available)
+    if reason is not None:
+        return reason
     returning = [
         str(i.metadata.get("name"))
         for i in incidents

@@ -644,3 +644,15 @@ class ModelDeployment(KubeModel):
     status: ModelDeploymentStatus = pydantic.Field(
         default_factory=ModelDeploymentStatus, description="What vigil observed and decided; written by vigil only."
     )
+
+
+def scale_owner(metadata: dict[str, Any]) -> str | None:
+    """The field manager that set ``spec.replicas`` through the scale subresource and still owns it
+    (an HPA, ``kubectl scale``), from ``metadata.managedFields``; None: the spec's own writers own it."""
+    for entry in metadata.get("managedFields") or ():
+        if not isinstance(entry, dict) or entry.get("subresource") != "scale":
+            continue
+        spec = (entry.get("fieldsV1") or {}).get("f:spec")
+        if isinstance(spec, dict) and "f:replicas" in spec:
+            return str(entry.get("manager") or "an unnamed manager")
+    return None

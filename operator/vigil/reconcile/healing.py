@@ -276,8 +276,11 @@ def _condition(
     ok: bool,
     reason: str,
     message: str,
+    *,
+    warn: bool | None = None,
 ) -> list[core.Event]:
-    """Set a condition on the md status; an Event when its status or reason changes."""
+    """Set a condition on the md status; an Event when its status or reason changes, a Warning when
+    ``warn`` (default: when not ``ok``)."""
     old = cond.find(status.conditions, type_)
     value = cond.ConditionStatus.TRUE if ok else cond.ConditionStatus.FALSE
     generation = int(ctx.md.metadata.get("generation") or 0)
@@ -286,7 +289,8 @@ def _condition(
     )
     if not flipped and old is not None and old.reason == reason:
         return []
-    return [core.Event("Normal" if ok else "Warning", f"{type_}{value.value}", message)]
+    warning = not ok if warn is None else warn
+    return [core.Event("Warning" if warning else "Normal", f"{type_}{value.value}", message)]
 
 
 async def resolve_runbook(client: kube.Kube, ctx: Context, breach: playbooks.Breach | None) -> playbooks.Resolution:
@@ -376,16 +380,18 @@ async def _tend(
         breach = breached(status)
         if breach is None or not ctx.metrics_available:
             events += _runbook_condition(ctx, status, await resolve_runbook(client, ctx, None))
-            if breach is None:
-                events += await _headroom(client, ctx, status)
+            events += await _headroom(client, ctx, status) if breach is None else _headroom_held(ctx, status)
             return status, events
         incident, event = await open_incident(client, ctx, status, breach)
         status.active_incident = str(incident.metadata["name"])
         events.append(event)
         events += _runbook_condition(ctx, status, await resolve_runbook(client, ctx, _breach_of(incident)))
+        events += _headroom_held(ctx, status)
         keep = frozenset([*giveback.holders(status), *status.giving_back])
         await prune_history(client, ctx.namespace, ctx.name, keep)
         return status, events
+    if not headroom.is_headroom(active.spec):
+        events += _headroom_held(ctx, status)  # a headroom Incident's own plan keeps ScalingOut
     rediagnosed = rediagnose(ctx, status, active)
     if rediagnosed is not None:
         active, event = rediagnosed
@@ -416,6 +422,15 @@ async def _tend(
         )
         status.active_incident = None
     return status, events
+
+
+def _headroom_held(ctx: Context, status: mdapi.ModelDeploymentStatus) -> list[core.Event]:
+    """The ``Headroom`` condition of a pass that runs an incident or sees a breach: holding, and why
+    (the incident, the outage), so it never stays Armed while nothing may scale ahead."""
+    held = headroom.holding(ctx.md.model_copy(update={"status": status}), ctx.metrics_available)
+    if held is None:
+        return []
+    return _condition(ctx, status, headroom.CONDITION, held.ok, held.reason, held.message, warn=False)
 
 
 async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeploymentStatus) -> list[core.Event]:
@@ -455,7 +470,9 @@ async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeployme
         return []
     if decision.scale is not None:
         decision = headroom.capacity_hold(decision, await client.free_gpus(), ctx.md.spec.triton.gpus)
-    events = _condition(ctx, status, headroom.CONDITION, decision.ok, decision.reason, decision.message)
+    # Holding is routine (a cooldown, the ceiling): a Warning only when no step can ever scale ahead.
+    warn = decision.reason == headroom.NO_STEP
+    events = _condition(ctx, status, headroom.CONDITION, decision.ok, decision.reason, decision.message, warn=warn)
     if decision.scale is None:
         return events
     incident, event = await open_headroom(client, ctx, status, decision.scale, resolution.runbook)

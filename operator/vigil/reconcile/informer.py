@@ -110,10 +110,13 @@ def key_of(obj: Obj) -> Key:
 
 
 def strip(obj: Obj) -> Obj:
-    """``obj`` without ``managedFields``: the bulk of most objects, and nothing vigil reads."""
+    """``obj`` without ``managedFields``, the bulk of most objects, but for the scale subresource's
+    entries: who set the replicas through ``/scale`` (an autoscaler) is all of it vigil reads."""
     meta = obj.get("metadata")
     if isinstance(meta, dict) and "managedFields" in meta:
-        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+        kept = [e for e in meta["managedFields"] or () if isinstance(e, dict) and e.get("subresource") == "scale"]
+        slim = {k: v for k, v in meta.items() if k != "managedFields"}
+        obj = {**obj, "metadata": {**slim, "managedFields": kept} if kept else slim}
     return obj
 
 
