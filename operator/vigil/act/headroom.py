@@ -114,10 +114,6 @@ def slo_for(md: mdapi.ModelDeployment) -> str | None:
     return chosen.name if chosen is not None else None
 
 
-def is_headroom(spec: incapi.IncidentSpec) -> bool:
-    return spec.trigger is incapi.Trigger.HEADROOM
-
-
 def decide(
     md: mdapi.ModelDeployment,
     runbook: tuple[str, rbapi.RunbookSpec] | str,
@@ -301,7 +297,7 @@ def _last_idle_headroom(incidents: Sequence[incapi.Incident]) -> tuple[datetime.
     opened = [
         (cond.parse_time(i.status.opened_at), str(i.metadata.get("name")))
         for i in incidents
-        if is_headroom(i.spec) and i.status.opened_at and (i.status.plan is None or not guards.acted(i.status.plan))
+        if i.spec.ahead and i.status.opened_at and (i.status.plan is None or not guards.acted(i.status.plan))
     ]
     return max(opened) if opened else None
 

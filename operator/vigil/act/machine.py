@@ -903,7 +903,7 @@ def _held(d: _Draft) -> bool:
 
 def _ahead(d: _Draft) -> bool:
     """A headroom plan (:mod:`vigil.act.headroom`): it acts before any breach, never escalates."""
-    return d.ctx.incident_spec.trigger is incapi.Trigger.HEADROOM
+    return d.ctx.incident_spec.ahead
 
 
 def _not_needed_ahead(d: _Draft, step: rbapi.Step) -> str | None:

@@ -209,6 +209,11 @@ class IncidentSpec(KubeModel):
         "rising demand needed more replicas than ran, spec.headroom; slo names the SLO it protects).",
     )
 
+    @property
+    def ahead(self) -> bool:
+        """Opened ahead of any breach (``trigger: Headroom``): its plan acts before one, never escalates."""
+        return self.trigger is Trigger.HEADROOM
+
 
 class IncidentStatus(KubeModel):
     """The state of the plan and the record of everything done."""

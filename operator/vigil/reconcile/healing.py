@@ -366,7 +366,7 @@ async def _tend(
     active = await load_incident(client, ctx.namespace, status.active_incident) if status.active_incident else None
     if active is not None and active.status.phase is incapi.Phase.RESOLVED:
         active = None
-    if active is not None and headroom.is_headroom(active.spec) and ctx.metrics_available:
+    if active is not None and active.spec.ahead and ctx.metrics_available:
         breach = breached(status)
         if breach is not None:  # too late to be ahead: the breach gets its own incident and runbook, now
             reason = f"SLO {breach.name} breached: the breach opens its own incident"
@@ -390,7 +390,7 @@ async def _tend(
         keep = frozenset([*giveback.holders(status), *status.giving_back])
         await prune_history(client, ctx.namespace, ctx.name, keep)
         return status, events
-    if not headroom.is_headroom(active.spec):
+    if not active.spec.ahead:
         events += _headroom_held(ctx, status)  # a headroom Incident's own plan keeps ScalingOut
     rediagnosed = rediagnose(ctx, status, active)
     if rediagnosed is not None:
@@ -404,7 +404,7 @@ async def _tend(
     if not ctx.metrics_available:
         return status, events  # hold: an outage neither opens nor closes an incident
     plan_done = active.status.plan is None or guards.finished(active.status.plan)
-    if headroom.is_headroom(active.spec) and plan_done:
+    if active.spec.ahead and plan_done:
         found = slo_status(status, active.spec.slo)
         state = found.state if found is not None else None
         message = f"plan over, SLO {active.spec.slo} {state}: ahead of any breach"
@@ -609,11 +609,7 @@ async def _plan_context(
     added replicas ahead of the breach: nothing to let settle), a headroom plan by every plan's."""
     md = ctx.md.model_copy(update={"status": status})
     statuses = [i.status for i in others]
-    settling = (
-        statuses
-        if headroom.is_headroom(incident.spec)
-        else [i.status for i in others if not headroom.is_headroom(i.spec)]
-    )
+    settling = statuses if incident.spec.ahead else [i.status for i in others if not i.spec.ahead]
     cause_ = incident.status.diagnosis.cause if incident.status.diagnosis else rbapi.Cause.UNKNOWN
     unschedulable = sum(1 for p in ctx.observed.pods if cause.unschedulable(p))
     free = await client.free_gpus()
@@ -706,7 +702,7 @@ async def run_plan(
             resolution = await resolve_runbook(client, ctx, breach)
         mode = resolution.mode or machine.mode_override(ctx.md.spec)
         spec = resolution.spec
-        if headroom.is_headroom(incident.spec):  # born with its plan; this rebuilds one lost with its first write
+        if incident.spec.ahead:  # born with its plan; this rebuilds one lost with its first write
             spec = headroom.plan_spec(spec) or spec
         incident.status.plan = machine.start_plan(
             resolution.runbook, spec, mode, breach.cause, ctx.now, revision=status.desired_revision
