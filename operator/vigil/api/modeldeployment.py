@@ -418,9 +418,10 @@ class Headroom(KubeModel):
         "metrics available, and the measured demand, rising, needs more replicas than run at the targetUtilization "
         "of the runbook's scaleOut step for LoadSurge (beyond the HPA's 10% tolerance), vigil opens an Incident "
         "with trigger Headroom whose plan is that step alone: recorded before it acts, bounded by the step's "
-        "maxReplicas, free nvidia.com/gpu and the runbook's guards (at most one such Incident per cooldown), and "
-        "given back by spec.giveBack once the demand no longer needs it. A breach ends it and opens its own "
-        "Incident. Default false: vigil acts only on breaches.",
+        "maxReplicas, free nvidia.com/gpu and the runbook's guards (its cooldown waived only for a demand still "
+        "rising past the last plan), and given back by spec.giveBack once the demand no longer needs it. A breach "
+        "ends it and opens its own Incident. It holds while an autoscaler (an HPA) owns spec.replicas through the "
+        "scale subresource, and during a rollout. Default false: vigil acts only on breaches.",
     )
 
 
