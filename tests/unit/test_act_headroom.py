@@ -293,8 +293,8 @@ def test_it_holds_while_an_autoscaler_owns_the_replicas_through_the_scale_subres
 def test_it_holds_while_a_rollout_or_a_rollback_has_not_switched_traffic_yet() -> None:
     assert holding(decide(rolling("new0000000"))) == "holding: a rollout to revision new0000000 is in progress"
     # A rollback in force serves its revision: once it serves, the deployment is sized as usual.
-    assert holding(decide(rolling("new0000000", rollback="old0000000"))) == (
-        "holding: a rollout to revision old0000000 is in progress"
+    assert holding(decide(rolling("new0000000", rollback=actkit.BAD))) == (
+        f"holding: a rollout to revision {actkit.BAD} is in progress"
     )
     for md in (rolling(actkit.GOOD), rolling("new0000000", rollback=actkit.GOOD)):
         assert scaling(decide(md)), md.metadata
@@ -455,6 +455,42 @@ def test_a_headroom_plan_whose_demand_fell_back_skips_and_ends_without_escalatin
     assert decision.status.phase is incapi.Phase.MITIGATING
     assert machine.ESCALATED not in actkit.types(decision.status)
     assert machine.advance(decision.status, ahead_context(deployment())).intents == ()
+
+
+@pytest.mark.parametrize(
+    ("md", "reason"),
+    [
+        (owned(HPA_ENTRY), "spec.replicas is set by kube-controller-manager through the scale subresource"),
+        (rolling("new0000000"), "a rollout to revision new0000000 is in progress"),
+    ],
+)
+def test_a_headroom_plan_opened_before_an_autoscaler_or_a_rollout_took_over_skips_its_step(
+    md: mdapi.ModelDeployment, reason: str
+) -> None:
+    """The holds that keep a headroom Incident from opening are checked again before its step acts:
+    an HPA or a rollout may start in the pass between, during an approval, or across a restart."""
+    decision = machine.advance(ahead_plan(), ahead_context(md))
+    assert decision.intents == ()
+    assert actkit.states(decision.status) == [("scale-out", incapi.StepState.SKIPPED)]
+    assert (actkit.step(decision.status, "scale-out").result or "").startswith(
+        f"not scaled ahead of a breach: {reason}"
+    )
+    assert machine.ESCALATED not in actkit.types(decision.status)
+
+
+def test_an_approval_given_after_an_autoscaler_took_the_count_scales_nothing() -> None:
+    waiting = machine.advance(ahead_plan(mode=rbapi.Mode.APPROVAL), ahead_context(deployment()))
+    assert (waiting.status.phase, waiting.intents) == (incapi.Phase.AWAITING_APPROVAL, ())
+    approved = {runbook().approval_annotation: "true"}
+    assert machine.advance(waiting.status, ahead_context(owned(HPA_ENTRY), annotations=approved)).intents == ()
+    assert machine.advance(waiting.status, ahead_context(deployment(), annotations=approved)).intents != ()
+
+
+def test_a_rollback_to_a_revision_no_longer_kept_is_no_rollout() -> None:
+    """As the reconcile does, a rollback whose revision left the history gives the replicas to the spec's."""
+    md = rolling(actkit.GOOD, rollback="gone000000")
+    assert mdapi.rolling_out(md.status) is None
+    assert scaling(decide(md))
 
 
 def test_a_headroom_plan_holds_without_metrics_and_never_escalates_when_blocked() -> None:

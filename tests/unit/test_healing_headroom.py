@@ -18,11 +18,15 @@ from typing import Any
 import pytest
 
 from tests.unit import factories, fakekube
+from tests.unit import test_act_headroom as decisions
 from tests.unit.test_healing_edges import AFTER, BEFORE, NAME, NS, T0, Clock
 from tests.unit.test_healing_giveback import INCIDENT, REV, stamp
 from tests.unit.test_healing_giveback import cluster as giveback_cluster
+from vigil.act import headroom
 from vigil.api import conditions as cond
+from vigil.api import modeldeployment as mdapi
 from vigil.observe import slo
+from vigil.reconcile import healing
 from vigil.reconcile import operator as op
 
 STEP_SECONDS = 10
@@ -155,3 +159,32 @@ async def test_a_fault_at_any_call_changes_nothing_but_timing(monkeypatch: pytes
         assert seen["incidents"] == expected["incidents"], context
         assert seen["replicas"] == expected["replicas"], context
         assert (seen["intents"], seen["give_back"], seen["scale"]) == (1, ["Returned"], None), context
+
+
+def headroom_events(md: mdapi.ModelDeployment, status: mdapi.ModelDeploymentStatus) -> list[str]:
+    """The Headroom condition's reason and its Events after the worker's pass on an open incident."""
+    ctx = healing.Context(raw={}, md=md, observed=None, report=None, metrics_available=True, now=T0)  # type: ignore[arg-type]
+    posted = healing._headroom_held(ctx, status)
+    kept = cond.find(status.conditions, headroom.CONDITION)
+    return [kept.reason if kept else "-", *(f"{e.type} {e.reason}" for e in posted)]
+
+
+async def test_holding_and_turning_headroom_off_post_normal_events_and_a_missing_step_is_not_reposted() -> None:
+    """Routine holds are Normal Events; the one Warning, no step to size with, is posted once, not
+    again after every incident (the condition keeps NoScaleOutStep while one runs)."""
+    md = decisions.deployment()
+    status = md.status.model_copy(deep=True)
+    status.active_incident = "resnet-queue-1"
+    assert headroom_events(md, status) == ["Holding", "Normal HeadroomFalse"]
+    nostep = md.status.model_copy(deep=True)
+    nostep.conditions, _ = cond.set_condition(
+        [], headroom.CONDITION, cond.ConditionStatus.FALSE, headroom.NO_STEP, "no step", 1, T0
+    )
+    nostep.active_incident = "resnet-queue-1"
+    assert headroom_events(md, nostep) == [headroom.NO_STEP]
+    off = decisions.deployment(enabled=False)
+    ctx = healing.Context(raw={}, md=off, observed=None, report=None, metrics_available=True, now=T0)  # type: ignore[arg-type]
+    was_on = off.status.model_copy(deep=True)
+    was_on.conditions = status.conditions
+    posted = await healing._headroom(None, ctx, was_on)  # type: ignore[arg-type]  # opted out: reads nothing
+    assert [(e.type, e.reason) for e in posted] == [("Normal", "HeadroomFalse")]

@@ -172,19 +172,11 @@ def standing(md: mdapi.ModelDeployment, metrics_available: bool) -> str | None:
         return f"incident {status.active_incident} is open"
     if not metrics_available:
         return "metrics unavailable"
-    owner = mdapi.scale_owner(md.metadata)
-    if owner is not None:
-        # An HPA sizes on its own target: two owners of one count oscillate, period about a cooldown.
-        return (
-            f"spec.replicas is set by {owner} through the scale subresource: the replica count has one owner at a time"
-        )
+    elsewhere = machine.sized_elsewhere(md)
+    if elsewhere is not None:
+        return elsewhere
     if machine.wanted_replicas(md) < 1:
         return "scaled to zero (spec.replicas 0): nothing to size"
-    target = status.rollback.revision if status.rollback is not None else status.desired_revision
-    if target is not None and target != status.current_revision:
-        # Replicas go to the revision rolled out, which takes no traffic yet: the serving one's
-        # demand would size it, and delay its switch (which waits for all of them).
-        return f"a rollout to revision {target} is in progress"
     if not md.spec.slos or not status.slos:
         return "no SLO verdict yet"
     verdicts = {s.name: s.state for s in status.slos}

@@ -906,6 +906,25 @@ def _ahead(d: _Draft) -> bool:
     return d.ctx.incident_spec.ahead
 
 
+def sized_elsewhere(md: mdapi.ModelDeployment) -> str | None:
+    """Why ``md``'s replicas may not be sized ahead of a breach whatever the demand (None: they may):
+    an autoscaler owns the count, or they would go to a revision that serves no traffic yet. Checked
+    when a headroom Incident would open and again before its step acts (an approval, a restart and
+    the pass between leave time for either to start)."""
+    owner = mdapi.scale_owner(md.metadata)
+    if owner is not None:
+        # An HPA sizes on its own target: two owners of one count oscillate, period about a cooldown.
+        return (
+            f"spec.replicas is set by {owner} through the scale subresource: the replica count has one owner at a time"
+        )
+    rolling = mdapi.rolling_out(md.status)
+    if rolling is not None:
+        # The serving revision's demand would size the one rolled out, and delay its switch (which
+        # waits for all its replicas).
+        return f"a rollout to revision {rolling} is in progress"
+    return None
+
+
 def _not_needed_ahead(d: _Draft, step: rbapi.Step) -> str | None:
     """Why a headroom plan's step does not act (None: it does): only a scaleOut sized from demand
     acts before a breach, and only while the demand, rising, still needs more replicas than run
@@ -914,6 +933,9 @@ def _not_needed_ahead(d: _Draft, step: rbapi.Step) -> str | None:
     target = step.params.target_utilization
     if step.action is not rbapi.Action.SCALE_OUT or target is None:
         return f"no breach: only a scaleOut sized from demand acts ahead of one ({step.action})"
+    elsewhere = sized_elsewhere(d.ctx.md)
+    if elsewhere is not None:
+        return f"not scaled ahead of a breach: {elsewhere}"
     if d.ctx.slo_state is sloapi.SLOState.BREACHED:
         return None
     running = wanted_replicas(d.ctx.md)

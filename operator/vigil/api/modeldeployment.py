@@ -657,3 +657,12 @@ def scale_owner(metadata: dict[str, Any]) -> str | None:
         if isinstance(spec, dict) and "f:replicas" in spec:
             return str(entry.get("manager") or "an unnamed manager")
     return None
+
+
+def rolling_out(status: ModelDeploymentStatus) -> str | None:
+    """The revision the reconcile gives the replicas (a rollback's target in force, else the spec's)
+    while it does not serve yet; None: it serves (or nothing is known)."""
+    rollback = status.rollback
+    known = rollback is not None and any(r.name == rollback.revision for r in status.revisions)
+    target = rollback.revision if rollback is not None and known else status.desired_revision
+    return target if target is not None and target != status.current_revision else None

@@ -428,8 +428,9 @@ def _headroom_held(ctx: Context, status: mdapi.ModelDeploymentStatus) -> list[co
     """The ``Headroom`` condition of a pass that runs an incident or sees a breach: holding, and why
     (the incident, the outage), so it never stays Armed while nothing may scale ahead."""
     held = headroom.holding(ctx.md.model_copy(update={"status": status}), ctx.metrics_available)
-    if held is None:
-        return []
+    kept = cond.find(status.conditions, headroom.CONDITION)
+    if held is None or (kept is not None and kept.reason == headroom.NO_STEP):
+        return []  # no step to size with outlasts any incident: its Warning is not posted again after each
     return _condition(ctx, status, headroom.CONDITION, held.ok, held.reason, held.message, warn=False)
 
 
@@ -440,7 +441,8 @@ async def _headroom(client: kube.Kube, ctx: Context, status: mdapi.ModelDeployme
     if not ctx.md.spec.headroom.enabled:
         if cond.find(status.conditions, headroom.CONDITION) is None:
             return []
-        return _condition(ctx, status, headroom.CONDITION, False, headroom.DISABLED, "spec.headroom.enabled is false")
+        message = "spec.headroom.enabled is false"
+        return _condition(ctx, status, headroom.CONDITION, False, headroom.DISABLED, message, warn=False)
     incidents = await _incidents(client, ctx)
     # A headroom Incident this status does not name: opened by a pass whose status write (or what
     # came between) failed, or by an operator killed right after. Adopted whatever the demand
