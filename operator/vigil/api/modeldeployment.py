@@ -8,7 +8,7 @@ a new spec generation supersedes those overrides.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 
@@ -659,10 +659,19 @@ def scale_owner(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def rolling_out(status: ModelDeploymentStatus) -> str | None:
-    """The revision the reconcile gives the replicas (a rollback's target in force, else the spec's)
-    while it does not serve yet; None: it serves (or nothing is known)."""
+_Desired = TypeVar("_Desired", bound=str | None)
+
+
+def replicas_target(status: ModelDeploymentStatus, desired: _Desired) -> str | _Desired:
+    """The revision the reconcile gives the replicas: a rollback's target in force while its
+    revision is still kept, else ``desired`` (the spec's)."""
     rollback = status.rollback
-    known = rollback is not None and any(r.name == rollback.revision for r in status.revisions)
-    target = rollback.revision if rollback is not None and known else status.desired_revision
+    if rollback is not None and any(r.name == rollback.revision for r in status.revisions):
+        return rollback.revision
+    return desired
+
+
+def rolling_out(status: ModelDeploymentStatus) -> str | None:
+    """:func:`replicas_target` while it does not serve yet; None: it serves (or nothing is known)."""
+    target = replicas_target(status, status.desired_revision)
     return target if target is not None and target != status.current_revision else None

@@ -268,9 +268,7 @@ def decide(
         draft.events.extend(_record_revision(status, spec, desired, generation, now))
     status.desired_revision = desired
 
-    target = status.rollback.revision if status.rollback is not None else desired
-    if not any(r.name == target for r in status.revisions):
-        target = desired
+    target = mdapi.replicas_target(status, desired)
     wanted = status.scale.replicas if status.scale is not None else spec.replicas
     current = status.current_revision
     if current is not None and not any(r.name == current for r in status.revisions):
